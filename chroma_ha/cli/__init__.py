@@ -1,0 +1,1 @@
+"""The `chroma-ha` command: one module per command."""

@@ -1,0 +1,19 @@
+"""The `chroma-ha` command group."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .serve import serve
+from .up import up
+
+
+@click.group()
+@click.version_option(__version__, prog_name="chroma-ha")
+def cli() -> None:
+    """chroma-ha: one highly available Chroma made of several ordinary Chroma servers."""
+
+
+cli.add_command(serve)
+cli.add_command(up)

@@ -1,0 +1,43 @@
+"""Exceptions raised by chroma-ha.
+
+    ChromaHAError                 base of everything raised on purpose
+    ├── SettingsError             a setting is missing or malformed (names the setting)
+    ├── StoreError                the log store failed (retryable: the store may come back)
+    ├── RequestRejected           the gateway refuses a client request before logging it (status, message)
+    └── InstanceError             one instance failed to answer (instance, retryable)
+
+Errors carry structured fields so that callers decide on them without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class ChromaHAError(Exception):
+    retryable: bool = False
+
+
+class SettingsError(ChromaHAError):
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+class StoreError(ChromaHAError):
+    retryable = True
+
+
+class RequestRejected(ChromaHAError):
+    """A request the gateway answers itself with a Chroma-shaped error body."""
+
+    def __init__(self, status: int, message: str, error: str = "InvalidArgumentError") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+class InstanceError(ChromaHAError):
+    def __init__(self, instance: str, message: str, retryable: bool = True) -> None:
+        super().__init__(f"{instance}: {message}")
+        self.instance = instance
+        self.retryable = retryable

@@ -1,0 +1,117 @@
+"""The read path: choose an instance that already holds the client's writes, forward, fail over."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..catalog.ids import Catalog
+from ..errors import InstanceError, RequestRejected
+from ..health import HealthMonitor, HealthState
+from ..replication.progress import Progress
+from .consistency import LogIndex
+from .proxy import InstanceClient, Upstream
+from .routes import Route
+
+STALE_HEADER = "x-chroma-ha-stale-by"
+# Answers that say the server cannot serve at all (as opposed to an error for this request).
+_UNAVAILABLE = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    upstream: Upstream
+    body: bytes
+    instance: str
+    stale_by: int = 0
+
+
+def rank(candidates: list[str], states: Mapping[str, HealthState], weights: Mapping[str, float]) -> list[str]:
+    """Least outstanding requests first, scaled by weight; pure, ties keep the configured order."""
+    return sorted(candidates, key=lambda i: (states[i].outstanding + 1) / weights.get(i, 1.0))
+
+
+def eligible(instances: list[str], cursors: Mapping[str, int], required: int) -> list[str]:
+    return [i for i in instances if cursors.get(i, 0) >= required]
+
+
+class ReadPath:
+    def __init__(
+        self,
+        *,
+        instances: tuple[str, ...],
+        client: InstanceClient,
+        catalog: Catalog,
+        health: HealthMonitor,
+        progress: Progress,
+        index: LogIndex,
+        weights: Mapping[str, float],
+        read_wait: float,
+        stale_reads: str,
+    ) -> None:
+        self._instances = instances
+        self._client = client
+        self._catalog = catalog
+        self._health = health
+        self._progress = progress
+        self._index = index
+        self._weights = weights
+        self._read_wait = read_wait
+        self._stale_reads = stale_reads
+
+    async def _choose(self, required: int) -> tuple[list[str], int]:
+        """Instances to try in order, and by how many entries the first one lags (0 when fresh)."""
+        deadline = time.monotonic() + self._read_wait
+        while True:
+            up = self._health.up_instances()
+            fresh = eligible(up, self._progress.cursors, required)
+            if fresh:
+                return rank(fresh, self._health.states, self._weights), 0
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not up:
+                break
+            await self._progress.changed(min(remaining, 0.05))
+        up = self._health.up_instances() or list(self._instances)
+        if self._stale_reads == "refuse":
+            raise RequestRejected(
+                503, f"No instance has applied this read's writes (seq {required}) yet", "StaleRead"
+            )
+        by_progress = sorted(up, key=lambda i: -self._progress.cursors.get(i, 0))
+        return by_progress, max(0, required - self._progress.cursors.get(by_progress[0], 0))
+
+    async def handle(
+        self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
+        *, fresh: bool = True,
+    ) -> ReadResult:
+        required = self._index.required_seq(route) if fresh else 0
+        if route.collection_uuid and not self._catalog.is_known(route.collection_uuid):
+            await self._catalog.refresh_if_unknown(route.collection_uuid)
+        order, stale_by = await self._choose(required)
+        failure: Upstream | None = None
+        errors: list[str] = []
+        for instance in order:
+            state = self._health.states[instance]
+            state.outstanding += 1
+            try:
+                upstream = await self._client.request(
+                    instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
+                    query=query, headers=headers, body=body,
+                )
+            except InstanceError as exc:
+                self._health.mark_failure(instance, str(exc))
+                errors.append(str(exc))
+                continue
+            finally:
+                state.outstanding -= 1
+            if upstream.status >= 500:
+                if upstream.status in _UNAVAILABLE:
+                    self._health.mark_failure(instance, f"answered {upstream.status}")
+                failure = upstream
+                continue
+            self._health.mark_success(instance)
+            canonical = self._catalog.canonical_body(instance, route.op, upstream.status, upstream.body)
+            return ReadResult(upstream, canonical, instance, stale_by)
+        if failure is not None:
+            return ReadResult(failure, failure.body, "", stale_by)
+        raise RequestRejected(503, "No instance could answer: " + "; ".join(errors), "ServiceUnavailable")

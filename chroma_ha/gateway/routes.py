@@ -1,0 +1,119 @@
+"""Classify a request by method and path into what the gateway does with it. Pure: no I/O.
+
+The table follows Chroma 1.5's HTTP API v2 (its `/openapi.json`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+
+API = "/api/v2"
+
+
+class Kind(Enum):
+    LOCAL = "local"  # answered by the gateway for the whole cluster
+    READ = "read"  # forwarded to one eligible instance
+    WRITE = "write"  # logged, then applied to every instance
+    OTHER = "other"  # forwarded to one instance, answered unchanged
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: Kind
+    op: str
+    tenant: str | None = None
+    database: str | None = None
+    collection: str | None = None  # the path's collection segment: a name or an id
+
+    @property
+    def collection_uuid(self) -> str | None:
+        """The collection segment when it is an id (a UUID), else None (a name, or no collection)."""
+        return self.collection if self.collection and is_uuid(self.collection) else None
+
+    @property
+    def scope(self) -> str:
+        """What a listing of this route covers, for read-your-writes: `tenant/database`, `tenant`, or ``."""
+        if self.database is not None:
+            return f"{self.tenant}/{self.database}"
+        return self.tenant or ""
+
+
+_T = r"/tenants/(?P<tenant>[^/]+)"
+_D = _T + r"/databases/(?P<database>[^/]+)"
+_C = _D + r"/collections/(?P<collection>[^/]+)"
+
+# (method, pattern, kind, op); first match wins, so specific paths come before general ones.
+_TABLE: list[tuple[str, str, Kind, str]] = [
+    ("GET", r"/heartbeat", Kind.LOCAL, "heartbeat"),
+    ("GET", r"/version", Kind.LOCAL, "version"),
+    ("GET", r"/healthcheck", Kind.LOCAL, "healthcheck"),
+    ("GET", r"/pre-flight-checks", Kind.LOCAL, "pre_flight_checks"),
+    ("GET", r"/auth/identity", Kind.LOCAL, "identity"),
+    ("POST", r"/reset", Kind.WRITE, "reset"),
+    ("POST", r"/tenants", Kind.WRITE, "create_tenant"),
+    ("GET", _T, Kind.READ, "get_tenant"),
+    ("PATCH", _T, Kind.WRITE, "update_tenant"),
+    ("GET", _T + r"/databases", Kind.READ, "list_databases"),
+    ("POST", _T + r"/databases", Kind.WRITE, "create_database"),
+    ("GET", _D, Kind.READ, "get_database"),
+    ("DELETE", _D, Kind.WRITE, "delete_database"),
+    ("GET", _D + r"/collections", Kind.READ, "list_collections"),
+    ("POST", _D + r"/collections", Kind.WRITE, "create_collection"),
+    ("GET", _D + r"/collections_count", Kind.READ, "count_collections"),
+    ("GET", _D + r"/collections/by-id/(?P<collection>[^/]+)", Kind.READ, "get_collection_by_id"),
+    ("GET", _C, Kind.READ, "get_collection"),
+    ("PUT", _C, Kind.WRITE, "update_collection"),
+    ("DELETE", _C, Kind.WRITE, "delete_collection"),
+    ("POST", _C + r"/add", Kind.WRITE, "add"),
+    ("POST", _C + r"/upsert", Kind.WRITE, "upsert"),
+    ("POST", _C + r"/update", Kind.WRITE, "update"),
+    ("POST", _C + r"/delete", Kind.WRITE, "delete"),
+    ("POST", _C + r"/get", Kind.READ, "get"),
+    ("POST", _C + r"/query", Kind.READ, "query"),
+    ("POST", _C + r"/search", Kind.READ, "search"),
+    ("GET", _C + r"/count", Kind.READ, "count"),
+    ("GET", _C + r"/fork_count", Kind.READ, "fork_count"),
+    ("GET", _C + r"/indexing_status", Kind.READ, "indexing_status"),
+    ("GET", _C + r"/functions/(?P<function>[^/]+)", Kind.READ, "get_attached_function"),
+    ("POST", _C + r"/fork", Kind.OTHER, "fork"),
+    ("POST", _C + r"/functions/attach", Kind.OTHER, "attach_function"),
+    ("POST", _C + r"/attached_functions/(?P<function>[^/]+)/detach", Kind.OTHER, "detach_function"),
+    ("GET", r"/collections/(?P<crn>[^/]+)", Kind.READ, "get_collection_by_crn"),
+]
+_COMPILED = [(m, re.compile(API + p + r"/?$"), k, op) for m, p, k, op in _TABLE]
+
+DATA_WRITES = frozenset({"add", "upsert", "update", "delete"})
+# Writes whose replay is not naturally idempotent: the applier records an intent before sending them.
+CATALOG_WRITES = frozenset({
+    "create_tenant", "update_tenant", "create_database", "delete_database",
+    "create_collection", "update_collection", "delete_collection",
+})
+
+
+def classify(method: str, path: str) -> Route:
+    for m, pattern, kind, op in _COMPILED:
+        if m != method:
+            continue
+        match = pattern.match(path)
+        if match:
+            groups = match.groupdict()
+            return Route(kind, op, groups.get("tenant"), groups.get("database"), groups.get("collection"))
+    return Route(Kind.UNKNOWN, "unknown")
+
+
+def is_uuid(text: str) -> bool:
+    if len(text) != 36:
+        return False
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def collection_path_prefix(tenant: str, database: str, collection: str) -> str:
+    return f"{API}/tenants/{tenant}/databases/{database}/collections/{collection}"

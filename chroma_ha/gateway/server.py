@@ -1,0 +1,101 @@
+"""HTTP in: the ASGI application that speaks Chroma's API v2 and the admin API."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as HttpRoute
+
+from ..errors import InstanceError, RequestRejected
+from .admin import admin_routes
+from .reads import STALE_HEADER
+from .routes import Kind, classify
+from .writes import rejection_body
+
+if TYPE_CHECKING:
+    from ..app import Gateway
+
+JSON = "application/json"
+_PASSED_RESPONSE_HEADERS = ("content-type", "chroma-trace-id")
+
+
+def error_response(error: RequestRejected) -> Response:
+    return Response(rejection_body(error), status_code=error.status, media_type=JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = RequestRejected(
+        413, f"The request body is larger than the gateway's limit of {limit} bytes (max_body_bytes)",
+        "PayloadTooLarge",
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_asgi(gateway: Gateway) -> Starlette:
+    settings = gateway.settings
+
+    async def api(request: Request) -> Response:
+        method = request.method
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else request.url.path
+        query = request.url.query
+        route = classify(method, request.url.path)
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            if route.kind is Kind.WRITE:
+                if route.op == "reset":
+                    return await reset(request)
+                result = await gateway.writes.handle(route, method, path, query, request.headers, body)
+                return Response(result.body, status_code=result.status, media_type=JSON)
+            if route.kind is Kind.LOCAL and route.op == "heartbeat":
+                return Response(orjson.dumps({"nanosecond heartbeat": time.time_ns()}), media_type=JSON)
+            fresh = route.kind is Kind.READ
+            read = await gateway.reads.handle(route, method, path, query, request.headers, body, fresh=fresh)
+        except RequestRejected as exc:
+            return error_response(exc)
+        headers = {k: v for k, v in read.upstream.headers.items() if k.lower() in _PASSED_RESPONSE_HEADERS}
+        if read.stale_by:
+            headers[STALE_HEADER] = str(read.stale_by)
+        return Response(read.body, status_code=read.upstream.status, headers=headers)
+
+    async def reset(request: Request) -> Response:
+        if not settings.allow_reset:
+            body = {"error": "ChromaError", "message": "Reset is disabled by config (CHROMA_HA_ALLOW_RESET)"}
+            return Response(orjson.dumps(body), status_code=403, media_type=JSON)
+        try:
+            answers = await gateway.reset()
+        except InstanceError as exc:
+            raise RequestRejected(503, f"Reset could not reach every instance: {exc}", "ServiceUnavailable") from exc
+        refused = [(i, s, b) for i, s, b in answers if not 200 <= s < 300]
+        if refused:
+            instance, status, body = refused[0]
+            return Response(body, status_code=status, media_type=JSON)
+        return Response(b"true", media_type=JSON)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    routes = [*admin_routes(gateway), HttpRoute("/api/v2/{rest:path}", api, methods=methods)]
+    return Starlette(routes=routes, lifespan=lifespan)

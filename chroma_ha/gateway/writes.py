@@ -1,0 +1,134 @@
+"""The write path: check, log durably, wake the appliers, wait for the ack policy, answer as Chroma did."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from ..catalog.ids import Catalog
+from ..errors import RequestRejected
+from ..health import HealthMonitor
+from ..replication.progress import Progress
+from ..store import LogStore, NewEntry, Outcome
+from .consistency import LogIndex
+from .proxy import LOGGED_HEADERS
+from .routes import Route
+from .validation import parse_body
+
+# What Chroma answers for data writes, used by the `log` ack policy before any instance has applied them.
+_LOGGED_ANSWERS: dict[str, tuple[int, bytes]] = {
+    "add": (201, b"{}"), "upsert": (200, b"{}"), "update": (200, b"{}"), "delete": (200, b"{}"),
+}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    status: int
+    body: bytes
+    seq: int
+
+
+class WritePath:
+    def __init__(
+        self,
+        *,
+        store: LogStore,
+        catalog: Catalog,
+        progress: Progress,
+        health: HealthMonitor,
+        index: LogIndex,
+        ack: str,
+        write_timeout: float,
+        poll_interval: float,
+        expander: DeleteExpander | None = None,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._progress = progress
+        self._health = health
+        self._index = index
+        self._ack = ack
+        self._timeout = write_timeout
+        self._poll = poll_interval
+        self._expander = expander
+        self.appended = 0
+
+    async def handle(
+        self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> WriteResult:
+        payload = parse_body(route.op, body)
+        canonical = route.collection_uuid
+        if canonical is not None and not await self._catalog.refresh_if_unknown(canonical):
+            raise RequestRejected(404, f"Collection [{canonical}] does not exist.", "NotFoundError")
+        extra: dict[str, object] = {}
+        if route.op == "create_collection":
+            extra["canonical_id"] = str(uuid.uuid4())
+        if route.op == "delete" and self._expander is not None and payload is not None and canonical:
+            extra.update(await self._expander.expand(canonical, payload))
+        entry = NewEntry(
+            op=route.op, method=method, path=path, body=body, query=query,
+            headers={k.lower(): v for k, v in headers.items() if k.lower() in LOGGED_HEADERS},
+            collection_id=canonical, scope=_scope(route, payload), extra=extra,
+        )
+        [seq] = await self._store.append([entry])
+        self.appended += 1
+        self._index.note(seq, entry)
+        if self._ack == "log" and route.op in _LOGGED_ANSWERS:
+            status, answer = _LOGGED_ANSWERS[route.op]
+            return WriteResult(status, answer, seq)
+        outcome = await self._wait(seq)
+        if outcome is None:
+            raise RequestRejected(
+                503,
+                f"The write is logged as seq {seq} and will still be applied, but the '{self._ack}' ack "
+                f"policy was not met within {self._timeout:g}s. Retrying add, upsert or delete with the same ids "
+                "is harmless.",
+                "WriteLogged",
+            )
+        return WriteResult(outcome.status, outcome.body, seq)
+
+    async def _wait(self, seq: int) -> Outcome | None:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            outcome = self._progress.outcome(seq) or await self._settled_elsewhere(seq)
+            if outcome is not None and self._policy_met(seq):
+                return outcome
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await self._progress.changed(min(remaining, self._poll))
+
+    async def _settled_elsewhere(self, seq: int) -> Outcome | None:
+        """Outcomes recorded by an applier in another gateway (shared store), or pruned from memory."""
+        if any(cursor >= seq for cursor in self._progress.cursors.values()):
+            return await self._store.outcome(seq)
+        return None
+
+    def _policy_met(self, seq: int) -> bool:
+        if self._ack != "all":
+            return True
+        up = self._health.up_instances()
+        return bool(up) and all(self._progress.cursors.get(i, 0) >= seq for i in up)
+
+
+def _scope(route: Route, payload: dict[str, object] | None) -> str:
+    if route.op == "create_tenant" and payload is not None:
+        return str(payload.get("name", ""))
+    if route.op == "create_database" and payload is not None:
+        return f"{route.tenant}/{payload.get('name', '')}"
+    return route.scope
+
+
+class DeleteExpander(Protocol):
+    """Document-level deletion: resolves a delete by ids into every record of the same documents."""
+
+    async def expand(self, collection_id: str, payload: dict[str, object]) -> dict[str, object]: ...
+
+
+def rejection_body(error: RequestRejected) -> bytes:
+    return orjson.dumps({"error": error.error, "message": error.message})

@@ -1,0 +1,117 @@
+"""Instance health: active heartbeat probes plus passive marks from real traffic, with rise/fall counts.
+
+`HealthState` is the pure state machine (like a load balancer's): an up instance goes down after `fall`
+consecutive failures, a down one comes up after `rise` consecutive successes. `HealthMonitor` probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import InstanceError
+from .gateway.proxy import InstanceClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HealthState:
+    rise: int
+    fall: int
+    up: bool = True
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    last_check: float = 0.0
+    last_error: str = ""
+    requests: int = 0
+    failures: int = 0
+    outstanding: int = 0
+    changed_at: float = field(default_factory=time.time)
+
+    def success(self) -> bool:
+        """Record a success; True when this flips the instance up."""
+        self.requests += 1
+        self.consecutive_failures = 0
+        self.consecutive_successes += 1
+        if not self.up and self.consecutive_successes >= self.rise:
+            self.up, self.changed_at = True, time.time()
+            return True
+        return False
+
+    def failure(self, error: str) -> bool:
+        """Record a failure; True when this flips the instance down."""
+        self.requests += 1
+        self.failures += 1
+        self.last_error = error
+        self.consecutive_successes = 0
+        self.consecutive_failures += 1
+        if self.up and self.consecutive_failures >= self.fall:
+            self.up, self.changed_at = False, time.time()
+            return True
+        return False
+
+    @property
+    def success_rate(self) -> float:
+        return 1.0 if self.requests == 0 else (self.requests - self.failures) / self.requests
+
+
+Listener = Callable[[str, bool], None]
+
+
+class HealthMonitor:
+    def __init__(
+        self, instances: tuple[str, ...], client: InstanceClient, *, interval: float, timeout: float,
+        rise: int, fall: int,
+    ) -> None:
+        self.states = {i: HealthState(rise=rise, fall=fall) for i in instances}
+        self._client = client
+        self._interval = interval
+        self._timeout = timeout
+        self._listeners: list[Listener] = []
+
+    def on_change(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def is_up(self, instance: str) -> bool:
+        return self.states[instance].up
+
+    def up_instances(self) -> list[str]:
+        return [i for i, s in self.states.items() if s.up]
+
+    def mark_success(self, instance: str) -> None:
+        if self.states[instance].success():
+            self._notify(instance, True)
+
+    def mark_failure(self, instance: str, error: str) -> None:
+        if self.states[instance].failure(error):
+            self._notify(instance, False)
+
+    def _notify(self, instance: str, up: bool) -> None:
+        log.warning("instance %s is %s", instance, "up" if up else "down")
+        for listener in self._listeners:
+            listener(instance, up)
+
+    async def probe(self, instance: str) -> None:
+        state = self.states[instance]
+        state.last_check = time.time()
+        try:
+            result = await self._client.request(instance, "GET", "/api/v2/heartbeat", timeout=self._timeout)
+        except InstanceError as exc:
+            self.mark_failure(instance, str(exc))
+            return
+        if result.ok:
+            self.mark_success(instance)
+        else:
+            self.mark_failure(instance, f"heartbeat answered {result.status}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.gather(*(self.probe(i) for i in self.states))
+            try:
+                await asyncio.wait_for(stop.wait(), self._interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,289 @@
+"""One applier per instance: applies log entries to it in `seq` order and owns its cursor.
+
+The loop waits for "new entries, or the poll interval, or stop"; a lost wake-up only costs a poll interval.
+Transient failures (connection errors, timeouts, 5xx, 429) are retried with capped backoff, forever: an entry never
+vanishes. A deterministic rejection (a 4xx for the payload) is the entry's outcome on this instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from ..catalog.ids import Catalog
+from ..errors import InstanceError, StoreError
+from ..gateway.proxy import InstanceClient, Upstream
+from ..gateway.routes import CATALOG_WRITES
+from ..health import HealthMonitor
+from ..store import Applied, Divergence, Entry, IdMapping, LogStore
+from .backoff import backoff_delay
+from .batching import Batch, Limits, plan_batches
+from .incarnation import Incarnation, ensure_marker
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 500
+# Replaying a catalog write that already took effect answers these; they mean "already done".
+_ALREADY_DONE = {
+    "create_tenant": 409, "create_database": 409, "delete_database": 404, "delete_collection": 404,
+}
+
+
+def is_transient(response: Upstream) -> bool:
+    """5xx and 429 are retried; a few 5xx that Chroma gives deterministically for the payload are not."""
+    if response.status == 429:
+        return True
+    if response.status == 501:
+        return False
+    if response.status >= 500:
+        return b"constraint failed" not in response.body
+    return False
+
+
+@dataclass
+class ApplierStats:
+    applied_entries: int = 0
+    applied_batches: int = 0
+    retries: int = 0
+    rejections: int = 0
+    last_batch_size: int = 0
+    last_error: str = ""
+
+
+class Applier:
+    def __init__(
+        self,
+        instance: str,
+        *,
+        store: LogStore,
+        catalog: Catalog,
+        client: InstanceClient,
+        health: HealthMonitor,
+        progress: Progress,
+        limits: Callable[[], Limits],
+        owner: str,
+        poll_interval: float,
+        backoff_base: float,
+        backoff_cap: float,
+        lease_ttl: float,
+        on_divergence: Callable[[Divergence], None] = lambda d: None,
+        bootstrapper: Callable[[Applier], asyncio.Future[int]] | None = None,
+    ) -> None:
+        self.instance = instance
+        self._store = store
+        self._catalog = catalog
+        self._client = client
+        self._health = health
+        self._progress = progress
+        self._limits = limits
+        self._owner = owner
+        self._poll = poll_interval
+        self._backoff = (backoff_base, backoff_cap)
+        self._lease_ttl = lease_ttl
+        self._on_divergence = on_divergence
+        self._bootstrapper = bootstrapper
+        self.cursor = 0
+        self.state = "starting"
+        self.stats = ApplierStats()
+        self.incarnation: Incarnation | None = None
+        self._lease_until = 0.0
+        self._must_check = True
+        self.paused = asyncio.Lock()
+        health.on_change(self._on_health_change)
+
+    def _on_health_change(self, instance: str, up: bool) -> None:
+        if instance == self.instance and up:
+            self._must_check = True
+
+    # --- the loop -------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                if not await self._hold_lease():
+                    self.state = "standby"
+                    await self._sleep(stop, self._lease_ttl / 3)
+                    continue
+                async with self.paused:
+                    if self._must_check:
+                        await self._check_incarnation()
+                    applied = await self._apply_available()
+                attempt = 0
+                if not applied:
+                    self.state = "idle"
+                    await self._wait_for_work(stop)
+            except (InstanceError, StoreError) as exc:
+                attempt += 1
+                self.stats.retries += 1
+                self.stats.last_error = str(exc)
+                if isinstance(exc, InstanceError):
+                    self._health.mark_failure(self.instance, str(exc))
+                    self._must_check = True
+                self.state = "down" if not self._health.is_up(self.instance) else "retrying"
+                await self._sleep(stop, backoff_delay(attempt, *self._backoff))
+        await self._release_lease()
+
+    async def _wait_for_work(self, stop: asyncio.Event) -> None:
+        waiter = asyncio.ensure_future(self._store.wait_for_append(self._poll))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, stopper):
+            task.cancel()
+
+    @staticmethod
+    async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _hold_lease(self) -> bool:
+        now = time.monotonic()
+        if now < self._lease_until - self._lease_ttl * 2 / 3:
+            return True
+        if await self._store.acquire_lease(self.instance, self._owner, self._lease_ttl):
+            if self._lease_until == 0.0 or now > self._lease_until:
+                self._must_check = True  # we may take over from another gateway: reload our cursor
+            self._lease_until = now + self._lease_ttl
+            return True
+        self._lease_until = 0.0
+        return False
+
+    async def _release_lease(self) -> None:
+        try:
+            await self._store.release_lease(self.instance, self._owner)
+        except StoreError:
+            log.warning("could not release the lease of %s", self.instance)
+
+    # --- incarnation: is this the instance we think it is? ---------------------------------------------------
+
+    async def _check_incarnation(self) -> None:
+        marker = await ensure_marker(self._client, self.instance)
+        cursors = await self._store.cursors()
+        known = cursors.get(self.instance)
+        oldest = await self._store.oldest_seq()
+        if known is not None and known.incarnation == marker.id:
+            self.cursor = known.seq
+        elif known is not None and not known.incarnation and known.seq == 0:
+            await self._store.set_cursor(self.instance, 0, marker.id)
+            self.cursor = 0
+        else:
+            # new or wiped: everything this instance held is gone, so are its ids
+            log.warning("instance %s is new or was wiped: rebuilding it", self.instance)
+            self._catalog.forget(self.instance)
+            await self._store.forget_instance(self.instance)
+            start = 0
+            if oldest > 1 and self._bootstrapper is not None:
+                self.state = "bootstrapping"
+                start = await self._bootstrapper(self)
+            await self._store.set_cursor(self.instance, start, marker.id)
+            self.cursor = start
+        self.incarnation = marker
+        self._progress.set_cursor(self.instance, self.cursor)
+        self._must_check = False
+
+    async def _still_same_instance(self) -> bool:
+        marker = await ensure_marker(self._client, self.instance, create=False)
+        return marker is not None and self.incarnation is not None and marker.id == self.incarnation.id
+
+    # --- applying -------------------------------------------------------------------------------------------
+
+    async def _apply_available(self) -> int:
+        entries = await self._store.read(self.cursor, READ_CHUNK)
+        if not entries:
+            return 0
+        self.state = "applying"
+        for batch in plan_batches(entries, self._limits()):
+            applied, mappings = await self._apply_batch(batch)
+            divergences = await self._store.commit_batch(self.instance, applied, batch.last_seq, mappings)
+            self._catalog.learn(mappings)
+            self.cursor = batch.last_seq
+            self._progress.record(self.instance, applied, self.cursor)
+            self.stats.applied_entries += len(batch.entries)
+            self.stats.applied_batches += 1
+            self.stats.last_batch_size = len(batch.entries)
+            self.stats.rejections += sum(1 for a in applied if not a.ok)
+            for divergence in divergences:
+                log.error("divergence at seq %d on %s", divergence.seq, self.instance)
+                self._on_divergence(divergence)
+            self._health.mark_success(self.instance)
+        return len(entries)
+
+    async def _apply_batch(self, batch: Batch) -> tuple[list[Applied], list[IdMapping]]:
+        if len(batch.entries) == 1:
+            return await self._apply_one(batch.entries[0])
+        first = batch.entries[0]
+        response = await self._send(first, batch.body)
+        if response.ok:
+            body = self._catalog.canonical_body(self.instance, first.op, response.status, response.body)
+            return [Applied(e.seq, response.status, body) for e in batch.entries], []
+        applied: list[Applied] = []
+        for entry in batch.entries:  # rejected as a whole: find each entry's own outcome
+            one, _ = await self._apply_one(entry)
+            applied.extend(one)
+        return applied, []
+
+    async def _apply_one(self, entry: Entry) -> tuple[list[Applied], list[IdMapping]]:
+        replay = False
+        if entry.op in CATALOG_WRITES:
+            replay = await self._store.has_intent(self.instance, entry.seq)
+            if not replay:
+                await self._store.record_intent(self.instance, entry.seq)
+        response = await self._send(entry, entry.body)
+        mappings: list[IdMapping] = []
+        status, body = response.status, response.body
+        if entry.op == "create_collection":
+            status, body, mappings = await self._created(entry, response, replay)
+        elif replay and _ALREADY_DONE.get(entry.op) == status:
+            status, body = 200, b"{}"
+        elif status == 404 and entry.collection_id and not await self._still_same_instance():
+            raise InstanceError(self.instance, "instance was replaced or wiped", retryable=True)
+        ids = {m.instance_id: m.canonical_id for m in mappings}
+        body = _with_ids(body, ids) if ids else self._catalog.canonical_body(self.instance, entry.op, status, body)
+        return [Applied(entry.seq, status, body)], mappings
+
+    async def _created(
+        self, entry: Entry, response: Upstream, replay: bool
+    ) -> tuple[int, bytes, list[IdMapping]]:
+        """Map a created collection to its canonical id; a get_or_create keeps the id it already had."""
+        if response.status == 409 and replay:
+            # our earlier attempt may have created it just before a crash: look it up by name
+            conflict = response
+            name = orjson.loads(entry.body).get("name", "")
+            response = await self._client.request(
+                self.instance, "GET", f"{entry.path}/{name}", headers=entry.headers
+            )
+            if not response.ok:
+                return response.status, response.body, []
+            if self._catalog.canonical_id(self.instance, orjson.loads(response.body)["id"]) is not None:
+                return conflict.status, conflict.body, []
+        if not response.ok:
+            return response.status, response.body, []
+        own_id = orjson.loads(response.body)["id"]
+        if self._catalog.canonical_id(self.instance, own_id) is not None:
+            return response.status, response.body, []
+        mapping = IdMapping(self.instance, entry.extra["canonical_id"], own_id)
+        return response.status, response.body, [mapping]
+
+    async def _send(self, entry: Entry, body: bytes) -> Upstream:
+        path = self._catalog.path_for(self.instance, entry.path, entry.collection_id)
+        response = await self._client.request(
+            self.instance, entry.method, path, query=entry.query, headers=entry.headers, body=body
+        )
+        if is_transient(response):
+            raise InstanceError(self.instance, f"answered {response.status}: {response.body[:200]!r}")
+        return response
+
+
+def _with_ids(body: bytes, ids: dict[str, str]) -> bytes:
+    for own, canonical in ids.items():
+        body = body.replace(own.encode(), canonical.encode())
+    return body
+

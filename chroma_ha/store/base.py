@@ -1,0 +1,157 @@
+"""The store contract: the log, the cursors, the catalog of collection ids, divergences, leases, recommendations.
+
+Two backends implement `LogStore`: SQLite (one gateway) and PostgreSQL (several gateways). One behavioural
+contract suite (tests/contract) runs against both.
+
+Ordering guarantee every backend gives: `append` returns only once its entries are durable, and an entry with a
+higher `seq` is never visible to `read` before every lower `seq` is (no gaps an applier could pass over).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """A mutation as the gateway logs it: the client's request, with canonical ids, kept as it came."""
+
+    op: str
+    method: str
+    path: str
+    body: bytes = b""
+    query: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    collection_id: str | None = None
+    scope: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: bytes
+    instance: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Entry(NewEntry):
+    seq: int = 0
+    created_at: float = 0.0
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one instance answered for one entry."""
+
+    seq: int
+    status: int
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class IdMapping:
+    instance: str
+    canonical_id: str
+    instance_id: str
+
+
+@dataclass(frozen=True)
+class Cursor:
+    instance: str
+    seq: int
+    incarnation: str
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Divergence:
+    id: int
+    seq: int
+    instance: str
+    status: int
+    body: bytes
+    expected_status: int
+    created_at: float
+    resolved_at: float | None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    id: int
+    created_at: float
+    kind: str
+    reason: str
+    details: dict[str, Any]
+
+
+class LogStore(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # the log
+    async def append(self, entries: Sequence[NewEntry]) -> list[int]: ...
+    async def head(self) -> int: ...
+    async def oldest_seq(self) -> int: ...
+    async def read(self, after: int, limit: int) -> list[Entry]: ...
+    async def outcome(self, seq: int) -> Outcome | None: ...
+    async def wait_for_append(self, timeout: float) -> None: ...
+    async def prune(self, upto_seq: int) -> int: ...
+    async def count_since(self, since: float) -> int: ...
+
+    # cursors, written only by the applier that owns the instance
+    async def cursors(self) -> dict[str, Cursor]: ...
+    async def commit_batch(
+        self, instance: str, applied: Sequence[Applied], cursor: int, mappings: Sequence[IdMapping]
+    ) -> list[Divergence]: ...
+    async def set_cursor(self, instance: str, seq: int, incarnation: str) -> None: ...
+    async def record_intent(self, instance: str, seq: int) -> None: ...
+    async def has_intent(self, instance: str, seq: int) -> bool: ...
+
+    # the catalog
+    async def mappings(self, instance: str | None = None) -> list[IdMapping]: ...
+    async def forget_instance(self, instance: str) -> None: ...
+
+    # divergences, leases, recommendations
+    async def divergences(self, include_resolved: bool = False) -> list[Divergence]: ...
+    async def resolve_divergences(self, instance: str) -> int: ...
+    async def acquire_lease(self, instance: str, owner: str, ttl: float) -> bool: ...
+    async def release_lease(self, instance: str, owner: str) -> None: ...
+    async def add_recommendation(self, kind: str, reason: str, details: dict[str, Any]) -> Recommendation: ...
+    async def recommendations(self, limit: int = 100) -> list[Recommendation]: ...
+
+    async def reset(self) -> None: ...
+
+
+_BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def load_queries(dialect: str) -> dict[str, str]:
+    """Named SQL blocks from `sql/<dialect>/*.sql`: each block starts with `-- name: <name>`."""
+    queries: dict[str, str] = {}
+    folder = importlib.resources.files("chroma_ha.store") / "sql" / dialect
+    for resource in sorted(folder.iterdir(), key=lambda r: r.name):
+        if not resource.name.endswith(".sql"):
+            continue
+        parts = _BLOCK.split(resource.read_text(encoding="utf-8"))
+        for name, sql in zip(parts[1::2], parts[2::2], strict=True):
+            queries[name] = sql.strip()
+    return queries
+
+
+def is_divergent(first: Outcome, applied: Applied) -> bool:
+    """An instance that accepted what another rejected (or the reverse) has diverged."""
+    return first.ok != applied.ok

@@ -1,0 +1,456 @@
+"""The shared store: one PostgreSQL database, for one gateway or several behind a load balancer.
+
+Order: `append` takes `seq` from one counter row (`log_head`) in the append transaction. The row lock is held
+until commit, so an entry with a higher `seq` never commits, and so never becomes visible, before a lower one:
+an applier reading after its cursor never passes over a gap. Appends arriving while a commit is in flight are
+committed together by the next transaction (group commit): a process takes the counter row once per batch.
+
+Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store, restarted when
+it drops, turns notifications from every gateway into an in-process event. A lost notification only costs the
+waiter's timeout, which is the appliers' poll interval.
+
+Times are read from the database clock, so that gateways with skewed clocks agree on when a lease expires.
+Driver errors (`psycopg.Error`, pool timeouts) are translated into `StoreError` in one place: `_connection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ..errors import StoreError
+from .base import (
+    Applied,
+    Cursor,
+    Divergence,
+    Entry,
+    IdMapping,
+    NewEntry,
+    Outcome,
+    Recommendation,
+    is_divergent,
+    load_queries,
+)
+
+Q = load_queries("postgres")
+SCHEMA_VERSION = 1
+
+DEFAULT_MIN_CONNECTIONS = 1
+DEFAULT_MAX_CONNECTIONS = 10
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_POOL_TIMEOUT_S = 30.0
+# A LISTEN connection that has heard nothing for this long is pinged: a dead peer that the OS has not noticed
+# would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
+LISTEN_PING_INTERVAL_S = 30.0
+LISTEN_RETRY_MIN_S = 0.1
+LISTEN_RETRY_MAX_S = 5.0
+LISTENER_APPLICATION_NAME = "chroma-ha-listen"
+
+logger = logging.getLogger(__name__)
+
+_Pending = tuple[Sequence[NewEntry], asyncio.Future[list[int]]]
+
+
+def normalize_dsn(dsn: str) -> str:
+    """`postgres://` is the same URI scheme to libpq; spell it the canonical way for everything downstream."""
+    if dsn.startswith("postgres://"):
+        return "postgresql://" + dsn[len("postgres://") :]
+    return dsn
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    outcome = Outcome(row[11], row[12], row[13]) if row[11] is not None else None
+    return Entry(
+        seq=row[0],
+        created_at=row[1],
+        op=row[2],
+        method=row[3],
+        path=row[4],
+        query=row[5],
+        headers=row[6],
+        body=row[7],
+        collection_id=row[8],
+        scope=row[9],
+        extra=row[10],
+        outcome=outcome,
+    )
+
+
+def _divergence(row: Sequence[Any]) -> Divergence:
+    return Divergence(*row)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _row(e: NewEntry) -> tuple[Any, ...]:
+    """The `append_entry` parameters after `seq`."""
+    return (
+        e.op,
+        e.method,
+        e.path,
+        e.query,
+        _json(e.headers),
+        e.body,
+        e.collection_id,
+        e.scope,
+        _json(e.extra),
+    )
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_loads(orjson.loads, conn)
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_connections: int = DEFAULT_MIN_CONNECTIONS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
+    ) -> None:
+        self.dsn = normalize_dsn(dsn)
+        self._connect_timeout = connect_timeout
+        self._pool = AsyncConnectionPool(
+            self.dsn,
+            min_size=min_connections,
+            max_size=max_connections,
+            open=False,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=pool_timeout,
+            name="chroma-ha-store",
+        )
+        self._pending: list[_Pending] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._appended = asyncio.Event()
+        self._listen_task: asyncio.Task[None] | None = None
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreError(f"postgres: {exc}") from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self._connection() as conn, conn.transaction():
+            yield conn
+
+    async def _fetchall(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def _fetchone(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+        async with self._connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchone()
+
+    async def _execute(self, query: str, params: Sequence[Any] | None = None) -> int:
+        async with self._connection() as conn:
+            cur = await conn.execute(query, params)
+            return cur.rowcount
+
+    async def open(self) -> None:
+        # The listener connects first: a wrong DSN or a database that is down fails here at once, with the
+        # server's own message, instead of after the pool's timeout.
+        listener = await self._connect_listener()
+        try:
+            await self._open_pool()
+        except BaseException:
+            await listener.close()
+            raise
+        loop = asyncio.get_running_loop()
+        self._listen_task = loop.create_task(self._listen(listener), name="postgres-listen")
+
+    async def _open_pool(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=self._connect_timeout)
+            await self._create_schema()
+        except BaseException as exc:
+            await self._pool.close()
+            if isinstance(exc, psycopg.Error | PoolTimeout):
+                raise StoreError(f"postgres: {exc}") from exc
+            raise
+
+    async def _create_schema(self) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(Q["schema_lock"])
+            exists = await (await conn.execute(Q["schema_exists"])).fetchone()
+            if not (exists and exists[0]):
+                await conn.execute(Q["create_schema"])
+            row = await (await conn.execute(Q["schema_version"])).fetchone()
+        version = int(row[0]) if row else 0
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"postgres: schema version {version} found, {SCHEMA_VERSION} expected")
+
+    async def close(self) -> None:
+        if self._flush_task is not None:
+            with suppress(Exception):
+                await self._flush_task
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._listen_task
+            self._listen_task = None
+        await self._pool.close()
+
+    # --- wake-ups -------------------------------------------------------------------------------------------
+
+    async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=max(1, round(self._connect_timeout)),
+                application_name=LISTENER_APPLICATION_NAME,
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"postgres: {exc}") from exc
+        try:
+            await conn.execute(Q["listen"])
+        except psycopg.Error as exc:
+            await conn.close()
+            raise StoreError(f"postgres: {exc}") from exc
+        return conn
+
+    async def _listen(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        """Turn notifications into wake-ups while the store is open, reconnecting with capped backoff."""
+        delay = LISTEN_RETRY_MIN_S
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn = await self._connect_listener()
+                        # Notifications sent while nobody listened are lost: let waiters look at the log now.
+                        self._wake()
+                        delay = LISTEN_RETRY_MIN_S
+                    while True:
+                        async for _ in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
+                            self._wake()
+                        await conn.execute(Q["ping"])
+                except (psycopg.Error, StoreError) as exc:
+                    logger.warning("postgres LISTEN connection lost, reconnecting in %.1fs: %s", delay, exc)
+                except Exception:
+                    logger.exception("postgres LISTEN loop failed, restarting in %.1fs", delay)
+                if conn is not None:
+                    with suppress(Exception):
+                        await conn.close()
+                    conn = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_MAX_S)
+        finally:
+            if conn is not None:
+                with suppress(Exception):
+                    await conn.close()
+
+    def _wake(self) -> None:
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    async def wait_for_append(self, timeout: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._appended.wait(), timeout)
+
+    # --- the log --------------------------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[NewEntry]) -> list[int]:
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append((entries, future))
+        if self._flush_task is None:
+            loop = asyncio.get_running_loop()
+            self._flush_task = loop.create_task(self._flush(), name="postgres-group-commit")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    seqs = await self._insert(batch)
+                except BaseException as exc:
+                    error = exc if isinstance(exc, StoreError) else StoreError(f"postgres: append failed: {exc!r}")
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    if isinstance(exc, Exception):
+                        continue
+                    raise
+                for (_, future), assigned in zip(batch, seqs, strict=True):
+                    if not future.done():
+                        future.set_result(assigned)
+                self._wake()
+        finally:
+            self._flush_task = None
+
+    async def _insert(self, batch: list[_Pending]) -> list[list[int]]:
+        # Serialize before taking the counter row: a bad payload must not hold a lock other gateways wait on.
+        rows = [[_row(e) for e in entries] for entries, _ in batch]
+        total = sum(len(r) for r in rows)
+        if total == 0:
+            return [[] for _ in batch]
+        async with self._transaction() as conn:
+            head_row = await (await conn.execute(Q["advance_head"], (total,))).fetchone()
+            assert head_row is not None
+            head = int(head_row[0])
+            seq = head - total
+            assigned: list[list[int]] = []
+            params = []
+            for group in rows:
+                seqs = []
+                for row in group:
+                    seq += 1
+                    seqs.append(seq)
+                    params.append((seq, *row))
+                assigned.append(seqs)
+            async with conn.cursor() as cur:
+                await cur.executemany(Q["append_entry"], params)
+            await conn.execute(Q["notify_append"], (str(head),))
+        return assigned
+
+    async def head(self) -> int:
+        row = await self._fetchone(Q["head"])
+        return int(row[0]) if row else 0
+
+    async def oldest_seq(self) -> int:
+        row = await self._fetchone(Q["oldest_seq"])
+        return int(row[0]) if row else 1
+
+    async def read(self, after: int, limit: int) -> list[Entry]:
+        return [_entry(r) for r in await self._fetchall(Q["read_after"], (after, limit))]
+
+    async def outcome(self, seq: int) -> Outcome | None:
+        row = await self._fetchone(Q["outcome"], (seq,))
+        return Outcome(row[0], row[1], row[2]) if row and row[0] is not None else None
+
+    async def prune(self, upto_seq: int) -> int:
+        async with self._transaction() as conn:
+            # A prune past the head moves the head, as in SQLite: the next append gets upto_seq + 1.
+            await conn.execute(Q["raise_head"], (upto_seq, upto_seq))
+            return (await conn.execute(Q["prune"], (upto_seq,))).rowcount
+
+    async def count_since(self, since: float) -> int:
+        row = await self._fetchone(Q["count_since"], (since,))
+        return int(row[0]) if row else 0
+
+    # --- cursors --------------------------------------------------------------------------------------------
+
+    async def cursors(self) -> dict[str, Cursor]:
+        return {r[0]: Cursor(*r) for r in await self._fetchall(Q["cursors"])}
+
+    async def commit_batch(
+        self, instance: str, applied: Sequence[Applied], cursor: int, mappings: Sequence[IdMapping]
+    ) -> list[Divergence]:
+        first_by_seq: dict[int, Applied] = {}
+        for a in applied:
+            first_by_seq.setdefault(a.seq, a)
+        unique = list(first_by_seq.values())
+        seqs = [a.seq for a in unique]
+        async with self._transaction() as conn:
+            found: list[Divergence] = []
+            if unique:
+                # Lock in seq order first: appliers of several instances committing the same entries queue
+                # instead of deadlocking, and the statements below see the outcomes the others committed.
+                await conn.execute(Q["lock_entries"], (seqs,))
+                statuses, bodies = [a.status for a in unique], [a.body for a in unique]
+                cur = await conn.execute(Q["set_first_outcomes"], (instance, seqs, statuses, bodies))
+                taken = {row[0] for row in await cur.fetchall()}
+                rest = [a for a in unique if a.seq not in taken]
+                if rest:
+                    cur = await conn.execute(Q["outcomes"], ([a.seq for a in rest],))
+                    firsts = {r[0]: Outcome(r[1], r[2], r[3]) for r in await cur.fetchall()}
+                    for a in rest:
+                        first = firsts.get(a.seq)
+                        if first is None or first.instance == instance or not is_divergent(first, a):
+                            continue
+                        cur = await conn.execute(
+                            Q["insert_divergence"], (a.seq, instance, a.status, a.body, first.status)
+                        )
+                        row = await cur.fetchone()
+                        assert row is not None
+                        found.append(
+                            Divergence(row[0], a.seq, instance, a.status, a.body, first.status, row[1], None)
+                        )
+            if mappings:
+                async with conn.cursor() as mcur:
+                    await mcur.executemany(
+                        Q["upsert_mapping"], [(m.instance, m.canonical_id, m.instance_id) for m in mappings]
+                    )
+            await conn.execute(Q["upsert_cursor"], (instance, cursor))
+            await conn.execute(Q["delete_intents_upto"], (instance, cursor))
+        return found
+
+    async def set_cursor(self, instance: str, seq: int, incarnation: str) -> None:
+        await self._execute(Q["set_cursor"], (instance, seq, incarnation))
+
+    async def record_intent(self, instance: str, seq: int) -> None:
+        await self._execute(Q["insert_intent"], (instance, seq))
+
+    async def has_intent(self, instance: str, seq: int) -> bool:
+        return await self._fetchone(Q["has_intent"], (instance, seq)) is not None
+
+    # --- catalog --------------------------------------------------------------------------------------------
+
+    async def mappings(self, instance: str | None = None) -> list[IdMapping]:
+        if instance:
+            rows = await self._fetchall(Q["instance_mappings"], (instance,))
+        else:
+            rows = await self._fetchall(Q["all_mappings"])
+        return [IdMapping(*r) for r in rows]
+
+    async def forget_instance(self, instance: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(Q["forget_mappings"], (instance,))
+            await conn.execute(Q["forget_intents"], (instance,))
+
+    # --- divergences, leases, recommendations ---------------------------------------------------------------
+
+    async def divergences(self, include_resolved: bool = False) -> list[Divergence]:
+        query = Q["divergences_all"] if include_resolved else Q["divergences_open"]
+        return [_divergence(r) for r in await self._fetchall(query)]
+
+    async def resolve_divergences(self, instance: str) -> int:
+        return await self._execute(Q["resolve_divergences"], (instance,))
+
+    async def acquire_lease(self, instance: str, owner: str, ttl: float) -> bool:
+        # One statement: a row comes back only if the lease was free, expired or already ours.
+        return await self._fetchone(Q["take_lease"], (instance, owner, ttl)) is not None
+
+    async def release_lease(self, instance: str, owner: str) -> None:
+        await self._execute(Q["release_lease"], (instance, owner))
+
+    async def add_recommendation(self, kind: str, reason: str, details: dict[str, Any]) -> Recommendation:
+        row = await self._fetchone(Q["insert_recommendation"], (kind, reason, _json(details)))
+        assert row is not None
+        return Recommendation(int(row[0]), row[1], kind, reason, details)
+
+    async def recommendations(self, limit: int = 100) -> list[Recommendation]:
+        rows = await self._fetchall(Q["recommendations"], (limit,))
+        return [Recommendation(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def reset(self) -> None:
+        """Forget the log, the catalog and the divergences; `seq` keeps counting from the old head."""
+        async with self._transaction() as conn:
+            # Holding the counter row keeps appends of every gateway out until the reset commits.
+            row = await (await conn.execute(Q["lock_head"])).fetchone()
+            head = int(row[0]) if row else 0
+            await conn.execute(Q["reset"])
+            await conn.execute(Q["reset_cursors"], (head,))

@@ -1,0 +1,138 @@
+-- Times are seconds since the epoch from the database clock, so that every gateway agrees on lease expiry.
+
+-- name: listen
+LISTEN chroma_ha_log
+
+-- name: ping
+SELECT 1
+
+-- name: advance_head
+UPDATE log_head SET seq = seq + %s RETURNING seq
+
+-- name: append_entry
+INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra)
+VALUES (%s, extract(epoch FROM clock_timestamp())::float8, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+
+-- name: notify_append
+SELECT pg_notify('chroma_ha_log', %s)
+
+-- name: head
+SELECT seq FROM log_head
+
+-- name: lock_head
+SELECT seq FROM log_head FOR UPDATE
+
+-- name: raise_head
+UPDATE log_head SET seq = %s WHERE seq < %s
+
+-- name: oldest_seq
+SELECT COALESCE((SELECT min(seq) FROM entries), (SELECT seq FROM log_head) + 1)
+
+-- name: read_after
+SELECT seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra,
+       outcome_status, outcome_body, outcome_instance
+FROM entries WHERE seq > %s ORDER BY seq LIMIT %s
+
+-- name: outcome
+SELECT outcome_status, outcome_body, outcome_instance FROM entries WHERE seq = %s
+
+-- name: lock_entries
+SELECT seq FROM entries WHERE seq = ANY(%s::bigint[]) ORDER BY seq FOR UPDATE
+
+-- name: set_first_outcomes
+UPDATE entries SET outcome_status = a.status, outcome_body = a.body, outcome_instance = %s
+FROM unnest(%s::bigint[], %s::integer[], %s::bytea[]) AS a (seq, status, body)
+WHERE entries.seq = a.seq AND entries.outcome_status IS NULL
+RETURNING entries.seq
+
+-- name: outcomes
+SELECT seq, outcome_status, outcome_body, outcome_instance FROM entries
+WHERE seq = ANY(%s::bigint[]) AND outcome_status IS NOT NULL
+
+-- name: count_since
+SELECT count(*) FROM entries WHERE created_at >= %s
+
+-- name: prune
+DELETE FROM entries WHERE seq <= %s
+
+-- name: cursors
+SELECT instance, seq, incarnation, updated_at FROM cursors ORDER BY instance
+
+-- name: upsert_cursor
+INSERT INTO cursors (instance, seq, incarnation, updated_at)
+VALUES (%s, %s, '', extract(epoch FROM clock_timestamp())::float8)
+ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at
+
+-- name: set_cursor
+INSERT INTO cursors (instance, seq, incarnation, updated_at)
+VALUES (%s, %s, %s, extract(epoch FROM clock_timestamp())::float8)
+ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, incarnation = excluded.incarnation,
+    updated_at = excluded.updated_at
+
+-- name: reset_cursors
+UPDATE cursors SET seq = %s, updated_at = extract(epoch FROM clock_timestamp())::float8
+
+-- name: insert_intent
+INSERT INTO intents (instance, seq) VALUES (%s, %s) ON CONFLICT DO NOTHING
+
+-- name: has_intent
+SELECT 1 FROM intents WHERE instance = %s AND seq = %s
+
+-- name: delete_intents_upto
+DELETE FROM intents WHERE instance = %s AND seq <= %s
+
+-- name: upsert_mapping
+INSERT INTO collection_ids (instance, canonical_id, instance_id) VALUES (%s, %s, %s)
+ON CONFLICT (instance, canonical_id) DO UPDATE SET instance_id = excluded.instance_id
+
+-- name: all_mappings
+SELECT instance, canonical_id, instance_id FROM collection_ids ORDER BY instance, canonical_id
+
+-- name: instance_mappings
+SELECT instance, canonical_id, instance_id FROM collection_ids WHERE instance = %s ORDER BY canonical_id
+
+-- name: forget_mappings
+DELETE FROM collection_ids WHERE instance = %s
+
+-- name: forget_intents
+DELETE FROM intents WHERE instance = %s
+
+-- name: insert_divergence
+INSERT INTO divergences (seq, instance, status, body, expected_status, created_at)
+VALUES (%s, %s, %s, %s, %s, extract(epoch FROM clock_timestamp())::float8)
+RETURNING id, created_at
+
+-- name: divergences_open
+SELECT id, seq, instance, status, body, expected_status, created_at, resolved_at
+FROM divergences WHERE resolved_at IS NULL ORDER BY id
+
+-- name: divergences_all
+SELECT id, seq, instance, status, body, expected_status, created_at, resolved_at FROM divergences ORDER BY id
+
+-- name: resolve_divergences
+UPDATE divergences SET resolved_at = extract(epoch FROM clock_timestamp())::float8
+WHERE instance = %s AND resolved_at IS NULL
+
+-- name: take_lease
+INSERT INTO leases (instance, owner, expires_at)
+VALUES (%s, %s, extract(epoch FROM clock_timestamp())::float8 + %s::float8)
+ON CONFLICT (instance) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE leases.owner = excluded.owner OR leases.expires_at < extract(epoch FROM clock_timestamp())::float8
+RETURNING owner
+
+-- name: release_lease
+DELETE FROM leases WHERE instance = %s AND owner = %s
+
+-- name: insert_recommendation
+INSERT INTO recommendations (created_at, kind, reason, details)
+VALUES (extract(epoch FROM clock_timestamp())::float8, %s, %s, %s)
+RETURNING id, created_at
+
+-- name: recommendations
+SELECT id, created_at, kind, reason, details FROM recommendations ORDER BY id DESC LIMIT %s
+
+-- name: reset
+DELETE FROM entries;
+DELETE FROM collection_ids;
+DELETE FROM intents;
+DELETE FROM divergences

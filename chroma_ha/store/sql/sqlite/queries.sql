@@ -1,0 +1,103 @@
+-- name: append_entry
+INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: head
+SELECT COALESCE(MAX(seq), (SELECT value FROM log_meta WHERE key = 'pruned_upto')) FROM entries
+
+-- name: oldest_seq
+SELECT COALESCE(MIN(seq), (SELECT value FROM log_meta WHERE key = 'pruned_upto') + 1) FROM entries
+
+-- name: read_after
+SELECT seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra,
+       outcome_status, outcome_body, outcome_instance
+FROM entries WHERE seq > ? ORDER BY seq LIMIT ?
+
+-- name: outcome
+SELECT outcome_status, outcome_body, outcome_instance FROM entries WHERE seq = ?
+
+-- name: set_first_outcome
+UPDATE entries SET outcome_status = ?, outcome_body = ?, outcome_instance = ?
+WHERE seq = ? AND outcome_status IS NULL
+
+-- name: count_since
+SELECT COUNT(*) FROM entries WHERE created_at >= ?
+
+-- name: prune
+DELETE FROM entries WHERE seq <= ?
+
+-- name: set_pruned_upto
+UPDATE log_meta SET value = MAX(value, ?) WHERE key = 'pruned_upto'
+
+-- name: cursors
+SELECT instance, seq, incarnation, updated_at FROM cursors
+
+-- name: upsert_cursor
+INSERT INTO cursors (instance, seq, incarnation, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at
+
+-- name: set_cursor
+INSERT INTO cursors (instance, seq, incarnation, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, incarnation = excluded.incarnation,
+    updated_at = excluded.updated_at
+
+-- name: insert_intent
+INSERT OR IGNORE INTO intents (instance, seq) VALUES (?, ?)
+
+-- name: has_intent
+SELECT 1 FROM intents WHERE instance = ? AND seq = ?
+
+-- name: delete_intents_upto
+DELETE FROM intents WHERE instance = ? AND seq <= ?
+
+-- name: upsert_mapping
+INSERT INTO collection_ids (instance, canonical_id, instance_id) VALUES (?, ?, ?)
+ON CONFLICT (instance, canonical_id) DO UPDATE SET instance_id = excluded.instance_id
+
+-- name: all_mappings
+SELECT instance, canonical_id, instance_id FROM collection_ids
+
+-- name: instance_mappings
+SELECT instance, canonical_id, instance_id FROM collection_ids WHERE instance = ?
+
+-- name: forget_mappings
+DELETE FROM collection_ids WHERE instance = ?
+
+-- name: forget_intents
+DELETE FROM intents WHERE instance = ?
+
+-- name: insert_divergence
+INSERT INTO divergences (seq, instance, status, body, expected_status, created_at) VALUES (?, ?, ?, ?, ?, ?)
+
+-- name: divergences_open
+SELECT id, seq, instance, status, body, expected_status, created_at, resolved_at
+FROM divergences WHERE resolved_at IS NULL ORDER BY id
+
+-- name: divergences_all
+SELECT id, seq, instance, status, body, expected_status, created_at, resolved_at FROM divergences ORDER BY id
+
+-- name: resolve_divergences
+UPDATE divergences SET resolved_at = ? WHERE instance = ? AND resolved_at IS NULL
+
+-- name: take_lease
+INSERT INTO leases (instance, owner, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (instance) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE leases.owner = excluded.owner OR leases.expires_at < ?
+
+-- name: lease_owner
+SELECT owner FROM leases WHERE instance = ?
+
+-- name: release_lease
+DELETE FROM leases WHERE instance = ? AND owner = ?
+
+-- name: insert_recommendation
+INSERT INTO recommendations (created_at, kind, reason, details) VALUES (?, ?, ?, ?)
+
+-- name: recommendations
+SELECT id, created_at, kind, reason, details FROM recommendations ORDER BY id DESC LIMIT ?
+
+-- name: reset
+DELETE FROM entries;
+DELETE FROM collection_ids;
+DELETE FROM intents;
+DELETE FROM divergences;

@@ -1,0 +1,304 @@
+"""The embedded store: one SQLite file in WAL mode with synchronous FULL, for one gateway.
+
+All writes run on one thread with one connection, so `seq` is assigned and committed in order by construction.
+Appends that arrive while a commit is in flight are committed together by the next one (group commit): one fsync
+for many writes. Reads use a second connection on a second thread, so they never wait behind an fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from ..errors import StoreError
+from .base import (
+    Applied,
+    Cursor,
+    Divergence,
+    Entry,
+    IdMapping,
+    NewEntry,
+    Outcome,
+    Recommendation,
+    is_divergent,
+    load_queries,
+)
+
+T = TypeVar("T")
+Q = load_queries("sqlite")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    outcome = Outcome(row[11], row[12], row[13]) if row[11] is not None else None
+    return Entry(
+        seq=row[0], created_at=row[1], op=row[2], method=row[3], path=row[4], query=row[5],
+        headers=orjson.loads(row[6]), body=row[7], collection_id=row[8], scope=row[9],
+        extra=orjson.loads(row[10]), outcome=outcome,
+    )
+
+
+def _divergence(row: Sequence[Any]) -> Divergence:
+    return Divergence(*row)
+
+
+class SQLiteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Sequence[NewEntry], asyncio.Future[list[int]]]] = []
+        self._flushing = False
+        self._appended = asyncio.Event()
+        self._head = 0
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(self._writer, lambda: self._txn(fn))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._rconn is not None
+        conn = self._rconn
+        return await self._run(self._reader, lambda: fn(conn))
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
+    def _txn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._wconn is not None
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
+        def setup() -> int:
+            self._wconn = _connect(self.path)
+            self._wconn.executescript(Q["create_schema"])
+            return int(self._wconn.execute(Q["head"]).fetchone()[0])
+
+        self._head = await self._run(self._writer, setup)
+        self._rconn = await self._run(self._reader, lambda: _connect(self.path))
+
+    async def close(self) -> None:
+        for conn, pool in ((self._wconn, self._writer), (self._rconn, self._reader)):
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+
+    # --- the log --------------------------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[NewEntry]) -> list[int]:
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append((entries, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush(), name="sqlite-group-commit")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    seqs = await self._write(lambda conn, batch=batch: self._insert(conn, batch))  # type: ignore[misc]
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
+                    continue
+                for (_, future), assigned in zip(batch, seqs, strict=True):
+                    if not future.done():
+                        future.set_result(assigned)
+                self._appended.set()
+                self._appended = asyncio.Event()
+        finally:
+            self._flushing = False
+
+    def _insert(
+        self, conn: sqlite3.Connection, batch: list[tuple[Sequence[NewEntry], asyncio.Future[list[int]]]]
+    ) -> list[list[int]]:
+        seq = int(conn.execute(Q["head"]).fetchone()[0])
+        now = time.time()
+        assigned: list[list[int]] = []
+        rows = []
+        for entries, _ in batch:
+            seqs = []
+            for e in entries:
+                seq += 1
+                seqs.append(seq)
+                rows.append((
+                    seq, now, e.op, e.method, e.path, e.query, orjson.dumps(e.headers), e.body,
+                    e.collection_id, e.scope, orjson.dumps(e.extra),
+                ))
+            assigned.append(seqs)
+        conn.executemany(Q["append_entry"], rows)
+        self._head = seq
+        return assigned
+
+    async def wait_for_append(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def head(self) -> int:
+        return self._head
+
+    async def oldest_seq(self) -> int:
+        return await self._read(lambda c: int(c.execute(Q["oldest_seq"]).fetchone()[0]))
+
+    async def read(self, after: int, limit: int) -> list[Entry]:
+        return await self._read(lambda c: [_entry(r) for r in c.execute(Q["read_after"], (after, limit))])
+
+    async def outcome(self, seq: int) -> Outcome | None:
+        def fetch(c: sqlite3.Connection) -> Outcome | None:
+            row = c.execute(Q["outcome"], (seq,)).fetchone()
+            return Outcome(*row) if row and row[0] is not None else None
+
+        return await self._read(fetch)
+
+    async def prune(self, upto_seq: int) -> int:
+        def prune(c: sqlite3.Connection) -> int:
+            c.execute(Q["set_pruned_upto"], (upto_seq,))
+            return c.execute(Q["prune"], (upto_seq,)).rowcount
+
+        return await self._write(prune)
+
+    async def count_since(self, since: float) -> int:
+        return await self._read(lambda c: int(c.execute(Q["count_since"], (since,)).fetchone()[0]))
+
+    # --- cursors --------------------------------------------------------------------------------------------
+
+    async def cursors(self) -> dict[str, Cursor]:
+        return await self._read(lambda c: {r[0]: Cursor(*r) for r in c.execute(Q["cursors"])})
+
+    async def commit_batch(
+        self, instance: str, applied: Sequence[Applied], cursor: int, mappings: Sequence[IdMapping]
+    ) -> list[Divergence]:
+        def commit(c: sqlite3.Connection) -> list[Divergence]:
+            now = time.time()
+            found: list[Divergence] = []
+            for a in applied:
+                if c.execute(Q["set_first_outcome"], (a.status, a.body, instance, a.seq)).rowcount:
+                    continue
+                row = c.execute(Q["outcome"], (a.seq,)).fetchone()
+                if row is None or row[0] is None:
+                    continue
+                first = Outcome(*row)
+                if first.instance != instance and is_divergent(first, a):
+                    cur = c.execute(
+                        Q["insert_divergence"], (a.seq, instance, a.status, a.body, first.status, now)
+                    )
+                    found.append(Divergence(
+                        int(cur.lastrowid or 0), a.seq, instance, a.status, a.body, first.status, now, None
+                    ))
+            c.executemany(Q["upsert_mapping"], [(m.instance, m.canonical_id, m.instance_id) for m in mappings])
+            c.execute(Q["upsert_cursor"], (instance, cursor, "", now))
+            c.execute(Q["delete_intents_upto"], (instance, cursor))
+            return found
+
+        return await self._write(commit)
+
+    async def set_cursor(self, instance: str, seq: int, incarnation: str) -> None:
+        await self._write(lambda c: c.execute(Q["set_cursor"], (instance, seq, incarnation, time.time())))
+
+    async def record_intent(self, instance: str, seq: int) -> None:
+        await self._write(lambda c: c.execute(Q["insert_intent"], (instance, seq)))
+
+    async def has_intent(self, instance: str, seq: int) -> bool:
+        return await self._read(lambda c: c.execute(Q["has_intent"], (instance, seq)).fetchone() is not None)
+
+    # --- catalog --------------------------------------------------------------------------------------------
+
+    async def mappings(self, instance: str | None = None) -> list[IdMapping]:
+        def fetch(c: sqlite3.Connection) -> list[IdMapping]:
+            rows = c.execute(Q["instance_mappings"], (instance,)) if instance else c.execute(Q["all_mappings"])
+            return [IdMapping(*r) for r in rows]
+
+        return await self._read(fetch)
+
+    async def forget_instance(self, instance: str) -> None:
+        def forget(c: sqlite3.Connection) -> None:
+            c.execute(Q["forget_mappings"], (instance,))
+            c.execute(Q["forget_intents"], (instance,))
+
+        await self._write(forget)
+
+    # --- divergences, leases, recommendations ---------------------------------------------------------------
+
+    async def divergences(self, include_resolved: bool = False) -> list[Divergence]:
+        query = Q["divergences_all"] if include_resolved else Q["divergences_open"]
+        return await self._read(lambda c: [_divergence(r) for r in c.execute(query)])
+
+    async def resolve_divergences(self, instance: str) -> int:
+        return await self._write(lambda c: c.execute(Q["resolve_divergences"], (time.time(), instance)).rowcount)
+
+    async def acquire_lease(self, instance: str, owner: str, ttl: float) -> bool:
+        def take(c: sqlite3.Connection) -> bool:
+            now = time.time()
+            c.execute(Q["take_lease"], (instance, owner, now + ttl, now))
+            row = c.execute(Q["lease_owner"], (instance,)).fetchone()
+            return row is not None and row[0] == owner
+
+        return await self._write(take)
+
+    async def release_lease(self, instance: str, owner: str) -> None:
+        await self._write(lambda c: c.execute(Q["release_lease"], (instance, owner)))
+
+    async def add_recommendation(self, kind: str, reason: str, details: dict[str, Any]) -> Recommendation:
+        def add(c: sqlite3.Connection) -> Recommendation:
+            now = time.time()
+            cur = c.execute(Q["insert_recommendation"], (now, kind, reason, orjson.dumps(details)))
+            return Recommendation(int(cur.lastrowid or 0), now, kind, reason, details)
+
+        return await self._write(add)
+
+    async def recommendations(self, limit: int = 100) -> list[Recommendation]:
+        def fetch(c: sqlite3.Connection) -> list[Recommendation]:
+            rows = c.execute(Q["recommendations"], (limit,))
+            return [Recommendation(r[0], r[1], r[2], r[3], orjson.loads(r[4])) for r in rows]
+
+        return await self._read(fetch)
+
+    async def reset(self) -> None:
+        """Forget the log, the catalog and the divergences; `seq` keeps counting from the old head."""
+
+        def reset(c: sqlite3.Connection) -> None:
+            head = int(c.execute(Q["head"]).fetchone()[0])
+            c.execute(Q["set_pruned_upto"], (head,))
+            for statement in Q["reset"].split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            for row in list(c.execute(Q["cursors"])):
+                c.execute(Q["set_cursor"], (row[0], head, row[2], time.time()))
+
+        await self._write(reset)
