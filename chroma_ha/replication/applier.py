@@ -236,7 +236,7 @@ class Applier:
             replay = await self._store.has_intent(self.instance, entry.seq)
             if not replay:
                 await self._store.record_intent(self.instance, entry.seq)
-        response = await self._send(entry, entry.body)
+        response = await self._send(entry, body_to_apply(entry))
         mappings: list[IdMapping] = []
         status, body = response.status, response.body
         if entry.op == "create_collection":
@@ -280,6 +280,13 @@ class Applier:
         if is_transient(response):
             raise InstanceError(self.instance, f"answered {response.status}: {response.body[:200]!r}")
         return response
+
+
+def body_to_apply(entry: Entry) -> bytes:
+    """The body every instance applies: the client's, or the resolved form logged beside it (document-level
+    deletion), so that every instance changes exactly the same records."""
+    resolved = entry.extra.get("apply_body")
+    return orjson.dumps(resolved) if resolved is not None else entry.body
 
 
 def _with_ids(body: bytes, ids: dict[str, str]) -> bytes:

@@ -1,0 +1,3 @@
+from chroma_ha.cli.main import cli
+
+cli()
