@@ -48,6 +48,7 @@ _C = _D + r"/collections/(?P<collection>[^/]+)"
 
 # (method, pattern, kind, op); first match wins, so specific paths come before general ones.
 _TABLE: list[tuple[str, str, Kind, str]] = [
+    ("GET", r"", Kind.LOCAL, "heartbeat"),
     ("GET", r"/heartbeat", Kind.LOCAL, "heartbeat"),
     ("GET", r"/version", Kind.LOCAL, "version"),
     ("GET", r"/healthcheck", Kind.LOCAL, "healthcheck"),

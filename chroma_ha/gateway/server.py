@@ -97,5 +97,9 @@ def build_asgi(gateway: Gateway) -> Starlette:
             await gateway.stop()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [*admin_routes(gateway), HttpRoute("/api/v2/{rest:path}", api, methods=methods)]
+    routes = [
+        *admin_routes(gateway),
+        HttpRoute("/api/v2", api, methods=methods),
+        HttpRoute("/api/v2/{rest:path}", api, methods=methods),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)

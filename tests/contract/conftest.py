@@ -1,0 +1,110 @@
+"""Fixtures of the store contract suite: every backend, opened on an empty store, as many times as a test asks.
+
+PostgreSQL is a real server started once per session (tests/pg.py) with a fresh database per test. When it cannot
+start, the tests that need it fail: they never skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from chroma_ha.store.base import LogStore
+from chroma_ha.store.postgres import PostgresStore
+from chroma_ha.store.sqlite import SQLiteStore
+from tests.pg import create_database, drop_database, running_postgres
+
+BACKENDS = ("sqlite", "postgres")
+
+
+class Backend:
+    """One empty store location (a SQLite file or a PostgreSQL database) and a way to open stores on it.
+
+    Each `open_store()` is a new store object, as a restarted or a second gateway would have.
+    """
+
+    def __init__(self, name: str, make: Callable[[], LogStore], location: str) -> None:
+        self.name = name
+        self.location = location
+        self._make = make
+        self._open: list[LogStore] = []
+
+    async def open_store(self) -> LogStore:
+        store = self._make()
+        await store.open()
+        self._open.append(store)
+        return store
+
+    async def close_store(self, store: LogStore) -> None:
+        self._open.remove(store)
+        await store.close()
+
+    async def close_all(self) -> None:
+        while self._open:
+            await self._open.pop().close()
+
+    def drop_log_table(self) -> None:
+        """Break the store under its feet, the way a lost or damaged database would."""
+        if self.name == "sqlite":
+            with sqlite3.connect(self.location) as conn:
+                conn.execute("DROP TABLE entries")
+        else:
+            with psycopg.connect(self.location, autocommit=True) as conn:
+                conn.execute("DROP TABLE entries")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    # Under the system temp dir rather than pytest's: the server runs as another user and must traverse the path,
+    # and pytest tightens the modes of its own base folder whenever another session starts.
+    base = Path(tempfile.mkdtemp(prefix="chroma-ha-pg-"))
+    try:
+        with running_postgres(base) as dsn:
+            yield dsn
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if name == "sqlite":
+        path = str(tmp_path / "log.db")
+        backend = Backend("sqlite", lambda: SQLiteStore(path), path)
+        try:
+            yield backend
+        finally:
+            await backend.close_all()
+        return
+    server: str = request.getfixturevalue("postgres_server")
+    dbname = f"contract_{uuid.uuid4().hex[:16]}"
+    dsn = create_database(server, dbname)
+    backend = Backend("postgres", lambda: PostgresStore(dsn), dsn)
+    try:
+        yield backend
+    finally:
+        await backend.close_all()
+        drop_database(server, dbname)
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async for b in _backend(request.param, request, tmp_path):
+        yield b
+
+
+@pytest.fixture
+async def store(backend: Backend) -> LogStore:
+    return await backend.open_store()
+
+
+@pytest.fixture
+async def pg(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """A PostgreSQL backend only, for what only a shared store can do (several gateways on one database)."""
+    async for b in _backend("postgres", request, tmp_path):
+        yield b
