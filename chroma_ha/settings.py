@@ -39,6 +39,17 @@ DEFAULT_BACKOFF_BASE_S = 0.05
 DEFAULT_BACKOFF_CAP_S = 2.0
 DEFAULT_RETENTION_S = 24 * 3600.0
 DEFAULT_LEASE_TTL_S = 10.0
+# operations: the resource monitor and alerts
+DEFAULT_MONITOR_INTERVAL_S = 5.0
+DEFAULT_PRESSURE_WINDOW_S = 300.0
+DEFAULT_CPU_THRESHOLD_PERCENT = 85.0
+DEFAULT_MEMORY_THRESHOLD_PERCENT = 85.0
+DEFAULT_LAG_THRESHOLD_S = 60.0
+DEFAULT_BACKLOG_THRESHOLD = 10_000
+DEFAULT_DOWN_RATIO_THRESHOLD = 0.5
+DEFAULT_ALERT_DEDUP_WINDOW_S = 3600.0
+DEFAULT_ALERT_MIN_INTERVAL_S = 30.0
+DEFAULT_ALERT_RATE_PER_MINUTE = 20
 
 
 def _split_list(value: str) -> list[str]:
@@ -85,6 +96,16 @@ class Settings:
     admin_token: str = ""
     slack_webhook: str = ""
     alert_webhook: str = ""
+    monitor_interval: float = DEFAULT_MONITOR_INTERVAL_S
+    pressure_window: float = DEFAULT_PRESSURE_WINDOW_S
+    cpu_threshold: float = DEFAULT_CPU_THRESHOLD_PERCENT
+    memory_threshold: float = DEFAULT_MEMORY_THRESHOLD_PERCENT
+    lag_threshold: float = DEFAULT_LAG_THRESHOLD_S
+    backlog_threshold: int = DEFAULT_BACKLOG_THRESHOLD
+    down_ratio_threshold: float = DEFAULT_DOWN_RATIO_THRESHOLD
+    alert_dedup_window: float = DEFAULT_ALERT_DEDUP_WINDOW_S
+    alert_min_interval: float = DEFAULT_ALERT_MIN_INTERVAL_S
+    alert_rate_per_minute: int = DEFAULT_ALERT_RATE_PER_MINUTE
 
     def __post_init__(self) -> None:
         self.validate()
@@ -125,6 +146,22 @@ class Settings:
             url = getattr(self, name)
             if url and urlsplit(url).scheme not in ("http", "https"):
                 raise SettingsError(name, "not an http(s) URL")
+        self._validate_operations()
+
+    def _validate_operations(self) -> None:
+        for name in ("monitor_interval", "pressure_window", "lag_threshold", "alert_dedup_window"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(name, f"must be positive, got {getattr(self, name)}")
+        for name in ("cpu_threshold", "memory_threshold"):
+            if not 0 < getattr(self, name) <= 100:
+                raise SettingsError(name, f"expected a percentage in (0, 100], got {getattr(self, name)}")
+        if not 0 < self.down_ratio_threshold <= 1:
+            raise SettingsError("down_ratio_threshold", f"expected a fraction in (0, 1], got {self.down_ratio_threshold}")
+        if self.alert_min_interval < 0:
+            raise SettingsError("alert_min_interval", "must not be negative")
+        for name in ("backlog_threshold", "alert_rate_per_minute"):
+            if getattr(self, name) < 1:
+                raise SettingsError(name, f"must be at least 1, got {getattr(self, name)}")
 
     @property
     def is_postgres(self) -> bool:

@@ -26,3 +26,37 @@ def gateway(tmp_path: Path, chroma_pair: list[ChromaServer]) -> Iterator[Gateway
     ).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One real PostgreSQL for the session (a fresh database per test comes from `store_url`)."""
+    import shutil
+    import tempfile
+
+    from tests.pg import running_postgres
+
+    # Under the system temp dir: the server runs as another user and must traverse the path.
+    base = Path(tempfile.mkdtemp(prefix="chroma-ha-pg-"))
+    try:
+        with running_postgres(base) as dsn:
+            yield dsn
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty log store of each backend, as the `store` setting names it."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'wal.db'}"
+        return
+    import uuid
+
+    from tests.pg import create_database, database_uri, drop_database
+
+    server = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    create_database(server, name)
+    yield database_uri(server, name)
+    drop_database(server, name)

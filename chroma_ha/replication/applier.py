@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -29,6 +30,7 @@ from .progress import Progress
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 500
+RECENT_SAMPLES = 2048  # recent batch sizes and apply lags kept for /wal/stats and /metrics
 # Replaying a catalog write that already took effect answers these; they mean "already done".
 _ALREADY_DONE = {
     "create_tenant": 409, "create_database": 409, "delete_database": 404, "delete_collection": 404,
@@ -54,6 +56,10 @@ class ApplierStats:
     rejections: int = 0
     last_batch_size: int = 0
     last_error: str = ""
+    applied_bytes: int = 0
+    # recent batch sizes, and seconds from an entry's append to its commit here (one per applied entry)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLES))
+    lags: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLES))
 
 
 class Applier:
@@ -209,6 +215,10 @@ class Applier:
             self.stats.applied_entries += len(batch.entries)
             self.stats.applied_batches += 1
             self.stats.last_batch_size = len(batch.entries)
+            self.stats.batch_sizes.append(len(batch.entries))
+            self.stats.applied_bytes += len(batch.body)
+            committed = time.time()
+            self.stats.lags.extend(committed - e.created_at for e in batch.entries)
             self.stats.rejections += sum(1 for a in applied if not a.ok)
             for divergence in divergences:
                 log.error("divergence at seq %d on %s", divergence.seq, self.instance)
