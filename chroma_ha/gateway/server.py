@@ -49,6 +49,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def build_asgi(gateway: Gateway) -> Starlette:
     settings = gateway.settings
+    cluster_answers: dict[str, Response] = {}
 
     async def api(request: Request) -> Response:
         method = request.method
@@ -68,7 +69,11 @@ def build_asgi(gateway: Gateway) -> Starlette:
             fresh = route.kind is Kind.READ
             read = await gateway.reads.handle(route, method, path, query, request.headers, body, fresh=fresh)
         except RequestRejected as exc:
+            if route.kind is Kind.LOCAL and route.op in cluster_answers:
+                return cluster_answers[route.op]  # every instance is down: the cluster's last answer stands
             return error_response(exc)
+        if route.kind is Kind.LOCAL and read.upstream.ok:
+            cluster_answers[route.op] = Response(read.body, media_type=JSON)
         headers = {k: v for k, v in read.upstream.headers.items() if k.lower() in _PASSED_RESPONSE_HEADERS}
         if read.stale_by:
             headers[STALE_HEADER] = str(read.stale_by)

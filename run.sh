@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One entry point that does its own setup: a virtual environment in .venv with the project and its test tools.
+#   bash run.sh up [flags]     the embedded default: local Chroma servers behind the gateway, SQLite log
+#   bash run.sh test [args]    the whole test suite (starts its own Chroma servers and PostgreSQL)
+#   bash run.sh bench [flags]  the benchmark against direct Chroma
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+    if [ ! -f "$stamp" ]; then
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+        touch "$stamp"
+    fi
+}
+
+browser() {
+    # The dashboard test renders the page in headless Chromium (Debian's package).
+    if ! command -v chromium >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        fi
+    fi
+}
+
+command="${1:-}"
+shift || true
+case "$command" in
+    up) setup; exec "$VENV/bin/chroma-ha" up "$@" ;;
+    test) setup; browser; exec "$VENV/bin/python" -m pytest "$@" ;;
+    bench) setup; exec "$VENV/bin/chroma-ha" bench "$@" ;;
+    *) echo "usage: bash run.sh up|test|bench [args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,208 @@
+"""The write path against real servers: rejections, malformed input, ack policies, idempotent replay."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import chromadb
+import httpx
+import pytest
+from chromadb.errors import InvalidArgumentError
+
+from chroma_ha.local_cluster import ChromaServer
+from tests.harness import GatewayProcess, snapshot, start_chroma
+
+API = "/api/v2/tenants/default_tenant/databases/default_database"
+
+
+def direct_count(server: ChromaServer, name: str) -> int:
+    client = chromadb.HttpClient(host="127.0.0.1", port=server.port)
+    return client.get_collection(name, embedding_function=None).count()
+
+
+def test_a_rejected_write_gets_chromas_answer_and_is_applied_nowhere(
+    gateway: GatewayProcess, chroma_pair: list[ChromaServer]
+) -> None:
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("dims", embedding_function=None)
+    col.add(ids=["a"], embeddings=[[1.0, 2.0]])
+    with pytest.raises(InvalidArgumentError, match="dimension of 2, got 3"):
+        col.add(ids=["b"], embeddings=[[1.0, 2.0, 3.0]])
+    gateway.wait_drained()
+    assert [direct_count(s, "dims") for s in chroma_pair] == [1, 1]
+    assert gateway.wal_status()["divergences"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b"{not json", 400, b"JSON"),
+        (b'{"ids": "a", "embeddings": [[1, 2]]}', 400, b"ids"),
+        (b'{"ids": ["a"], "embeddings": [[1, 2], [3, 4]]}', 400, b"embeddings"),
+        (b'{"ids": ["a"], "metadatas": [7]}', 400, b"metadata"),
+    ],
+)
+def test_malformed_writes_get_a_clear_4xx_and_are_not_logged(
+    gateway: GatewayProcess, body: bytes, status: int, needle: bytes
+) -> None:
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("bad", embedding_function=None)
+    head = gateway.wal_status()["head"]
+    response = httpx.post(f"{gateway.url}{API}/collections/{col.id}/add", content=body,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert needle in response.content and response.json()["error"] == "InvalidArgumentError"
+    assert gateway.wal_status()["head"] == head
+    col.add(ids=["ok"], embeddings=[[1.0, 2.0]])  # and the gateway keeps serving
+    assert col.count() == 1
+
+
+def test_oversized_body_gets_413_and_is_not_logged(tmp_path: Path, chroma_pair: list[ChromaServer]) -> None:
+    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
+                             env={"CHROMA_HA_MAX_BODY_BYTES": "1000"}).start()
+    try:
+        col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("big", embedding_function=None)
+        head = gateway.wal_status()["head"]
+        with pytest.raises(Exception, match="larger than the gateway's limit"):
+            col.add(ids=[f"id{n}" for n in range(100)], embeddings=[[0.5, 0.5]] * 100)
+        assert gateway.wal_status()["head"] == head
+        col.add(ids=["small"], embeddings=[[0.5, 0.5]])
+        assert col.count() == 1
+    finally:
+        gateway.stop()
+
+
+def test_unknown_collection_is_chromas_404_and_not_logged(gateway: GatewayProcess) -> None:
+    head = gateway.wal_status()["head"]
+    missing = "0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b"
+    response = httpx.post(f"{gateway.url}{API}/collections/{missing}/add", json={"ids": ["a"]})
+    assert response.status_code == 404 and response.json()["error"] == "NotFoundError"
+    assert gateway.wal_status()["head"] == head
+
+
+def test_ack_all_means_every_up_instance_holds_the_write(tmp_path: Path, chroma_pair: list[ChromaServer]) -> None:
+    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
+                             env={"CHROMA_HA_ACK": "all"}).start()
+    try:
+        col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("all", embedding_function=None)
+        for n in range(10):
+            col.add(ids=[f"r{n}"], embeddings=[[float(n), 1.0]])
+            assert [direct_count(s, "all") for s in chroma_pair] == [n + 1, n + 1]
+    finally:
+        gateway.stop()
+
+
+def test_ack_log_keeps_taking_writes_while_every_instance_is_down(
+    tmp_path: Path, chroma_pair: list[ChromaServer]
+) -> None:
+    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
+                             env={"CHROMA_HA_ACK": "log"}).start()
+    try:
+        client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
+        col = client.create_collection("offline", embedding_function=None)
+        col.add(ids=["before"], embeddings=[[0.0, 1.0]])
+        for s in chroma_pair:
+            s.kill()
+        for n in range(5):
+            col.add(ids=[f"r{n}"], embeddings=[[float(n), 1.0]])
+        col.delete(ids=["r0"])
+        for s in chroma_pair:
+            s.start()
+        gateway.wait_drained()
+        assert [direct_count(s, "offline") for s in chroma_pair] == [5, 5]
+    finally:
+        gateway.stop()
+
+
+def test_write_timeout_answers_503_saying_the_write_is_logged(
+    tmp_path: Path, chroma_pair: list[ChromaServer]
+) -> None:
+    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
+                             env={"CHROMA_HA_WRITE_TIMEOUT": "1"}).start()
+    try:
+        col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("late", embedding_function=None)
+        for s in chroma_pair:
+            s.kill()
+        response = httpx.post(f"{gateway.url}{API}/collections/{col.id}/add",
+                              json={"ids": ["x"], "embeddings": [[1.0, 2.0]]}, timeout=10)
+        assert response.status_code == 503
+        assert "logged as seq" in response.json()["message"]
+        for s in chroma_pair:
+            s.start()
+        gateway.wait_drained()
+        assert [direct_count(s, "late") for s in chroma_pair] == [1, 1]
+    finally:
+        gateway.stop()
+
+
+def catalog_and_data_churn(port: int) -> None:
+    client = chromadb.HttpClient(host="127.0.0.1", port=port)
+    admin = chromadb.AdminClient(chromadb.Settings(
+        chroma_api_impl="chromadb.api.fastapi.FastAPI", chroma_server_host="127.0.0.1", chroma_server_http_port=port
+    ))
+    admin.create_database("extra")
+    admin.create_database("dropped")
+    admin.delete_database("dropped")
+    col = client.create_collection("first", metadata={"v": 1}, embedding_function=None)
+    col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["A", "B"])
+    col.upsert(ids=["b", "c"], embeddings=[[0.5, 0.5], [0.2, 0.8]])
+    col.update(ids=["a"], documents=["A2"])
+    col.delete(ids=["c"])
+    col.modify(name="renamed", metadata={"v": 2})
+    same = client.get_or_create_collection("renamed", embedding_function=None)
+    assert same.id == col.id
+    temp = client.create_collection("temp", embedding_function=None)
+    temp.add(ids=["t"], embeddings=[[1.0, 1.0]])
+    client.delete_collection("temp")
+    reborn = client.create_collection("temp", embedding_function=None)
+    reborn.add(ids=["t2"], embeddings=[[2.0, 2.0]])
+
+
+def test_replaying_the_whole_log_changes_nothing(tmp_path: Path) -> None:
+    """A crash between applying and advancing the cursor replays entries: every operation must be idempotent."""
+    servers = start_chroma(tmp_path, 2)
+    store = tmp_path / "wal.db"
+    gateway = GatewayProcess([s.url for s in servers], f"sqlite:///{store}", tmp_path / "gw").start()
+    try:
+        catalog_and_data_churn(gateway.port)
+        gateway.wait_drained()
+        before = [snapshot(s.url) for s in servers]
+        gateway.stop()
+        with sqlite3.connect(store) as conn:  # as if nothing had been recorded as applied on either instance
+            conn.execute("UPDATE cursors SET seq = 0")
+            conn.execute("UPDATE entries SET outcome_status = NULL, outcome_body = NULL, outcome_instance = NULL")
+        gateway.start()
+        status = gateway.wait_drained()
+        assert all(i["cursor"] == status["head"] for i in status["instances"].values())
+        after = [snapshot(s.url) for s in servers]
+        assert after == before and after[0] == after[1]
+        assert status["divergences"] == []
+        client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
+        assert sorted(c.name for c in client.list_collections()) == ["renamed", "temp"]
+        assert client.get_collection("temp").count() == 1
+    finally:
+        gateway.stop()
+        for s in servers:
+            s.stop()
+
+
+def test_a_wiped_instance_is_rebuilt_from_the_log(tmp_path: Path) -> None:
+    servers = start_chroma(tmp_path, 2)
+    gateway = GatewayProcess([s.url for s in servers], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw").start()
+    try:
+        catalog_and_data_churn(gateway.port)
+        gateway.wait_drained()
+        servers[1].wipe()
+        servers[1].start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and snapshot(servers[1].url) != snapshot(servers[0].url):
+            time.sleep(0.2)
+        assert snapshot(servers[1].url) == snapshot(servers[0].url)
+        assert snapshot(servers[1].url)["renamed"]["records"]
+        client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
+        servers[0].kill()  # reads by canonical id now go to the rebuilt instance
+        assert client.get_collection("renamed").count() == 2
+    finally:
+        gateway.stop()
+        for s in servers:
+            s.stop()
