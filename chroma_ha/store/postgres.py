@@ -56,7 +56,8 @@ LISTENER_APPLICATION_NAME = "chroma-ha-listen"
 
 logger = logging.getLogger(__name__)
 
-_Pending = tuple[Sequence[NewEntry], asyncio.Future[list[int]]]
+# One caller's entries, already serialized as `append_entry` parameters after `seq`, and its answer.
+_Pending = tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]
 
 
 def normalize_dsn(dsn: str) -> str:
@@ -273,8 +274,10 @@ class PostgresStore:
     # --- the log --------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
+        # Serialized here, so that an entry that cannot be stored fails its own caller, not the whole group.
+        rows = [_row(e) for e in entries]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append((entries, future))
+        self._pending.append((rows, future))
         if self._flush_task is None:
             loop = asyncio.get_running_loop()
             self._flush_task = loop.create_task(self._flush(), name="postgres-group-commit")
@@ -302,8 +305,7 @@ class PostgresStore:
             self._flush_task = None
 
     async def _insert(self, batch: list[_Pending]) -> list[list[int]]:
-        # Serialize before taking the counter row: a bad payload must not hold a lock other gateways wait on.
-        rows = [[_row(e) for e in entries] for entries, _ in batch]
+        rows = [group for group, _ in batch]
         total = sum(len(r) for r in rows)
         if total == 0:
             return [[] for _ in batch]
@@ -386,9 +388,7 @@ class PostgresStore:
                         )
                         row = await cur.fetchone()
                         assert row is not None
-                        found.append(
-                            Divergence(row[0], a.seq, instance, a.status, a.body, first.status, row[1], None)
-                        )
+                        found.append(Divergence(row[0], a.seq, instance, a.status, a.body, first.status, row[1], None))
             if mappings:
                 async with conn.cursor() as mcur:
                     await mcur.executemany(

@@ -8,6 +8,7 @@ for many writes. Reads use a second connection on a second thread, so they never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -63,8 +64,8 @@ class SQLiteStore:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Sequence[NewEntry], asyncio.Future[list[int]]]] = []
-        self._flushing = False
+        self._pending: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
         self._head = 0
 
@@ -117,58 +118,59 @@ class SQLiteStore:
     # --- the log --------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
+        # serialized here, so that an entry that cannot be stored fails only its own caller
+        rows = [
+            (e.op, e.method, e.path, e.query, orjson.dumps(e.headers), e.body, e.collection_id, e.scope,
+             orjson.dumps(e.extra))
+            for e in entries
+        ]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append((entries, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush(), name="sqlite-group-commit")
+        self._pending.append((rows, future))
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush(), name="sqlite-group-commit")
         return await future
 
     async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    seqs = await self._write(lambda conn, batch=batch: self._insert(conn, batch))  # type: ignore[misc]
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
-                    continue
-                for (_, future), assigned in zip(batch, seqs, strict=True):
+        """Commit everything pending in one transaction, again and again until nothing is pending."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                seqs = await self._write(lambda conn, batch=batch: self._insert(conn, batch))  # type: ignore[misc]
+            except BaseException as exc:
+                failure = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc!r}")
+                for _, future in batch:
                     if not future.done():
-                        future.set_result(assigned)
-                self._appended.set()
-                self._appended = asyncio.Event()
-        finally:
-            self._flushing = False
+                        future.set_exception(failure)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), assigned in zip(batch, seqs, strict=True):
+                if not future.done():
+                    future.set_result(assigned)
+            self._appended.set()
+            self._appended = asyncio.Event()
 
     def _insert(
-        self, conn: sqlite3.Connection, batch: list[tuple[Sequence[NewEntry], asyncio.Future[list[int]]]]
+        self, conn: sqlite3.Connection, batch: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]]
     ) -> list[list[int]]:
         seq = int(conn.execute(Q["head"]).fetchone()[0])
         now = time.time()
         assigned: list[list[int]] = []
         rows = []
-        for entries, _ in batch:
+        for entry_rows, _ in batch:
             seqs = []
-            for e in entries:
+            for row in entry_rows:
                 seq += 1
                 seqs.append(seq)
-                rows.append((
-                    seq, now, e.op, e.method, e.path, e.query, orjson.dumps(e.headers), e.body,
-                    e.collection_id, e.scope, orjson.dumps(e.extra),
-                ))
+                rows.append((seq, now, *row))
             assigned.append(seqs)
         conn.executemany(Q["append_entry"], rows)
         self._head = seq
         return assigned
 
     async def wait_for_append(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._appended.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def head(self) -> int:
         return self._head
@@ -189,6 +191,7 @@ class SQLiteStore:
     async def prune(self, upto_seq: int) -> int:
         def prune(c: sqlite3.Connection) -> int:
             c.execute(Q["set_pruned_upto"], (upto_seq,))
+            c.execute(Q["remember_pruned_scopes"], (upto_seq,))
             return c.execute(Q["prune"], (upto_seq,)).rowcount
 
         return await self._write(prune)
@@ -245,6 +248,15 @@ class SQLiteStore:
             return [IdMapping(*r) for r in rows]
 
         return await self._read(fetch)
+
+    async def record_mappings(self, mappings: Sequence[IdMapping]) -> None:
+        """Mappings made outside an applier's batch (bootstrap, repair)."""
+        rows = [(m.instance, m.canonical_id, m.instance_id) for m in mappings]
+        await self._write(lambda c: c.executemany(Q["upsert_mapping"], rows))
+
+    async def scopes(self) -> list[str]:
+        """Every tenant (`t`) and database (`t/d`) the log has named, pruned entries included."""
+        return await self._read(lambda c: [r[0] for r in c.execute(Q["scopes"])])
 
     async def forget_instance(self, instance: str) -> None:
         def forget(c: sqlite3.Connection) -> None:

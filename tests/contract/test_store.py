@@ -200,9 +200,7 @@ async def test_commit_batch_of_many_entries(store: LogStore) -> None:
     applied_b = [Applied(n, 201, f"b{n}".encode()) for n in range(1, 51)]
     found = await store.commit_batch("b", applied_b, 50, [])
     assert [d.seq for d in found] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
-    assert [e.outcome for e in await read_all(store)] == [
-        Outcome(a.status, a.body, "a") for a in applied_a
-    ]
+    assert [e.outcome for e in await read_all(store)] == [Outcome(a.status, a.body, "a") for a in applied_a]
 
 
 async def test_outcome_of_a_pruned_entry_is_ignored(store: LogStore) -> None:
@@ -274,9 +272,7 @@ async def test_intents_recorded_and_cleared_by_commit_batch(store: LogStore) -> 
 
 
 async def test_mappings_upsert_and_forget_instance(store: LogStore) -> None:
-    await store.commit_batch(
-        "a", [], 0, [IdMapping("a", "canon-1", "a-1"), IdMapping("a", "canon-2", "a-2")]
-    )
+    await store.commit_batch("a", [], 0, [IdMapping("a", "canon-1", "a-1"), IdMapping("a", "canon-2", "a-2")])
     await store.commit_batch("b", [], 0, [IdMapping("b", "canon-1", "b-1")])
     assert sorted(await store.mappings(), key=lambda m: (m.instance, m.canonical_id)) == [
         IdMapping("a", "canon-1", "a-1"),

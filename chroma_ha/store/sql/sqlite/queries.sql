@@ -26,6 +26,12 @@ SELECT COUNT(*) FROM entries WHERE created_at >= ?
 -- name: prune
 DELETE FROM entries WHERE seq <= ?
 
+-- name: remember_pruned_scopes
+INSERT OR IGNORE INTO known_scopes (scope) SELECT DISTINCT scope FROM entries WHERE seq <= ? AND scope != ''
+
+-- name: scopes
+SELECT scope FROM known_scopes UNION SELECT DISTINCT scope FROM entries WHERE scope != '' ORDER BY 1
+
 -- name: set_pruned_upto
 UPDATE log_meta SET value = MAX(value, ?) WHERE key = 'pruned_upto'
 
@@ -101,3 +107,4 @@ DELETE FROM entries;
 DELETE FROM collection_ids;
 DELETE FROM intents;
 DELETE FROM divergences;
+DELETE FROM known_scopes;

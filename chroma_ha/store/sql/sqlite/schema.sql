@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS divergences (
     created_at REAL NOT NULL,
     resolved_at REAL
 );
+-- tenants and tenant/databases named by pruned entries: tools that walk every scope still find them
+CREATE TABLE IF NOT EXISTS known_scopes (scope TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS leases (instance TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS recommendations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
