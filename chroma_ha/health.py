@@ -7,6 +7,7 @@ consecutive failures, a down one comes up after `rise` consecutive successes. `H
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -111,7 +112,5 @@ class HealthMonitor:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.gather(*(self.probe(i) for i in self.states))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
-            except TimeoutError:
-                pass

@@ -156,7 +156,9 @@ class Settings:
             if not 0 < getattr(self, name) <= 100:
                 raise SettingsError(name, f"expected a percentage in (0, 100], got {getattr(self, name)}")
         if not 0 < self.down_ratio_threshold <= 1:
-            raise SettingsError("down_ratio_threshold", f"expected a fraction in (0, 1], got {self.down_ratio_threshold}")
+            raise SettingsError(
+                "down_ratio_threshold", f"expected a fraction in (0, 1], got {self.down_ratio_threshold}"
+            )
         if self.alert_min_interval < 0:
             raise SettingsError("alert_min_interval", "must not be negative")
         for name in ("backlog_threshold", "alert_rate_per_minute"):

@@ -94,11 +94,16 @@ class GatewayChild:
 
 
 class BenchCluster:
-    """Two Chroma instances behind a gateway on the SQLite store; the direct baseline is the first instance."""
+    """Two Chroma instances behind a gateway on the SQLite store, and one standalone Chroma server.
+
+    Queries are compared against the first instance asked directly (same server, same index, same data); writes
+    are compared against the standalone server, so direct writes never touch what the gateway replicates.
+    """
 
     def __init__(self, workdir: Path, gateway_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.servers = [ChromaServer(workdir / f"instance-{n}", free_port()) for n in range(INSTANCE_COUNT)]
+        self.standalone = ChromaServer(workdir / "standalone", free_port())
         self.gateway = GatewayChild(
             [s.url for s in self.servers], f"sqlite:///{workdir / 'wal.db'}", workdir / "gateway", gateway_env
         )
@@ -107,11 +112,15 @@ class BenchCluster:
     def instance_urls(self) -> list[str]:
         return [s.url for s in self.servers]
 
+    @property
+    def server_pids(self) -> list[int]:
+        return [s.process.pid for s in (*self.servers, self.standalone) if s.process is not None]
+
     def __enter__(self) -> BenchCluster:
         try:
-            for server in self.servers:
+            for server in (*self.servers, self.standalone):
                 server.start(wait=False)
-            for server in self.servers:
+            for server in (*self.servers, self.standalone):
                 server.wait_ready()
             self.gateway.start()
         except BaseException:
@@ -126,5 +135,5 @@ class BenchCluster:
 
     def close(self) -> None:
         self.gateway.stop()
-        for server in self.servers:
+        for server in (*self.servers, self.standalone):
             server.stop()

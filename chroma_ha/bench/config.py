@@ -12,7 +12,7 @@ DEFAULT_N_RESULTS = 10
 DEFAULT_QUERY_POOL = 256
 DEFAULT_CONCURRENCIES = (1, 8)
 DEFAULT_THROUGHPUT_SECONDS = 4.0  # per target and concurrency, split over `rounds` alternating rounds
-DEFAULT_ROUNDS = 2
+DEFAULT_ROUNDS = 4
 DEFAULT_WARMUP_SECONDS = 1.0
 DEFAULT_LATENCY_SAMPLES = 1500  # per target
 DEFAULT_WRITE_BATCH = 10
@@ -67,7 +67,7 @@ class BenchConfig:
         """A smoke run of about ten seconds: every figure is produced, none is meant to be read closely."""
         return cls(
             records=300, load_batch=150, query_pool=32, throughput_seconds=0.6, rounds=1, warmup_seconds=0.2,
-            latency_samples=60, saturation_seconds=1.0, paced_seconds=1.0, drain_timeout_seconds=30.0,
+            latency_samples=100, saturation_seconds=1.0, paced_seconds=1.0, drain_timeout_seconds=30.0,
         )
 
     def with_overrides(self, **overrides: Any) -> BenchConfig:

@@ -15,6 +15,7 @@ from .workloads import post
 
 QUERY_COLLECTION = "bench-queries"
 WRITE_COLLECTION = "bench-writes"
+STANDALONE_COLLECTION = "bench-writes-direct"
 DRAIN_POLL_S = 0.02
 
 Log = Callable[[str], None]
@@ -27,6 +28,7 @@ class Setup:
     queries_gateway: Endpoint
     writes_gateway: Endpoint
     writes_instances: list[Endpoint]  # the write collection on every instance, for the lag pollers
+    writes_standalone: Endpoint  # a collection on the standalone server: the direct baseline for writes
     query_bodies: list[bytes]
 
 
@@ -34,10 +36,10 @@ class BenchError(RuntimeError):
     """The cluster did not behave well enough to measure anything (not a missed target)."""
 
 
-async def create_collection(session: aiohttp.ClientSession, gateway_url: str, name: str) -> str:
-    status, body = await post(session, f"{gateway_url}{COLLECTIONS}", create_collection_body(name))
+async def create_collection(session: aiohttp.ClientSession, server_url: str, name: str) -> str:
+    status, body = await post(session, f"{server_url}{COLLECTIONS}", create_collection_body(name))
     if status != 200:
-        raise BenchError(f"creating collection {name} through the gateway answered {status}: {body[:300]!r}")
+        raise BenchError(f"creating collection {name} on {server_url} answered {status}: {body[:300]!r}")
     return str(orjson.loads(body)["id"])
 
 
@@ -89,7 +91,8 @@ async def count(session: aiohttp.ClientSession, endpoint: Endpoint) -> int:
 
 
 async def prepare(
-    session: aiohttp.ClientSession, gateway_url: str, instances: list[str], *, records: int, dim: int,
+    session: aiohttp.ClientSession, gateway_url: str, instances: list[str], standalone_url: str, *,
+    records: int, dim: int,
     load_batch: int, query_pool: int, n_results: int, seed: int, drain_timeout: float, log: Log,
 ) -> Setup:
     queries_id = await create_collection(session, gateway_url, QUERY_COLLECTION)
@@ -118,5 +121,8 @@ async def prepare(
         queries_gateway=queries_gateway,
         writes_gateway=Endpoint("gateway", gateway_url, writes_id),
         writes_instances=writes_instances,
+        writes_standalone=Endpoint(
+            "standalone", standalone_url, await create_collection(session, standalone_url, STANDALONE_COLLECTION)
+        ),
         query_bodies=bodies,
     )

@@ -12,7 +12,7 @@ import aiohttp
 import psutil
 
 from .payloads import Endpoint
-from .stats import ms, percentile
+from .stats import ms, percentile_ms
 from .workloads import LoadResult, closed_loop, cycling, timed_post
 
 
@@ -39,7 +39,7 @@ class LatencyResult:
     errors: int = 0
 
     def p(self, side: str, q: float) -> float:
-        return ms(percentile(getattr(self, side), q))
+        return percentile_ms(getattr(self, side), q)
 
     @property
     def added_p50_ms(self) -> float:

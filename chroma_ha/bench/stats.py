@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -18,3 +19,8 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 def ms(seconds: float) -> float:
     return seconds * 1000.0
+
+
+def percentile_ms(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile of samples in seconds, in milliseconds; NaN (null in JSON) when there are none."""
+    return ms(percentile(samples, q)) if samples else math.nan

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -94,7 +95,7 @@ async def closed_loop(
 
 
 async def paced(
-    rate: float, seconds: float, send: Callable[[int], Awaitable[None]], max_outstanding: int
+    rate: float, seconds: float, send: Callable[[int], Coroutine[Any, Any, None]], max_outstanding: int
 ) -> tuple[int, int]:
     """Start send(k) at start + k/rate whether or not earlier ones are answered (an open loop).
 

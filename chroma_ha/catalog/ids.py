@@ -28,9 +28,10 @@ class Catalog:
         self._to_canonical: dict[str, dict[str, str]] = {}
 
     async def load(self) -> None:
+        mappings = await self._store.mappings()  # before clearing: no one may see an empty cache meanwhile
         self._to_instance.clear()
         self._to_canonical.clear()
-        self.learn(await self._store.mappings())
+        self.learn(mappings)
 
     def learn(self, mappings: Iterable[IdMapping]) -> None:
         for m in mappings:
@@ -80,6 +81,18 @@ class Catalog:
         marker = f"/{collection_segment}"
         head, sep, tail = path.partition(marker)
         return f"{head}/{own}{tail}" if sep else path
+
+    def names_unknown_ids(self, instance: str, op: str, status: int, body: bytes) -> bool:
+        """Does this successful collection response hold an id this cache has not learned (yet)?"""
+        if op not in COLLECTION_RESPONSES or not 200 <= status < 300:
+            return False
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        models = data if isinstance(data, list) else [data]
+        known = self._to_canonical.get(instance, {})
+        return any(isinstance(m, dict) and m.get("id") not in known for m in models)
 
     def canonical_body(self, instance: str, op: str, status: int, body: bytes) -> bytes:
         """The response body with this instance's collection ids replaced by canonical ids."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .bench import bench
+from .repair import repair
 from .serve import serve
 from .up import up
+from .verify import verify
 
 
 @click.group()
@@ -15,5 +18,8 @@ def cli() -> None:
     """chroma-ha: one highly available Chroma made of several ordinary Chroma servers."""
 
 
+cli.add_command(bench)
 cli.add_command(serve)
 cli.add_command(up)
+cli.add_command(verify)
+cli.add_command(repair)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -10,6 +11,10 @@ from ..local_cluster import ChromaServer
 from ..settings import DEFAULT_PORT
 from .options import load_settings
 from .serve import run_gateway
+
+
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM: stop everything cleanly."""
 
 
 @click.command()
@@ -29,6 +34,11 @@ def up(count: int, data_dir: Path, port: int, chroma_port: int | None) -> None:
     settings = load_settings(
         instances=tuple(s.url for s in servers), store=f"sqlite:///{data_dir / 'wal.db'}", port=port
     )
+    def stopped(signum: int, frame: object) -> None:
+        raise _Stopped  # uvicorn re-raises the signal it caught once it has shut down
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stopped)
     try:
         for server in servers:
             server.start(wait=False)
@@ -38,6 +48,8 @@ def up(count: int, data_dir: Path, port: int, chroma_port: int | None) -> None:
         click.echo(f'Connect with: chromadb.HttpClient(host="127.0.0.1", port={port})')
         click.echo(f"Health: http://127.0.0.1:{port}/health   Log: http://127.0.0.1:{port}/wal/status")
         run_gateway(settings)
+    except _Stopped:
+        pass
     finally:
         for server in servers:
             server.stop()

@@ -19,6 +19,7 @@ class LogIndex:
         self._collections: dict[str, int] = {}
         self._scopes: dict[str, int] = {}
         self.floor = 0  # every instance has applied up to here, so nothing below needs tracking
+        self.position = 0  # the log has been read up to here (own appends are noted as they happen)
 
     def note(self, seq: int, entry: NewEntry) -> None:
         if entry.collection_id:
@@ -38,6 +39,7 @@ class LogIndex:
         self._collections.clear()
         self._scopes.clear()
         self.floor = floor
+        self.position = max([floor, *(e.seq for e in entries)])
         for e in entries:
             self.note(e.seq, e)
 

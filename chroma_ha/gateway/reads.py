@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from ..catalog.ids import Catalog
@@ -49,6 +49,7 @@ class ReadPath:
         weights: Mapping[str, float],
         read_wait: float,
         stale_reads: str,
+        catch_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._instances = instances
         self._client = client
@@ -59,6 +60,7 @@ class ReadPath:
         self._weights = weights
         self._read_wait = read_wait
         self._stale_reads = stale_reads
+        self._catch_up = catch_up
 
     async def _choose(self, required: int) -> tuple[list[str], int]:
         """Instances to try in order, and by how many entries the first one lags (0 when fresh)."""
@@ -84,13 +86,15 @@ class ReadPath:
         self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
         *, fresh: bool = True,
     ) -> ReadResult:
+        if fresh and self._catch_up is not None:
+            await self._catch_up()  # writes other gateways acknowledged count too
         required = self._index.required_seq(route) if fresh else 0
-        if route.collection_uuid and not self._catalog.is_known(route.collection_uuid):
-            await self._catalog.refresh_if_unknown(route.collection_uuid)
         order, stale_by = await self._choose(required)
         failure: Upstream | None = None
         errors: list[str] = []
         for instance in order:
+            if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
+                await self._catalog.load()  # another gateway's applier may have mapped it
             state = self._health.states[instance]
             state.outstanding += 1
             try:
@@ -110,6 +114,8 @@ class ReadPath:
                 failure = upstream
                 continue
             self._health.mark_success(instance)
+            if self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body):
+                await self._catalog.load()
             canonical = self._catalog.canonical_body(instance, route.op, upstream.status, upstream.body)
             return ReadResult(upstream, canonical, instance, stale_by)
         if failure is not None:

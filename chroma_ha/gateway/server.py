@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from ..errors import InstanceError, RequestRejected
+from ..ops.metrics import APPENDED_SCOPE_KEY, INSTANCE_SCOPE_KEY, ROUTE_SCOPE_KEY, timed
 from .admin import admin_routes
 from .reads import STALE_HEADER
 from .routes import Kind, classify
@@ -57,12 +58,14 @@ def build_asgi(gateway: Gateway) -> Starlette:
         path = raw_path.decode("latin-1") if raw_path else request.url.path
         query = request.url.query
         route = classify(method, request.url.path)
+        request.scope[ROUTE_SCOPE_KEY] = route.kind.value
         try:
             body = await read_body(request, settings.max_body_bytes)
             if route.kind is Kind.WRITE:
                 if route.op == "reset":
                     return await reset(request)
                 result = await gateway.writes.handle(route, method, path, query, request.headers, body)
+                request.scope[APPENDED_SCOPE_KEY] = len(body)
                 return Response(result.body, status_code=result.status, media_type=JSON)
             if route.kind is Kind.LOCAL and route.op == "heartbeat":
                 return Response(orjson.dumps({"nanosecond heartbeat": time.time_ns()}), media_type=JSON)
@@ -72,6 +75,7 @@ def build_asgi(gateway: Gateway) -> Starlette:
             if route.kind is Kind.LOCAL and route.op in cluster_answers:
                 return cluster_answers[route.op]  # every instance is down: the cluster's last answer stands
             return error_response(exc)
+        request.scope[INSTANCE_SCOPE_KEY] = read.instance
         if route.kind is Kind.LOCAL and read.upstream.ok:
             cluster_answers[route.op] = Response(read.body, media_type=JSON)
         headers = {k: v for k, v in read.upstream.headers.items() if k.lower() in _PASSED_RESPONSE_HEADERS}
@@ -89,8 +93,8 @@ def build_asgi(gateway: Gateway) -> Starlette:
             raise RequestRejected(503, f"Reset could not reach every instance: {exc}", "ServiceUnavailable") from exc
         refused = [(i, s, b) for i, s, b in answers if not 200 <= s < 300]
         if refused:
-            instance, status, body = refused[0]
-            return Response(body, status_code=status, media_type=JSON)
+            _, status, refusal = refused[0]
+            return Response(refusal, status_code=status, media_type=JSON)
         return Response(b"true", media_type=JSON)
 
     @contextlib.asynccontextmanager
@@ -102,9 +106,10 @@ def build_asgi(gateway: Gateway) -> Starlette:
             await gateway.stop()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    endpoint = timed(api, gateway.metrics)
     routes = [
         *admin_routes(gateway),
-        HttpRoute("/api/v2", api, methods=methods),
-        HttpRoute("/api/v2/{rest:path}", api, methods=methods),
+        HttpRoute("/api/v2", endpoint, methods=methods),
+        HttpRoute("/api/v2/{rest:path}", endpoint, methods=methods),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -57,6 +57,7 @@ class WritePath:
         self._poll = poll_interval
         self._expander = expander
         self.appended = 0
+        self.deletes_converted = 0  # deletes logged with a resolved document-level form
 
     async def handle(
         self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
@@ -69,7 +70,7 @@ class WritePath:
         if route.op == "create_collection":
             extra["canonical_id"] = str(uuid.uuid4())
         if route.op == "delete" and self._expander is not None and payload is not None and canonical:
-            extra.update(await self._expander.expand(canonical, payload))
+            extra.update(await self._expander.expand(canonical, payload, route=route, headers=headers))
         entry = NewEntry(
             op=route.op, method=method, path=path, body=body, query=query,
             headers={k.lower(): v for k, v in headers.items() if k.lower() in LOGGED_HEADERS},
@@ -77,6 +78,7 @@ class WritePath:
         )
         [seq] = await self._store.append([entry])
         self.appended += 1
+        self.deletes_converted += "apply_body" in extra
         self._index.note(seq, entry)
         if self._ack == "log" and route.op in _LOGGED_ANSWERS:
             status, answer = _LOGGED_ANSWERS[route.op]
@@ -127,7 +129,9 @@ def _scope(route: Route, payload: dict[str, object] | None) -> str:
 class DeleteExpander(Protocol):
     """Document-level deletion: resolves a delete by ids into every record of the same documents."""
 
-    async def expand(self, collection_id: str, payload: dict[str, object]) -> dict[str, object]: ...
+    async def expand(
+        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: Mapping[str, str]
+    ) -> dict[str, object]: ...
 
 
 def rejection_body(error: RequestRejected) -> bytes:

@@ -8,10 +8,11 @@ vanishes. A deterministic rejection (a 4xx for the payload) is the entry's outco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -79,7 +80,7 @@ class Applier:
         backoff_cap: float,
         lease_ttl: float,
         on_divergence: Callable[[Divergence], None] = lambda d: None,
-        bootstrapper: Callable[[Applier], asyncio.Future[int]] | None = None,
+        bootstrapper: Callable[[Applier], Awaitable[int]] | None = None,
     ) -> None:
         self.instance = instance
         self._store = store
@@ -145,10 +146,8 @@ class Applier:
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _hold_lease(self) -> bool:
         now = time.monotonic()
@@ -172,17 +171,21 @@ class Applier:
 
     async def _check_incarnation(self) -> None:
         marker = await ensure_marker(self._client, self.instance)
+        assert marker is not None, "ensure_marker creates the marker when it is missing"
+        await self._catalog.load()  # another gateway may have applied to this instance before us
         cursors = await self._store.cursors()
         known = cursors.get(self.instance)
         oldest = await self._store.oldest_seq()
-        if known is not None and known.incarnation == marker.id:
+        # pruned past its cursor: entries it never applied are gone, only a bootstrap brings it back
+        behind = self._bootstrapper is not None and known is not None and known.seq + 1 < oldest
+        if known is not None and known.incarnation == marker.id and not behind:
             self.cursor = known.seq
-        elif known is not None and not known.incarnation and known.seq == 0:
+        elif known is not None and not known.incarnation and known.seq == 0 and not behind:
             await self._store.set_cursor(self.instance, 0, marker.id)
             self.cursor = 0
         else:
             # new or wiped: everything this instance held is gone, so are its ids
-            log.warning("instance %s is new or was wiped: rebuilding it", self.instance)
+            log.warning("instance %s is new, was wiped or is behind the log: rebuilding it", self.instance)
             self._catalog.forget(self.instance)
             await self._store.forget_instance(self.instance)
             start = 0
@@ -204,6 +207,10 @@ class Applier:
     async def _apply_available(self) -> int:
         entries = await self._store.read(self.cursor, READ_CHUNK)
         if not entries:
+            return 0
+        if entries[0].seq > self.cursor + 1 and self._bootstrapper is not None:
+            log.error("the log was pruned past %s (at seq %d): it needs a bootstrap", self.instance, self.cursor)
+            self._must_check = True
             return 0
         self.state = "applying"
         for batch in plan_batches(entries, self._limits()):
@@ -247,6 +254,8 @@ class Applier:
             if not replay:
                 await self._store.record_intent(self.instance, entry.seq)
         response = await self._send(entry, body_to_apply(entry))
+        if response.status == 404 and entry.collection_id and await self._learn_mapping(entry.collection_id):
+            response = await self._send(entry, body_to_apply(entry))
         mappings: list[IdMapping] = []
         status, body = response.status, response.body
         if entry.op == "create_collection":
@@ -258,6 +267,14 @@ class Applier:
         ids = {m.instance_id: m.canonical_id for m in mappings}
         body = _with_ids(body, ids) if ids else self._catalog.canonical_body(self.instance, entry.op, status, body)
         return [Applied(entry.seq, status, body)], mappings
+
+    async def _learn_mapping(self, canonical_id: str) -> bool:
+        """True when the store maps the collection to another id here than we knew: `repair` re-created it."""
+        stored = {m.canonical_id: m for m in await self._store.mappings(self.instance)}.get(canonical_id)
+        if stored is None or stored.instance_id == self._catalog.instance_id(self.instance, canonical_id):
+            return False
+        self._catalog.learn([stored])
+        return True
 
     async def _created(
         self, entry: Entry, response: Upstream, replay: bool

@@ -7,6 +7,7 @@ rebuilds it from the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from ..store import Applied, Outcome
 
@@ -40,7 +41,5 @@ class Progress:
         self._outcomes.clear()
 
     async def changed(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            pass

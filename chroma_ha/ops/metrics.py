@@ -1,0 +1,227 @@
+"""Metrics: Prometheus series in a registry the gateway owns, request timing, rolling rates and percentiles.
+
+The request path only calls `Metrics.observe_request` (two cached label children: a few microseconds). Everything
+else (log head, cursors, lag, resources) is set from a `Sample` by the resource monitor and again at each scrape.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from ..replication.applier import ApplierStats
+    from .monitor import Sample
+
+PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+RATE_WINDOWS_S = (60, 300, 900)
+PERCENTILES = (50, 90, 99)
+# Where the request path leaves what the timing wrapper reports (set in server.api()).
+ROUTE_SCOPE_KEY = "chroma_ha.route_class"
+INSTANCE_SCOPE_KEY = "chroma_ha.instance"
+APPENDED_SCOPE_KEY = "chroma_ha.appended_bytes"
+
+
+def percentiles(values: Iterable[float], points: Sequence[int] = PERCENTILES) -> dict[str, float]:
+    """Nearest-rank percentiles of `values` (plus max), as {"p50": ..., "max": ...}; empty input gives {}."""
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    result = {f"p{p}": ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] for p in points}
+    result["max"] = ordered[-1]
+    return result
+
+
+class RateTracker:
+    """Rates of a cumulative counter over trailing windows, from (time, total) snapshots kept 15 minutes."""
+
+    def __init__(self, keep_seconds: float = max(RATE_WINDOWS_S) + 60, resolution: float = 1.0) -> None:
+        self._snapshots: deque[tuple[float, float]] = deque()
+        self._keep = keep_seconds
+        self._resolution = resolution
+
+    def update(self, total: float, now: float) -> None:
+        if self._snapshots and now - self._snapshots[-1][0] < self._resolution and len(self._snapshots) > 1:
+            self._snapshots[-1] = (self._snapshots[-1][0], total)
+        else:
+            self._snapshots.append((now, total))
+        while self._snapshots and self._snapshots[0][0] < now - self._keep:
+            self._snapshots.popleft()
+
+    def rate(self, window: float) -> float:
+        """Per second over the last `window` seconds, from the newest snapshot at or before its start. A history
+        younger than the window counts as nothing before it, so the first seconds do not read as a burst."""
+        if len(self._snapshots) < 2:
+            return 0.0
+        end_t, end = self._snapshots[-1]
+        start_t, start = self._snapshots[0]
+        for t, total in self._snapshots:
+            if t > end_t - window:
+                break
+            start_t, start = t, total
+        elapsed = window if start_t > end_t - window else end_t - start_t
+        return 0.0 if elapsed <= 0 else max(0.0, end - start) / elapsed
+
+    def rates(self) -> dict[str, float]:
+        return {f"{int(w // 60)}m": round(self.rate(w), 3) for w in RATE_WINDOWS_S}
+
+
+class _ApplierCounters(Collector):
+    """Cumulative applier and write-path counters, read at scrape time from the objects that own them."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, ApplierStats]], totals: Callable[[], Mapping[str, float]]):
+        self._stats = stats
+        self._totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        per_instance = {
+            "applied_entries": "Log entries applied to the instance",
+            "applied_batches": "Chroma calls made by the instance's applier",
+            "applied_bytes": "Bytes of request bodies applied to the instance",
+            "retries": "Transient failures retried by the instance's applier",
+            "rejections": "Entries the instance rejected (4xx for the payload)",
+        }
+        for name, documentation in per_instance.items():
+            family = CounterMetricFamily(f"chroma_ha_applier_{name}", documentation, labels=["instance"])
+            for instance, s in stats.items():
+                family.add_metric([instance], float(getattr(s, name)))
+            yield family
+        for name, value in self._totals().items():
+            yield CounterMetricFamily(f"chroma_ha_{name}", name.replace("_", " "), value=value)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.requests = Counter(
+            "chroma_ha_requests", "Client requests by route class, answering instance and status",
+            ["route_class", "instance", "status"], registry=r,
+        )
+        self.latency = Histogram(
+            "chroma_ha_request_duration_seconds", "Time the gateway took to answer, by route class and instance",
+            ["route_class", "instance"], buckets=REQUEST_BUCKETS, registry=r,
+        )
+        self.head = Gauge("chroma_ha_log_head_seq", "Highest seq in the log", registry=r)
+        self.oldest = Gauge("chroma_ha_log_oldest_seq", "Oldest seq kept in the log", registry=r)
+        self.backlog_total = Gauge("chroma_ha_log_backlog_entries", "Entries not yet applied everywhere", registry=r)
+        self.cursor = Gauge("chroma_ha_instance_cursor_seq", "Last seq applied", ["instance"], registry=r)
+        self.backlog = Gauge("chroma_ha_instance_backlog_entries", "Entries waiting", ["instance"], registry=r)
+        self.lag = Gauge("chroma_ha_instance_lag_seconds", "Age of the oldest entry waiting", ["instance"], registry=r)
+        self.up = Gauge("chroma_ha_instance_up", "1 when the instance is up", ["instance"], registry=r)
+        self.heartbeat = Gauge(
+            "chroma_ha_instance_heartbeat_seconds", "Heartbeat round trip measured by the monitor", ["instance"],
+            registry=r,
+        )
+        self.divergences = Gauge("chroma_ha_divergences", "Unresolved divergences", registry=r)
+        self.batch = Histogram(
+            "chroma_ha_applier_batch_entries", "Entries per Chroma call", ["instance"], buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.apply_lag = Histogram(
+            "chroma_ha_apply_lag_seconds", "Time from an entry's append to its commit on the instance",
+            ["instance"], buckets=LAG_BUCKETS, registry=r,
+        )
+        self.batch_limit = Gauge("chroma_ha_batch_limit_records", "Current adaptive batch limit", registry=r)
+        resource = "Resource figures sampled with psutil"
+        self.resources = {
+            name: Gauge(f"chroma_ha_{name}", f"{resource}: {name.replace('_', ' ')}", registry=r)
+            for name in (
+                "process_cpu_percent", "process_memory_bytes", "host_cpu_percent", "host_memory_percent",
+                "host_memory_available_bytes", "host_memory_total_bytes",
+            )
+        }
+        ProcessCollector(registry=r)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._latency_children: dict[tuple[str, str], Any] = {}
+        self._seen: dict[str, tuple[int, int]] = {}
+        self.appended_bytes = 0
+
+    def bind(self, stats: Callable[[], Mapping[str, ApplierStats]], totals: Callable[[], Mapping[str, float]]) -> None:
+        """Register the counters owned elsewhere (the appliers, the write path), read at scrape time."""
+        self.registry.register(_ApplierCounters(stats, totals))
+
+    def observe_request(self, route_class: str, instance: str, status: int, seconds: float) -> None:
+        key = (route_class, instance, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(route_class, instance, str(status))
+        counter.inc()
+        timing = self._latency_children.get(key[:2])
+        if timing is None:
+            timing = self._latency_children[key[:2]] = self.latency.labels(route_class, instance)
+        timing.observe(seconds)
+
+    def feed_appliers(self, stats: Mapping[str, ApplierStats]) -> None:
+        """Observe the batch sizes and apply lags the appliers recorded since the last call."""
+        for instance, s in stats.items():
+            seen_batches, seen_entries = self._seen.get(instance, (0, 0))
+            new_batches = min(s.applied_batches - seen_batches, len(s.batch_sizes))
+            new_entries = min(s.applied_entries - seen_entries, len(s.lags))
+            self._seen[instance] = (s.applied_batches, s.applied_entries)
+            if new_batches > 0:
+                batch = self.batch.labels(instance)
+                for size in list(s.batch_sizes)[-new_batches:]:
+                    batch.observe(size)
+            if new_entries > 0:
+                lag = self.apply_lag.labels(instance)
+                for seconds in list(s.lags)[-new_entries:]:
+                    lag.observe(seconds)
+
+    def update(self, sample: Sample) -> None:
+        self.head.set(sample.head)
+        self.oldest.set(sample.oldest)
+        self.backlog_total.set(sample.backlog)
+        self.divergences.set(sample.divergences)
+        for instance, i in sample.instances.items():
+            self.cursor.labels(instance).set(i.cursor)
+            self.backlog.labels(instance).set(i.pending)
+            self.lag.labels(instance).set(i.lag_seconds)
+            self.up.labels(instance).set(1 if i.up else 0)
+            self.heartbeat.labels(instance).set(i.heartbeat_seconds if i.heartbeat_seconds is not None else math.nan)
+        for name, gauge in self.resources.items():
+            gauge.set(getattr(sample.resources, name))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def timed(endpoint: Endpoint, metrics: Metrics) -> Endpoint:
+    """Wrap the API endpoint: time each request and count it by route class and the instance that answered."""
+
+    async def timed_endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        scope = request.scope
+        try:
+            response = await endpoint(request)
+        except Exception:
+            metrics.observe_request(
+                scope.get(ROUTE_SCOPE_KEY, "unknown"), scope.get(INSTANCE_SCOPE_KEY, "gateway"), 500,
+                time.perf_counter() - started,
+            )
+            raise
+        route_class = scope.get(ROUTE_SCOPE_KEY, "unknown")
+        instance = scope.get(INSTANCE_SCOPE_KEY) or ("log" if route_class == "write" else "gateway")
+        metrics.appended_bytes += scope.get(APPENDED_SCOPE_KEY, 0)
+        metrics.observe_request(route_class, instance, response.status_code, time.perf_counter() - started)
+        return response
+
+    return timed_endpoint
