@@ -347,6 +347,7 @@ class PostgresStore:
         async with self._transaction() as conn:
             # A prune past the head moves the head, as in SQLite: the next append gets upto_seq + 1.
             await conn.execute(Q["raise_head"], (upto_seq, upto_seq))
+            await conn.execute(Q["remember_pruned_scopes"], (upto_seq,))
             return (await conn.execute(Q["prune"], (upto_seq,))).rowcount
 
     async def count_since(self, since: float) -> int:
@@ -415,6 +416,18 @@ class PostgresStore:
         else:
             rows = await self._fetchall(Q["all_mappings"])
         return [IdMapping(*r) for r in rows]
+
+    async def record_mappings(self, mappings: Sequence[IdMapping]) -> None:
+        """Mappings made outside an applier's batch (bootstrap, repair)."""
+        rows = [(m.instance, m.canonical_id, m.instance_id) for m in mappings]
+        if not rows:
+            return
+        async with self._transaction() as conn, conn.cursor() as cur:
+            await cur.executemany(Q["upsert_mapping"], rows)
+
+    async def scopes(self) -> list[str]:
+        """Every tenant (`t`) and database (`t/d`) the log has named, pruned entries included."""
+        return [r[0] for r in await self._fetchall(Q["scopes"])]
 
     async def forget_instance(self, instance: str) -> None:
         async with self._transaction() as conn:

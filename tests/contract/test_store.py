@@ -293,6 +293,30 @@ async def test_mappings_upsert_and_forget_instance(store: LogStore) -> None:
     assert "a" in await store.cursors()
 
 
+async def test_mappings_recorded_outside_a_batch_leave_the_cursor_alone(store: LogStore) -> None:
+    await store.set_cursor("a", 7, "inc")
+    await store.record_mappings([IdMapping("a", "canon-1", "a-1"), IdMapping("a", "canon-2", "a-2")])
+    await store.record_mappings([IdMapping("a", "canon-1", "a-1b")])
+    assert sorted(await store.mappings("a"), key=lambda m: m.canonical_id) == [
+        IdMapping("a", "canon-1", "a-1b"),
+        IdMapping("a", "canon-2", "a-2"),
+    ]
+    assert (await store.cursors())["a"].seq == 7
+
+
+async def test_scopes_named_by_the_log_survive_pruning(store: LogStore) -> None:
+    await store.append([
+        NewEntry(op="create_tenant", method="POST", path="/t", scope="acme"),
+        NewEntry(op="create_database", method="POST", path="/d", scope="acme/main"),
+        NewEntry(op="add", method="POST", path="/a", scope="default_tenant/default_database"),
+        NewEntry(op="heartbeat", method="GET", path="/h", scope=""),
+    ])
+    expected = ["acme", "acme/main", "default_tenant/default_database"]
+    assert await store.scopes() == expected
+    await store.prune(4)
+    assert await store.scopes() == expected
+
+
 # --- leases, recommendations -----------------------------------------------------------------------------------
 
 

@@ -55,6 +55,13 @@ SELECT count(*) FROM entries WHERE created_at >= %s
 -- name: prune
 DELETE FROM entries WHERE seq <= %s
 
+-- name: remember_pruned_scopes
+INSERT INTO known_scopes (scope) SELECT DISTINCT scope FROM entries WHERE seq <= %s AND scope != ''
+ON CONFLICT DO NOTHING
+
+-- name: scopes
+SELECT scope FROM known_scopes UNION SELECT DISTINCT scope FROM entries WHERE scope != '' ORDER BY 1
+
 -- name: cursors
 SELECT instance, seq, incarnation, updated_at FROM cursors ORDER BY instance
 
@@ -135,4 +142,5 @@ SELECT id, created_at, kind, reason, details FROM recommendations ORDER BY id DE
 DELETE FROM entries;
 DELETE FROM collection_ids;
 DELETE FROM intents;
+DELETE FROM known_scopes;
 DELETE FROM divergences

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS divergences (
     created_at double precision NOT NULL,
     resolved_at double precision
 );
+-- tenants and tenant/databases named by pruned entries: tools that walk every scope still find them
+CREATE TABLE IF NOT EXISTS known_scopes (scope text PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS leases (
     instance text PRIMARY KEY,
     owner text NOT NULL,
