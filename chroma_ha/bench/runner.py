@@ -13,6 +13,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from .cluster import INSTANCE_COUNT, BenchCluster
 from .config import BenchConfig
 from .host import HostLoad
@@ -55,9 +57,8 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
     async with new_session(connections=4 * max(*config.concurrencies, config.write_concurrency, 8)) as session:
         setup = await prepare(
             session, cluster.gateway.url, cluster.instance_urls, cluster.standalone.url,
-            records=config.records, dim=config.dim,
-            load_batch=config.load_batch, query_pool=config.query_pool, n_results=config.n_results,
-            seed=config.seed, drain_timeout=config.drain_timeout_seconds, log=log,
+            records=config.records, dim=config.dim, load_batch=config.load_batch, query_pool=config.query_pool,
+            n_results=config.n_results, seed=config.seed, drain_timeout=config.drain_timeout_seconds, log=log,
         )
         throughput = await _queries(session, setup, config, CpuMeter(cluster.gateway.pid), log)
         log(f"single-query latency: {config.latency_samples} samples per target")
@@ -90,7 +91,7 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
 
 
 async def _queries(
-    session: Any, setup: Setup, config: BenchConfig, gateway_cpu: CpuMeter, log: Log
+    session: aiohttp.ClientSession, setup: Setup, config: BenchConfig, gateway_cpu: CpuMeter, log: Log
 ) -> list[ThroughputResult]:
     targets = [setup.queries_direct, setup.queries_gateway]
     await warm_up(session, targets, setup.query_bodies, max(config.concurrencies), config.warmup_seconds)

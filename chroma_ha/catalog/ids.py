@@ -26,14 +26,31 @@ class Catalog:
         self._store = store
         self._to_instance: dict[str, dict[str, str]] = {}
         self._to_canonical: dict[str, dict[str, str]] = {}
+        self._loads_in_flight = 0
+        self._journal: list[IdMapping] = []  # learned while a load was reading the store
 
     async def load(self) -> None:
-        mappings = await self._store.mappings()  # before clearing: no one may see an empty cache meanwhile
+        """Replace the cache with the store's map; what appliers learn meanwhile is kept on top of it."""
+        self._loads_in_flight += 1
+        try:
+            stored = await self._store.mappings()  # before clearing: no one may see an empty cache meanwhile
+        finally:
+            self._loads_in_flight -= 1
+        learned_meanwhile = self._journal
+        if not self._loads_in_flight:
+            self._journal = []
         self._to_instance.clear()
         self._to_canonical.clear()
-        self.learn(mappings)
+        self._apply(stored)
+        self._apply(learned_meanwhile)
 
     def learn(self, mappings: Iterable[IdMapping]) -> None:
+        mappings = list(mappings)
+        if self._loads_in_flight:
+            self._journal.extend(mappings)
+        self._apply(mappings)
+
+    def _apply(self, mappings: Iterable[IdMapping]) -> None:
         for m in mappings:
             old = self._to_instance.setdefault(m.instance, {}).get(m.canonical_id)
             if old is not None:

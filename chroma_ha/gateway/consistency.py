@@ -45,6 +45,7 @@ class LogIndex:
 
     def required_seq(self, route: Route) -> int:
         """The seq an instance must have applied to answer this read as the client's own writes left it."""
+        # Never below the floor: an instance rebuilding from scratch (wiped, new) holds nothing until it passes it.
         if route.collection_uuid:
-            return self._collections.get(route.collection_uuid, 0)
-        return self._scopes.get(route.scope, 0)
+            return max(self.floor, self._collections.get(route.collection_uuid, 0))
+        return max(self.floor, self._scopes.get(route.scope, 0))

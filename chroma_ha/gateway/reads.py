@@ -82,6 +82,14 @@ class ReadPath:
         by_progress = sorted(up, key=lambda i: -self._progress.cursors.get(i, 0))
         return by_progress, max(0, required - self._progress.cursors.get(by_progress[0], 0))
 
+    async def _remapped(self, instance: str, route: Route) -> bool:
+        """After a 404: has the collection another id on this instance now (re-created by `repair`)?"""
+        if not route.collection_uuid:
+            return False
+        known = self._catalog.instance_id(instance, route.collection_uuid)
+        await self._catalog.load()
+        return self._catalog.instance_id(instance, route.collection_uuid) not in (known, None)
+
     async def handle(
         self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
         *, fresh: bool = True,
@@ -114,6 +122,8 @@ class ReadPath:
                 failure = upstream
                 continue
             self._health.mark_success(instance)
+            if upstream.status == 404 and await self._remapped(instance, route):
+                return await self.handle(route, method, path, query, headers, body, fresh=fresh)
             if self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body):
                 await self._catalog.load()
             canonical = self._catalog.canonical_body(instance, route.op, upstream.status, upstream.body)

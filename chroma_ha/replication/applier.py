@@ -123,7 +123,7 @@ class Applier:
                         await self._check_incarnation()
                     applied = await self._apply_available()
                 attempt = 0
-                if not applied:
+                if not applied and await self._store.head() <= self.cursor:
                     self.state = "idle"
                     await self._wait_for_work(stop)
             except (InstanceError, StoreError) as exc:

@@ -62,7 +62,7 @@ def expander(reads: FakeReads, collections: tuple[str, ...] = ()) -> DocumentDel
     return DocumentDeletes(key="document_id", collections=collections, reads=lambda: reads)  # type: ignore[arg-type, return-value]
 
 
-CHUNKS = {
+CHUNKS: dict[str, dict[str, Any]] = {
     "a-1": {"document_id": "doc-a", "page": 1}, "a-2": {"document_id": "doc-a", "page": 2},
     "b-1": {"document_id": "doc-b", "page": 1}, "b-2": {"document_id": "doc-b", "page": 2},
     "n-1": {"document_id": 7, "page": 1}, "n-2": {"document_id": 7, "page": 2},
@@ -98,14 +98,14 @@ async def test_nothing_to_expand_leaves_the_delete_as_sent() -> None:
 
 async def test_a_filter_next_to_ids_is_resolved_on_the_expanded_set() -> None:
     reads = FakeReads(dict(CHUNKS))
-    payload = {"ids": ["doc-a", "doc-b"], "where": {"page": 2}}
+    payload: dict[str, object] = {"ids": ["doc-a", "doc-b"], "where": {"page": 2}}
     extra = await expander(reads).expand(COLLECTION, payload, route=ROUTE, headers={})
     assert extra["apply_body"] == {"ids": ["a-2", "b-2"]}
     assert reads.requests[-1]["where"] == {"page": 2}
 
 
 async def test_a_filter_that_keeps_nothing_leaves_the_delete_as_sent() -> None:
-    payload = {"ids": ["doc-a"], "where": {"page": 9}}
+    payload: dict[str, object] = {"ids": ["doc-a"], "where": {"page": 9}}
     assert await expander(FakeReads(dict(CHUNKS))).expand(COLLECTION, payload, route=ROUTE, headers={}) == {}
 
 
