@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from .catalog.ids import Catalog
 from .errors import StoreError
 from .gateway.consistency import LogIndex
-from .gateway.deletes import DocumentDeletes
+from .gateway.deletes import DocumentDeletes, LimitedDeletes
 from .gateway.proxy import InstanceClient
 from .gateway.reads import ReadPath
 from .gateway.writes import WritePath
@@ -74,10 +74,13 @@ class Gateway:
             store=self.store, catalog=self.catalog, progress=self.progress, health=self.health,
             index=self.index, ack=settings.ack, write_timeout=settings.write_timeout,
             poll_interval=settings.poll_interval,
-            expander=DocumentDeletes(
-                key=settings.delete_expand_key, collections=settings.delete_expand_collections,
+            expander=LimitedDeletes(
                 reads=lambda: self.reads,
-            ) if settings.delete_expand_key else None,
+                documents=DocumentDeletes(
+                    key=settings.delete_expand_key, collections=settings.delete_expand_collections,
+                    reads=lambda: self.reads,
+                ) if settings.delete_expand_key else None,
+            ),
         )
         self.reads = ReadPath(
             instances=settings.instances, client=self.client, catalog=self.catalog, health=self.health,

@@ -106,6 +106,35 @@ class DocumentDeletes:
         return sorted(kept)
 
 
+class LimitedDeletes:
+    """A delete with `limit` removes the first matching records in each instance's own storage order, which
+    instances need not share (a bootstrapped copy is ordered differently): the gateway picks the records once, on an
+    instance holding every earlier write, and logs them as ids, so every instance removes the same ones."""
+
+    def __init__(self, reads: Callable[[], ReadPath], documents: DocumentDeletes | None = None) -> None:
+        self._reads = reads
+        self._documents = documents
+
+    async def expand(
+        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: Mapping[str, str]
+    ) -> dict[str, object]:
+        if payload.get("limit") is None:
+            if self._documents is None:
+                return {}
+            return await self._documents.expand(collection_id, payload, route=route, headers=headers)
+        request: dict[str, Any] = {"limit": payload["limit"], "include": []}
+        for name in ("ids", "where", "where_document"):
+            if payload.get(name) is not None:
+                request[name] = payload[name]
+        try:
+            found = await _Reader(self._reads(), route, collection_id, headers).get(**request)
+        except _AsSent:
+            return {}
+        if not found["ids"]:
+            return {}
+        return {"apply_body": {"ids": sorted(found["ids"])}, "resolved_limit": payload["limit"]}
+
+
 class _AsSent(Exception):
     """The resolving read was refused for the payload: apply the delete as the client sent it."""
 

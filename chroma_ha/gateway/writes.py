@@ -78,7 +78,7 @@ class WritePath:
         )
         [seq] = await self._store.append([entry])
         self.appended += 1
-        self.deletes_converted += "apply_body" in extra
+        self.deletes_converted += "expanded_from" in extra
         self._index.note(seq, entry)
         if self._ack == "log" and route.op in _LOGGED_ANSWERS:
             status, answer = _LOGGED_ANSWERS[route.op]
