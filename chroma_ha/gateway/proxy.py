@@ -1,11 +1,19 @@
-"""Forward one request to one instance. The only place that speaks HTTP to Chroma servers."""
+"""Forward one request to one instance. The only place that speaks HTTP to Chroma servers.
+
+A lean HTTP/1.1 client: one asyncio.Protocol per keep-alive connection, httptools (already installed with
+uvicorn[standard]) to parse answers, a LIFO pool of idle connections per instance. It does what a proxy hop
+needs and nothing else: no redirects, cookies, proxies or decompression.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import aiohttp
+import httptools
 
 from ..errors import InstanceError
 
@@ -16,6 +24,8 @@ HOP_HEADERS = frozenset({
 })
 # Client headers kept with a logged write, so the applier sends them to every instance (auth included).
 LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
+MAX_CONNECTIONS_PER_INSTANCE = 256
+MAX_IDLE_PER_INSTANCE = 64
 
 
 @dataclass(frozen=True)
@@ -33,21 +43,95 @@ def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
 
 
+class _Closed(ConnectionError):
+    pass
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.status, self.keep_alive = 0, True
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+
+    def begin(self) -> asyncio.Future[None]:
+        self.status, self.keep_alive, self.headers, self.body = 0, True, {}, []
+        self.waiter = asyncio.get_running_loop().create_future()
+        return self.waiter
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.abort(exc)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        if key not in HOP_HEADERS:
+            self.headers[key] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.abort(exc or _Closed("connection closed by the instance"))
+
+    def abort(self, exc: BaseException) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+
 class InstanceClient:
-    def __init__(self, request_timeout: float, pool_size: int = 256) -> None:
+    def __init__(self, request_timeout: float, pool_size: int = MAX_CONNECTIONS_PER_INSTANCE) -> None:
         self._timeout = request_timeout
         self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self._idle: dict[str, list[_Connection]] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")
-        )
+        pass
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.abort(_Closed("gateway stopping"))
+        self._idle.clear()
+
+    @staticmethod
+    def _idle_connection(idle: list[_Connection]) -> _Connection | None:
+        """The most recently used idle connection still open; ones the instance closed meanwhile are dropped."""
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and connection.transport is not None and not connection.transport.is_closing():
+                return connection
+        return None
+
+    async def _connect(self, instance: str) -> _Connection:
+        parts = urlsplit(instance)
+        secure = parts.scheme == "https"
+        if secure and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        _, connection = await asyncio.get_running_loop().create_connection(
+            _Connection, parts.hostname or "", parts.port or (443 if secure else 80),
+            ssl=self._ssl if secure else None,
+        )
+        return connection
 
     async def request(
         self,
@@ -60,18 +144,40 @@ class InstanceClient:
         body: bytes = b"",
         timeout: float | None = None,
     ) -> Upstream:
-        assert self._session is not None, "InstanceClient.start() was not called"
-        url = f"{instance}{path}?{query}" if query else f"{instance}{path}"
+        target = f"{path}?{query}" if query else path
+        lines = [f"{method} {target} HTTP/1.1\r\nhost: {instance.partition('://')[2]}\r\n"]
+        lines.append(f"content-length: {len(body)}\r\n")
+        lines.extend(f"{k}: {v}\r\n" for k, v in (headers or {}).items() if k.lower() not in HOP_HEADERS)
+        lines.append("\r\n")
+        wire = "".join(lines).encode("latin-1") + body
+        idle = self._idle.setdefault(instance, [])
+        slots = self._slots.get(instance) or self._slots.setdefault(instance, asyncio.Semaphore(self._pool_size))
+        connection: _Connection | None = None
         try:
-            async with self._session.request(
-                method,
-                aiohttp.client.URL(url, encoded=True),
-                data=body or None,
-                headers=forwardable(headers or {}),
-                timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
-                allow_redirects=False,
-            ) as response:
-                data = await response.read()
-                return Upstream(response.status, forwardable(response.headers), data)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise InstanceError(instance, f"{type(exc).__name__}: {exc}", retryable=True) from exc
+            async with asyncio.timeout(timeout or self._timeout), slots:
+                while True:
+                    connection = self._idle_connection(idle)
+                    reused = connection is not None
+                    if connection is None:
+                        connection = await self._connect(instance)
+                    done = connection.begin()
+                    assert connection.transport is not None
+                    connection.transport.write(wire)
+                    try:
+                        await done
+                    except (_Closed, ConnectionResetError, BrokenPipeError):
+                        if reused:
+                            continue  # a kept-alive connection the instance had already closed: use another
+                        raise
+                    break
+        except BaseException as exc:
+            if connection is not None:
+                connection.abort(_Closed("request abandoned"))  # its answer may still come: never reuse it
+            if isinstance(exc, (OSError, TimeoutError, httptools.HttpParserError)):
+                raise InstanceError(instance, f"{type(exc).__name__}: {exc}", retryable=True) from exc
+            raise
+        if connection.keep_alive and not connection.closed and len(idle) < MAX_IDLE_PER_INSTANCE:
+            idle.append(connection)
+        else:
+            connection.abort(_Closed("not kept alive"))
+        return Upstream(connection.status, connection.headers, b"".join(connection.body))

@@ -5,8 +5,8 @@ The table follows Chroma 1.5's HTTP API v2 (its `/openapi.json`).
 
 from __future__ import annotations
 
+import functools
 import re
-import uuid
 from dataclasses import dataclass
 from enum import Enum
 
@@ -29,7 +29,7 @@ class Route:
     database: str | None = None
     collection: str | None = None  # the path's collection segment: a name or an id
 
-    @property
+    @functools.cached_property
     def collection_uuid(self) -> str | None:
         """The collection segment when it is an id (a UUID), else None (a name, or no collection)."""
         return self.collection if self.collection and is_uuid(self.collection) else None
@@ -95,6 +95,7 @@ CATALOG_WRITES = frozenset({
 })
 
 
+@functools.lru_cache(maxsize=4096)  # clients repeat the same few paths; a Route is immutable
 def classify(method: str, path: str) -> Route:
     for m, pattern, kind, op in _COMPILED:
         if m != method:
@@ -106,14 +107,11 @@ def classify(method: str, path: str) -> Route:
     return Route(Kind.UNKNOWN, "unknown")
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def is_uuid(text: str) -> bool:
-    if len(text) != 36:
-        return False
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    return len(text) == 36 and _UUID.fullmatch(text) is not None
 
 
 def collection_path_prefix(tenant: str, database: str, collection: str) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
+from starlette.types import Receive, Scope, Send
 
 from ..errors import InstanceError, RequestRejected
 from ..ops.metrics import APPENDED_SCOPE_KEY, INSTANCE_SCOPE_KEY, ROUTE_SCOPE_KEY, timed
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from ..app import Gateway
 
 JSON = "application/json"
+API_PREFIX = "/api/v2/"
+API_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _PASSED_RESPONSE_HEADERS = ("content-type", "chroma-trace-id")
 
 
@@ -54,10 +57,11 @@ def build_asgi(gateway: Gateway) -> Starlette:
 
     async def api(request: Request) -> Response:
         method = request.method
-        raw_path = request.scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else request.url.path
-        query = request.url.query
-        route = classify(method, request.url.path)
+        scope = request.scope
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else scope["path"]
+        query = scope["query_string"].decode("latin-1")  # request.url would parse a whole URL per request
+        route = classify(method, scope["path"])
         request.scope[ROUTE_SCOPE_KEY] = route.kind.value
         try:
             body = await read_body(request, settings.max_body_bytes)
@@ -105,11 +109,32 @@ def build_asgi(gateway: Gateway) -> Starlette:
         finally:
             await gateway.stop()
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     endpoint = timed(api, gateway.metrics)
     routes = [
         *admin_routes(gateway),
-        HttpRoute("/api/v2", endpoint, methods=methods),
-        HttpRoute("/api/v2/{rest:path}", endpoint, methods=methods),
+        HttpRoute("/api/v2", endpoint, methods=list(API_METHODS)),
+        HttpRoute("/api/v2/{rest:path}", endpoint, methods=list(API_METHODS)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return GatewayApp(endpoint, routes=routes, lifespan=lifespan)
+
+
+class GatewayApp(Starlette):
+    """Starlette, except that Chroma's API goes straight to its endpoint.
+
+    The router (which tries every admin route first) and the middleware stack cost about 40 us per proxied
+    query, half of what the gateway's own code costs; the API needs neither (one endpoint, which answers its own
+    errors). The admin API, the lifespan and other methods (405) still go through Starlette.
+    """
+
+    def __init__(self, api: Callable[[Request], Awaitable[Response]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in API_METHODS and (
+            scope["path"].startswith(API_PREFIX) or scope["path"] == "/api/v2"
+        ):
+            response = await self._api(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
