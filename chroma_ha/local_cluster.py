@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
 
 
 def chroma_executable() -> str:
@@ -29,6 +31,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def kill_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a child started in its own session, and everything it started."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within `timeout`."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
 
 
 class ChromaServer:
@@ -76,19 +95,88 @@ class ChromaServer:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        kill_group(self.process)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.process)
 
     def wipe(self) -> None:
         """Stop the server and delete its data, as a lost disk would."""
         self.kill()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class GatewayProcess:
+    """`python -m chroma_ha serve` in a child process, settings in `CHROMA_HA_*` variables, output in a log file.
+
+    A child process, so that a load generator never shares its interpreter and a test can SIGKILL it like a crash.
+    """
+
+    def __init__(
+        self, instances: list[str], store: str, workdir: Path, env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.instances = instances
+        self.store = store
+        self.workdir = Path(workdir)
+        self.extra_env = dict(env or {})
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"gateway-{self.port}.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the gateway was not started"
+        return self.process.pid
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
+        env.update({
+            "CHROMA_HA_INSTANCES": ",".join(self.instances),
+            "CHROMA_HA_STORE": self.store,
+            "CHROMA_HA_HOST": "127.0.0.1",
+            "CHROMA_HA_PORT": str(self.port),
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> GatewayProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "chroma_ha", "serve"], env=self.environment(), cwd=self.workdir,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Until the gateway answers /health (200, or 503 while no instance is up yet)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited at start: {self.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1):
+                    return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the gateway did not answer within {timeout:g}s; see {self.log_path}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        kill_group(self.process)
+
+    def stop(self) -> None:
+        stop_group(self.process)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from chroma_ha import local_cluster
 from chroma_ha.local_cluster import ChromaServer, free_port
 
-GATEWAY_READY_TIMEOUT_S = 60.0
+# Fast health checks and retries, so that tests see failures and recoveries within a second or two.
+TEST_SETTINGS = {
+    "CHROMA_HA_HEALTH_INTERVAL": "0.25",
+    "CHROMA_HA_HEALTH_FALL": "2",
+    "CHROMA_HA_HEALTH_RISE": "1",
+    "CHROMA_HA_BACKOFF_CAP": "0.5",
+    "CHROMA_HA_POLL_INTERVAL": "0.1",
+}
 
 
 def start_chroma(base: Path, count: int, allow_reset: bool = False) -> list[ChromaServer]:
@@ -27,76 +30,11 @@ def start_chroma(base: Path, count: int, allow_reset: bool = False) -> list[Chro
     return servers
 
 
-class GatewayProcess:
-    """`chroma-ha serve` in a child process, so a test can SIGKILL it like a crash."""
+class GatewayProcess(local_cluster.GatewayProcess):
+    """The gateway as a child process with test settings, and what tests ask of its admin API."""
 
-    def __init__(
-        self, instances: list[str], store: str, workdir: Path, env: Mapping[str, str] | None = None,
-        port: int | None = None,
-    ) -> None:
-        self.instances = instances
-        self.store = store
-        self.workdir = workdir
-        self.extra_env = dict(env or {})
-        self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> GatewayProcess:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
-        env.update({
-            "CHROMA_HA_INSTANCES": ",".join(self.instances),
-            "CHROMA_HA_STORE": self.store,
-            "CHROMA_HA_PORT": str(self.port),
-            "CHROMA_HA_HEALTH_INTERVAL": "0.25",
-            "CHROMA_HA_HEALTH_FALL": "2",
-            "CHROMA_HA_HEALTH_RISE": "1",
-            "CHROMA_HA_BACKOFF_CAP": "0.5",
-            "CHROMA_HA_POLL_INTERVAL": "0.1",
-        })
-        env.update(self.extra_env)
-        log = open(self.workdir / f"gateway-{self.port}.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "chroma_ha", "serve"], env=env, cwd=self.workdir,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        log.close()
-        self.wait_ready()
-        return self
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + GATEWAY_READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code in (200, 503):
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not start: {self.log_text()[-3000:]}")
-
-    def log_text(self) -> str:
-        path = self.workdir / f"gateway-{self.port}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **TEST_SETTINGS, **self.extra_env}
 
     def wal_status(self) -> dict[str, Any]:
         return httpx.get(f"{self.url}/wal/status", timeout=10).json()

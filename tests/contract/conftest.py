@@ -6,11 +6,9 @@ start, the tests that need it fail: they never skip.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psycopg
@@ -19,7 +17,7 @@ import pytest
 from chroma_ha.store.base import LogStore
 from chroma_ha.store.postgres import PostgresStore
 from chroma_ha.store.sqlite import SQLiteStore
-from tests.pg import create_database, drop_database, running_postgres
+from tests.pg import create_database, drop_database
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -58,18 +56,6 @@ class Backend:
         else:
             with psycopg.connect(self.location, autocommit=True) as conn:
                 conn.execute("DROP TABLE entries")
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    # Under the system temp dir rather than pytest's: the server runs as another user and must traverse the path,
-    # and pytest tightens the modes of its own base folder whenever another session starts.
-    base = Path(tempfile.mkdtemp(prefix="chroma-ha-pg-"))
-    try:
-        with running_postgres(base) as dsn:
-            yield dsn
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
