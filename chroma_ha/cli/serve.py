@@ -19,6 +19,8 @@ def run_gateway(settings: Settings) -> None:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+        # per-request work the gateway does not need: forwarded-for rewriting, server and date headers
+        proxy_headers=False, server_header=False, date_header=False,
     )
     uvicorn.Server(config).run()
 
