@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +19,26 @@ def chroma_pair(tmp_path: Path) -> Iterator[list[ChromaServer]]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, chroma_pair: list[ChromaServer]) -> Iterator[GatewayProcess]:
+def gateway_with(tmp_path: Path, chroma_pair: list[ChromaServer]) -> Iterator[Callable[..., GatewayProcess]]:
+    """Starts a gateway process on the SQLite store in front of `chroma_pair`, with extra settings."""
+    started: list[GatewayProcess] = []
+
+    def start(env: dict[str, str] | None = None) -> GatewayProcess:
+        process = GatewayProcess(
+            [s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gateway", env=env
+        )
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def gateway(gateway_with: Callable[..., GatewayProcess]) -> GatewayProcess:
     """A gateway process on the SQLite store in front of `chroma_pair`."""
-    process = GatewayProcess(
-        [s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gateway"
-    ).start()
-    yield process
-    process.stop()
+    return gateway_with()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import chromadb
@@ -56,19 +57,17 @@ def test_malformed_writes_get_a_clear_4xx_and_are_not_logged(
     assert col.count() == 1
 
 
-def test_oversized_body_gets_413_and_is_not_logged(tmp_path: Path, chroma_pair: list[ChromaServer]) -> None:
-    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
-                             env={"CHROMA_HA_MAX_BODY_BYTES": "1000"}).start()
-    try:
-        col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("big", embedding_function=None)
-        head = gateway.wal_status()["head"]
-        with pytest.raises(Exception, match="larger than the gateway's limit"):
-            col.add(ids=[f"id{n}" for n in range(100)], embeddings=[[0.5, 0.5]] * 100)
-        assert gateway.wal_status()["head"] == head
-        col.add(ids=["small"], embeddings=[[0.5, 0.5]])
-        assert col.count() == 1
-    finally:
-        gateway.stop()
+def test_oversized_body_gets_413_and_is_not_logged(
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
+) -> None:
+    gateway = gateway_with({"CHROMA_HA_MAX_BODY_BYTES": "1000"})
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("big", embedding_function=None)
+    head = gateway.wal_status()["head"]
+    with pytest.raises(Exception, match="larger than the gateway's limit"):
+        col.add(ids=[f"id{n}" for n in range(100)], embeddings=[[0.5, 0.5]] * 100)
+    assert gateway.wal_status()["head"] == head
+    col.add(ids=["small"], embeddings=[[0.5, 0.5]])
+    assert col.count() == 1
 
 
 def test_unknown_collection_is_chromas_404_and_not_logged(gateway: GatewayProcess) -> None:
@@ -79,60 +78,50 @@ def test_unknown_collection_is_chromas_404_and_not_logged(gateway: GatewayProces
     assert gateway.wal_status()["head"] == head
 
 
-def test_ack_all_means_every_up_instance_holds_the_write(tmp_path: Path, chroma_pair: list[ChromaServer]) -> None:
-    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
-                             env={"CHROMA_HA_ACK": "all"}).start()
-    try:
-        col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("all", embedding_function=None)
-        for n in range(10):
-            col.add(ids=[f"r{n}"], embeddings=[[float(n), 1.0]])
-            assert [direct_count(s, "all") for s in chroma_pair] == [n + 1, n + 1]
-    finally:
-        gateway.stop()
+def test_ack_all_means_every_up_instance_holds_the_write(
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
+) -> None:
+    gateway = gateway_with({"CHROMA_HA_ACK": "all"})
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("all", embedding_function=None)
+    for n in range(10):
+        col.add(ids=[f"r{n}"], embeddings=[[float(n), 1.0]])
+        assert [direct_count(s, "all") for s in chroma_pair] == [n + 1, n + 1]
 
 
 def test_ack_log_keeps_taking_writes_while_every_instance_is_down(
-    tmp_path: Path, chroma_pair: list[ChromaServer]
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
 ) -> None:
-    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
-                             env={"CHROMA_HA_ACK": "log"}).start()
-    try:
-        client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
-        col = client.create_collection("offline", embedding_function=None)
-        col.add(ids=["before"], embeddings=[[0.0, 1.0]])
-        for s in chroma_pair:
-            s.kill()
-        for n in range(5):
-            col.add(ids=[f"r{n}"], embeddings=[[float(n), 1.0]])
-        col.delete(ids=["r0"])
-        for s in chroma_pair:
-            s.start()
-        gateway.wait_drained()
-        assert [direct_count(s, "offline") for s in chroma_pair] == [5, 5]
-    finally:
-        gateway.stop()
+    gateway = gateway_with({"CHROMA_HA_ACK": "log"})
+    client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
+    col = client.create_collection("offline", embedding_function=None)
+    col.add(ids=["before"], embeddings=[[0.0, 1.0]])
+    for s in chroma_pair:
+        s.kill()
+    for n in range(5):
+        col.add(ids=[f"r{n}"], embeddings=[[float(n), 1.0]])
+    col.delete(ids=["r0"])
+    for s in chroma_pair:
+        s.start()
+    gateway.wait_drained()
+    assert [direct_count(s, "offline") for s in chroma_pair] == [5, 5]
 
 
 def test_write_timeout_answers_503_saying_the_write_is_logged(
-    tmp_path: Path, chroma_pair: list[ChromaServer]
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
 ) -> None:
-    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
-                             env={"CHROMA_HA_WRITE_TIMEOUT": "1"}).start()
-    try:
-        client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
-        col = client.create_collection("late", embedding_function=None)
-        for s in chroma_pair:
-            s.kill()
-        response = httpx.post(f"{gateway.url}{API}/collections/{col.id}/add",
-                              json={"ids": ["x"], "embeddings": [[1.0, 2.0]]}, timeout=10)
-        assert response.status_code == 503
-        assert "logged as seq" in response.json()["message"]
-        for s in chroma_pair:
-            s.start()
-        gateway.wait_drained()
-        assert [direct_count(s, "late") for s in chroma_pair] == [1, 1]
-    finally:
-        gateway.stop()
+    gateway = gateway_with({"CHROMA_HA_WRITE_TIMEOUT": "1"})
+    client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
+    col = client.create_collection("late", embedding_function=None)
+    for s in chroma_pair:
+        s.kill()
+    response = httpx.post(f"{gateway.url}{API}/collections/{col.id}/add",
+                          json={"ids": ["x"], "embeddings": [[1.0, 2.0]]}, timeout=10)
+    assert response.status_code == 503
+    assert "logged as seq" in response.json()["message"]
+    for s in chroma_pair:
+        s.start()
+    gateway.wait_drained()
+    assert [direct_count(s, "late") for s in chroma_pair] == [1, 1]
 
 
 def catalog_and_data_churn(port: int) -> None:
