@@ -137,24 +137,19 @@ def test_every_kind_of_delete_reaches_every_instance_across_a_restart(
 
 
 def test_a_delete_with_limit_removes_the_same_records_on_every_instance(
-    tmp_path: Path, chroma_pair: list[ChromaServer]
+    gateway: GatewayProcess, chroma_pair: list[ChromaServer]
 ) -> None:
     """`limit` picks records in each instance's storage order; the gateway resolves them once, as ids."""
-    gateway = GatewayProcess([s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}",
-                             tmp_path / "gw").start()
-    try:
-        col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection(
-            "limited", embedding_function=None
-        )
-        col.add(ids=["z", "a", "m", "q"], embeddings=[[1.0, 0.0]] * 4, metadatas=[{"k": 1}] * 4)
-        gateway.wait_drained()
-        # Give the second instance a different storage order, as a bootstrap copy would have.
-        direct = chromadb.HttpClient(host="127.0.0.1", port=chroma_pair[1].port).get_collection("limited")
-        direct.delete(ids=["z", "a", "m", "q"])
-        direct.add(ids=["q", "m", "a", "z"], embeddings=[[1.0, 0.0]] * 4, metadatas=[{"k": 1}] * 4)
-        assert col.delete(where={"k": 1}, limit=2).get("deleted", 2) == 2
-        gateway.wait_drained()
-        left = [sorted(snapshot(s.url)["limited"]["records"]) for s in chroma_pair]
-        assert len(left[0]) == 2 and left[0] == left[1]
-    finally:
-        gateway.stop()
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection(
+        "limited", embedding_function=None
+    )
+    col.add(ids=["z", "a", "m", "q"], embeddings=[[1.0, 0.0]] * 4, metadatas=[{"k": 1}] * 4)
+    gateway.wait_drained()
+    # Give the second instance a different storage order, as a bootstrap copy would have.
+    direct = chromadb.HttpClient(host="127.0.0.1", port=chroma_pair[1].port).get_collection("limited")
+    direct.delete(ids=["z", "a", "m", "q"])
+    direct.add(ids=["q", "m", "a", "z"], embeddings=[[1.0, 0.0]] * 4, metadatas=[{"k": 1}] * 4)
+    assert col.delete(where={"k": 1}, limit=2)["deleted"] == 2
+    gateway.wait_drained()
+    left = [sorted(snapshot(s.url)["limited"]["records"]) for s in chroma_pair]
+    assert len(left[0]) == 2 and left[0] == left[1]
