@@ -8,6 +8,7 @@ import click
 import uvicorn
 
 from ..app import Gateway
+from ..gateway.http_protocol import JoinedWritesHttpProtocol
 from ..gateway.server import build_asgi
 from ..settings import Settings
 from .options import deployment_options, load_settings
@@ -17,7 +18,7 @@ def run_gateway(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_asgi(Gateway(settings))
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        app, host=settings.host, port=settings.port, loop="uvloop", http=JoinedWritesHttpProtocol,
         log_level="warning", access_log=False, timeout_graceful_shutdown=5,
         # per-request work the gateway does not need: forwarded-for rewriting, server and date headers
         proxy_headers=False, server_header=False, date_header=False,

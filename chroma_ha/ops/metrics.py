@@ -7,9 +7,8 @@ else (log head, cursors, lag, resources) is set from a `Sample` by the resource 
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -17,8 +16,6 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
 
 if TYPE_CHECKING:
     from ..replication.applier import ApplierStats
@@ -30,10 +27,6 @@ BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 RATE_WINDOWS_S = (60, 300, 900)
 PERCENTILES = (50, 90, 99)
-# Where the request path leaves what the timing wrapper reports (set in server.api()).
-ROUTE_SCOPE_KEY = "chroma_ha.route_class"
-INSTANCE_SCOPE_KEY = "chroma_ha.instance"
-APPENDED_SCOPE_KEY = "chroma_ha.appended_bytes"
 
 
 def percentiles(values: Iterable[float], points: Sequence[int] = PERCENTILES) -> dict[str, float]:
@@ -200,28 +193,3 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def timed(endpoint: Endpoint, metrics: Metrics) -> Endpoint:
-    """Wrap the API endpoint: time each request and count it by route class and the instance that answered."""
-
-    async def timed_endpoint(request: Request) -> Response:
-        started = time.perf_counter()
-        scope = request.scope
-        try:
-            response = await endpoint(request)
-        except Exception:
-            metrics.observe_request(
-                scope.get(ROUTE_SCOPE_KEY, "unknown"), scope.get(INSTANCE_SCOPE_KEY, "gateway"), 500,
-                time.perf_counter() - started,
-            )
-            raise
-        route_class = scope.get(ROUTE_SCOPE_KEY, "unknown")
-        instance = scope.get(INSTANCE_SCOPE_KEY) or ("log" if route_class == "write" else "gateway")
-        metrics.appended_bytes += scope.get(APPENDED_SCOPE_KEY, 0)
-        metrics.observe_request(route_class, instance, response.status_code, time.perf_counter() - started)
-        return response
-
-    return timed_endpoint

@@ -147,11 +147,23 @@ def test_metrics_parse_and_counters_move_with_traffic(monitored: GatewayProcess)
         key = ("chroma_ha_request_duration_seconds_count", (("instance", "log"), ("route_class", "write")))
         return m.get(key, 0.0)
 
+    def by_labels(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], **labels: str) -> float:
+        return m.get(("chroma_ha_requests_total", tuple(sorted(labels.items()))), 0.0)
+
     for _ in range(5):
         col.get(ids=["r1"])
     col.add(ids=["x1"], embeddings=[[0.0, 0.0, 1.0]])
+    httpx.get(f"{gateway.url}/api/v2/heartbeat")
+    httpx.post(f"{gateway.url}/api/v2/tenants/default_tenant/databases/default_database/collections/{col.id}/add",
+               content=b"{not json")
     after = scrape(gateway)
     assert reads(after) >= reads(before) + 5
+    answered = sum(by_labels(after, route_class="read", instance=i, status="200") for i in gateway.instances)
+    assert answered == reads(after)  # every read was answered by an instance and labelled with it
+    for labels in ({"route_class": "local", "instance": "gateway", "status": "200"},
+                   {"route_class": "write", "instance": "gateway", "status": "400"},
+                   {"route_class": "write", "instance": "log", "status": "201"}):
+        assert by_labels(after, **labels) == by_labels(before, **labels) + 1, labels
     assert writes(after) == writes(before) + 1
     assert after[("chroma_ha_log_head_seq", ())] == before[("chroma_ha_log_head_seq", ())] + 1
     appended = ("chroma_ha_log_appended_entries_total", ())

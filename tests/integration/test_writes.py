@@ -65,9 +65,23 @@ def test_oversized_body_gets_413_and_is_not_logged(
     head = gateway.wal_status()["head"]
     with pytest.raises(Exception, match="larger than the gateway's limit"):
         col.add(ids=[f"id{n}" for n in range(100)], embeddings=[[0.5, 0.5]] * 100)
+    streamed = httpx.post(  # no Content-Length: the limit holds while the chunks arrive
+        f"{gateway.url}{API}/collections/{col.id}/add", content=iter([b'{"ids": ["', b"x" * 600, b"x" * 600, b'"]}']),
+        headers={"content-type": "application/json"},
+    )
+    assert streamed.status_code == 413 and streamed.json()["error"] == "PayloadTooLarge"
     assert gateway.wal_status()["head"] == head
     col.add(ids=["small"], embeddings=[[0.5, 0.5]])
     assert col.count() == 1
+
+
+def test_head_is_a_get_without_body_and_other_methods_get_405(gateway: GatewayProcess) -> None:
+    head = httpx.head(f"{gateway.url}/api/v2/version")
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(httpx.get(f"{gateway.url}/api/v2/version").content)
+    refused = httpx.request("OPTIONS", f"{gateway.url}/api/v2/heartbeat")
+    assert refused.status_code == 405 and refused.json()["error"] == "MethodNotAllowed"
+    assert httpx.get(f"{gateway.url}/api/v2/heartbeat").json()["nanosecond heartbeat"] > 0
 
 
 def test_unknown_collection_is_chromas_404_and_not_logged(gateway: GatewayProcess) -> None:

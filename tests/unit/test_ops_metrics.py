@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.testclient import TestClient
 
-from chroma_ha.ops.metrics import INSTANCE_SCOPE_KEY, ROUTE_SCOPE_KEY, Metrics, RateTracker, percentiles, timed
+from chroma_ha.ops.metrics import Metrics, RateTracker, percentiles
 from chroma_ha.ops.pressure import InstanceSample, ResourceSample, Sample
 from chroma_ha.replication.applier import ApplierStats
 
@@ -86,26 +81,3 @@ def test_applier_counters_and_new_batches_are_read_from_the_stats() -> None:
     assert found[("chroma_ha_applier_batch_entries_count", a)] == 2
     assert found[("chroma_ha_applier_batch_entries_sum", a)] == 3
     assert found[("chroma_ha_apply_lag_seconds_count", a)] == 3
-
-
-def test_the_timing_wrapper_counts_by_route_class_and_answering_instance() -> None:
-    metrics = Metrics()
-
-    async def endpoint(request: Request) -> Response:
-        request.scope[ROUTE_SCOPE_KEY] = request.path_params["kind"]
-        if request.path_params["kind"] == "read":
-            request.scope[INSTANCE_SCOPE_KEY] = "http://a:1"
-        if request.path_params["kind"] == "broken":
-            raise RuntimeError("boom")
-        return Response(b"{}", status_code=201 if request.path_params["kind"] == "write" else 200)
-
-    app = Starlette(routes=[Route("/{kind}", timed(endpoint, metrics))])
-    with TestClient(app, raise_server_exceptions=False) as client:
-        for kind in ("read", "read", "write", "local", "broken"):
-            client.get(f"/{kind}")
-    found = values(metrics)
-    count = "chroma_ha_requests_total"
-    assert found[(count, (("instance", "http://a:1"), ("route_class", "read"), ("status", "200")))] == 2
-    assert found[(count, (("instance", "log"), ("route_class", "write"), ("status", "201")))] == 1
-    assert found[(count, (("instance", "gateway"), ("route_class", "local"), ("status", "200")))] == 1
-    assert found[(count, (("instance", "gateway"), ("route_class", "broken"), ("status", "500")))] == 1
