@@ -5,25 +5,22 @@ from __future__ import annotations
 import logging
 
 import click
-import uvicorn
+import uvloop
 
 from ..app import Gateway
-from ..gateway.http_protocol import JoinedWritesHttpProtocol
-from ..gateway.server import build_asgi
+from ..errors import SettingsError
+from ..gateway.server import serve_until_signalled
 from ..settings import Settings
 from .options import deployment_options, load_settings
 
 
 def run_gateway(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM; a port that cannot be bound stops it with a message naming the setting."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_asgi(Gateway(settings))
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http=JoinedWritesHttpProtocol,
-        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
-        # per-request work the gateway does not need: forwarded-for rewriting, server and date headers
-        proxy_headers=False, server_header=False, date_header=False,
-    )
-    uvicorn.Server(config).run()
+    try:
+        uvloop.run(serve_until_signalled(Gateway(settings)))
+    except SettingsError as exc:
+        raise click.UsageError(f"bad setting {exc}") from None
 
 
 @click.command()

@@ -35,7 +35,7 @@ def up(count: int, data_dir: Path, port: int, chroma_port: int | None) -> None:
         instances=tuple(s.url for s in servers), store=f"sqlite:///{data_dir / 'wal.db'}", port=port
     )
     def stopped(signum: int, frame: object) -> None:
-        raise _Stopped  # uvicorn re-raises the signal it caught once it has shut down
+        raise _Stopped  # while the servers start; once the gateway runs, it stops on the signal itself
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stopped)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from .. import __version__
 from ..errors import StoreError
@@ -245,7 +244,8 @@ async def recommendations_document(gateway: Gateway) -> dict[str, Any]:
     }
 
 
-def admin_routes(gateway: Gateway) -> list[Route]:
+def admin_routes(gateway: Gateway) -> dict[str, Endpoint]:
+    """Path -> endpoint; every admin route is a GET."""
     token = gateway.settings.admin_token
 
     async def health(request: Request) -> Response:
@@ -273,13 +273,13 @@ def admin_routes(gateway: Gateway) -> list[Route]:
     async def openapi(request: Request) -> Response:
         return json_response(admin_openapi(__version__))
 
-    return [
-        Route("/health", health),
-        Route("/metrics", metrics),
-        Route("/status", guarded(status, token)),
-        Route("/wal/status", guarded(wal_status, token)),
-        Route("/wal/stats", guarded(wal_stats, token)),
-        Route("/recommendations", guarded(recommendations, token)),
-        Route("/admin/openapi.json", guarded(openapi, token)),
-        *(Route(path, guarded(endpoint, token, browser=True)) for path, endpoint in dashboard_routes(gateway)),
-    ]
+    return {
+        "/health": health,
+        "/metrics": metrics,
+        "/status": guarded(status, token),
+        "/wal/status": guarded(wal_status, token),
+        "/wal/stats": guarded(wal_stats, token),
+        "/recommendations": guarded(recommendations, token),
+        "/admin/openapi.json": guarded(openapi, token),
+        **{path: guarded(endpoint, token, browser=True) for path, endpoint in dashboard_routes(gateway)},
+    }

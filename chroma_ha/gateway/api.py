@@ -1,20 +1,16 @@
-"""Chroma's API v2 as a plain ASGI application: classify, read the body, hand it to the read or write path, answer.
-
-Every proxied query pays for this code, so it speaks ASGI directly: no framework Request or Response objects, the
-answer sent as one start and one body message with a Content-Length, and the timing recorded inline.
-"""
+"""Chroma's API v2: classify the request, hand it to the read or write path, and answer as Chroma would."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import orjson
-from starlette.types import Receive, Scope, Send
 
 from ..errors import InstanceError, RequestRejected
+from .http_server import HttpRequest, HttpResponse
 from .reads import STALE_HEADER, ReadResult
 from .routes import Kind, Route, classify
 from .writes import rejection_body
@@ -25,128 +21,85 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-_JSON = (b"content-type", b"application/json")
 # Instance answer headers the client sees; the rest describe the instance's hop (length, date, server).
 _PASSED_HEADERS = ("content-type", "chroma-trace-id")
+_STALE_HEADER = STALE_HEADER.encode()
 
 
-@dataclass(slots=True)
-class Answer:
-    """What the client gets: status, body, the headers beyond Content-Length, and who answered (for metrics)."""
-
-    status: int
-    body: bytes
-    headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: [_JSON])
-    answered_by: str = "gateway"
-
-    @classmethod
-    def rejected(cls, error: RequestRejected) -> Answer:
-        return cls(error.status, rejection_body(error))
-
-
-def _too_large(limit: int) -> RequestRejected:
-    return RequestRejected(
-        413, f"The request body is larger than the gateway's limit of {limit} bytes (max_body_bytes)",
-        "PayloadTooLarge",
-    )
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it (or its declared length) passes `limit`."""
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise RequestRejected(400, "The client went away before sending the whole body", "ClientDisconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+def rejected(error: RequestRejected) -> HttpResponse:
+    return HttpResponse(error.status, rejection_body(error))
 
 
 class ChromaApi:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
-        self._limit = gateway.settings.max_body_bytes
         self._allow_reset = gateway.settings.allow_reset
         # The last good answer of each cluster-wide route (version, pre-flight checks): it stands while every
         # instance is down, so clients that check the server first can still reach the log.
-        self._cluster_answers: dict[str, Answer] = {}
+        self._cluster_answers: dict[str, HttpResponse] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        method: str = scope["method"]
-        if method == "HEAD":
-            method = "GET"  # as Chroma does; the HTTP server leaves the body out
-        route = classify(method, scope["path"])
+        route = classify(request.method, unquote_path(request.path))
         try:
-            answer = await self._answer(route, method, scope, receive)
+            response, answered_by = await self._answer(route, request)
         except Exception:
-            log.exception("%s %s failed in the gateway", method, scope["path"])
-            answer = Answer(500, orjson.dumps({"error": "InternalError", "message": "The gateway failed; see its log"}))
-        await send({
-            "type": "http.response.start", "status": answer.status,
-            "headers": [(b"content-length", b"%d" % len(answer.body)), *answer.headers],
-        })
-        await send({"type": "http.response.body", "body": answer.body})
+            self._gateway.metrics.observe_request(route.kind.value, "gateway", 500, time.perf_counter() - started)
+            raise
         self._gateway.metrics.observe_request(
-            route.kind.value, answer.answered_by, answer.status, time.perf_counter() - started
+            route.kind.value, answered_by, response.status, time.perf_counter() - started
         )
+        return response
 
-    async def _answer(self, route: Route, method: str, scope: Scope, receive: Receive) -> Answer:
+    async def _answer(self, route: Route, request: HttpRequest) -> tuple[HttpResponse, str]:
+        method = request.method
         if method not in API_METHODS:
-            return Answer(405, orjson.dumps({"error": "MethodNotAllowed", "message": f"{method} is not allowed"}))
-        raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        query = scope["query_string"].decode("latin-1")
+            return HttpResponse.error(405, "MethodNotAllowed", f"{method} is not allowed"), "gateway"
         try:
-            body = await read_body(scope, receive, self._limit)
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
             if route.kind is Kind.WRITE:
                 if route.op == "reset":
-                    return await self._reset()
-                result = await self._gateway.writes.handle(route, method, path, query, headers, body)
-                self._gateway.metrics.appended_bytes += len(body)
-                return Answer(result.status, result.body, answered_by="log")
+                    return await self._reset(), "gateway"
+                result = await self._gateway.writes.handle(
+                    route, method, request.path, request.query, headers, request.body
+                )
+                self._gateway.metrics.appended_bytes += len(request.body)
+                return HttpResponse(result.status, result.body), "log"
             if route.kind is Kind.LOCAL and route.op == "heartbeat":
-                return Answer(200, orjson.dumps({"nanosecond heartbeat": time.time_ns()}))
+                return HttpResponse(200, orjson.dumps({"nanosecond heartbeat": time.time_ns()})), "gateway"
             read = await self._gateway.reads.handle(
-                route, method, path, query, headers, body, fresh=route.kind is Kind.READ
+                route, method, request.path, request.query, headers, request.body, fresh=route.kind is Kind.READ
             )
         except RequestRejected as exc:
             if route.kind is Kind.LOCAL and route.op in self._cluster_answers:
-                return self._cluster_answers[route.op]  # every instance is down: the cluster's last answer stands
-            return Answer.rejected(exc)
-        answer = _read_answer(read)
+                return self._cluster_answers[route.op], "gateway"  # every instance is down: the last answer stands
+            return rejected(exc), "gateway"
+        response = _read_answer(read)
         if route.kind is Kind.LOCAL and read.upstream.ok:
-            self._cluster_answers[route.op] = answer
-        return answer
+            self._cluster_answers[route.op] = response
+        return response, read.instance or "gateway"
 
-    async def _reset(self) -> Answer:
+    async def _reset(self) -> HttpResponse:
         if not self._allow_reset:
-            body = {"error": "ChromaError", "message": "Reset is disabled by config (CHROMA_HA_ALLOW_RESET)"}
-            return Answer(403, orjson.dumps(body))
+            return HttpResponse.error(403, "ChromaError", "Reset is disabled by config (CHROMA_HA_ALLOW_RESET)")
         try:
             answers = await self._gateway.reset()
         except InstanceError as exc:
             raise RequestRejected(503, f"Reset could not reach every instance: {exc}", "ServiceUnavailable") from exc
         refused = [(status, refusal) for _, status, refusal in answers if not 200 <= status < 300]
         if refused:
-            return Answer(*refused[0])
-        return Answer(200, b"true")
+            return HttpResponse(*refused[0])
+        return HttpResponse(200, b"true")
 
 
-def _read_answer(read: ReadResult) -> Answer:
+def unquote_path(path: str) -> str:
+    return unquote(path) if "%" in path else path
+
+
+def _read_answer(read: ReadResult) -> HttpResponse:
     upstream = read.upstream
     headers = [(k.encode("latin-1"), upstream.headers[k].encode("latin-1")) for k in _PASSED_HEADERS
                if k in upstream.headers]
     if read.stale_by:
-        headers.append((STALE_HEADER.encode(), b"%d" % read.stale_by))
-    return Answer(upstream.status, read.body, headers, read.instance or "gateway")
+        headers.append((_STALE_HEADER, b"%d" % read.stale_by))
+    return HttpResponse(upstream.status, read.body, headers)

@@ -1,48 +1,88 @@
-"""HTTP in: one ASGI application, Chroma's API v2 beside the admin API."""
+"""HTTP in: the gateway's routes (Chroma's API v2 beside the admin API) on its own HTTP server, and how it runs."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
 
-from .admin import admin_routes
+from ..errors import SettingsError
+from .admin import Endpoint, admin_routes
 from .api import ChromaApi
+from .http_server import HttpRequest, HttpResponse, HttpServer
 
 if TYPE_CHECKING:
     from ..app import Gateway
 
+log = logging.getLogger(__name__)
+
 API_ROOT = "/api/v2"
+STOP_GRACE_S = 5.0
 
 
-def build_asgi(gateway: Gateway) -> Starlette:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gateway.start()
+class Routes:
+    """Chroma's API under /api/v2; the admin API (a few GET routes written with Starlette's Request/Response)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._api = ChromaApi(gateway)
+        self._admin = admin_routes(gateway)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        if path.startswith(API_ROOT) and (len(path) == len(API_ROOT) or path[len(API_ROOT)] == "/"):
+            return await self._api(request)
+        endpoint = self._admin.get(path)
+        if endpoint is None:
+            return HttpResponse.error(404, "NotFound", f"No route {path}")
+        if request.method != "GET":
+            return HttpResponse.error(405, "MethodNotAllowed", f"{path} only answers GET")
+        return await _call_admin(endpoint, request)
+
+
+async def _call_admin(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
+    scope = {
+        "type": "http", "method": request.method, "path": request.path, "raw_path": request.path.encode(),
+        "query_string": request.query.encode("latin-1"), "headers": request.headers, "root_path": "",
+    }
+    response = await endpoint(Request(scope))
+    headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
+    return HttpResponse(response.status_code, bytes(response.body), headers)
+
+
+async def serve(
+    gateway: Gateway, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None
+) -> None:
+    """Start the gateway, answer on its host and port until `stop` is set, then stop gracefully."""
+    settings = gateway.settings
+    await gateway.start()
+    server = HttpServer(Routes(gateway), max_body_bytes=settings.max_body_bytes)
+    try:
         try:
-            yield
-        finally:
-            await gateway.stop()
+            await server.start(settings.host, settings.port)
+        except OSError as exc:
+            where = f"{settings.host}:{settings.port}"
+            raise SettingsError("port", f"cannot listen on {where}: {exc.strerror or exc}") from exc
+        log.info("gateway listening on http://%s:%d", settings.host, settings.port)
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+    finally:
+        await server.stop(STOP_GRACE_S)
+        await gateway.stop()
 
-    return GatewayApp(ChromaApi(gateway), routes=admin_routes(gateway), lifespan=lifespan)
 
-
-class GatewayApp(Starlette):
-    """Starlette for the admin API and the lifespan; Chroma's API goes straight to its own ASGI application.
-
-    Routing every proxied query through Starlette's router and middleware would cost more than the gateway's own
-    work on it, and the API needs neither: it is one handler that answers its own errors.
-    """
-
-    def __init__(self, api: ASGIApp, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._api = api
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["path"] == API_ROOT or scope["path"].startswith(API_ROOT + "/")):
-            await self._api(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
+async def serve_until_signalled(gateway: Gateway) -> None:
+    """`serve`, stopped by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve(gateway, stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

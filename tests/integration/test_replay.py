@@ -13,11 +13,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from chroma_ha.app import Gateway
 from chroma_ha.errors import StoreError
-from chroma_ha.gateway.server import build_asgi
+from chroma_ha.gateway.server import serve
 from chroma_ha.local_cluster import ChromaServer, free_port
 from chroma_ha.settings import Settings
 from chroma_ha.store import Applied, Divergence, IdMapping
@@ -46,16 +45,17 @@ def replaying_gateway(tmp_path: Path) -> Iterator[tuple[int, list[ChromaServer],
     settings = Settings(instances=tuple(s.url for s in servers), port=free_port(), backoff_base=0.01,
                         backoff_cap=0.05, health_interval=0.25)
     store = CrashBeforeCommitStore(str(tmp_path / "wal.db"))
-    config = uvicorn.Config(build_asgi(Gateway(settings, store=store)), host="127.0.0.1", port=settings.port,
-                            log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    ready = threading.Event()
+    gateway = Gateway(settings, store=store)
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve(gateway, stop, on_ready=ready.set)))
     thread.start()
-    while not server.started:
-        thread.join(0.05)
+    assert ready.wait(30), "the gateway did not start"
     yield settings.port, servers, store
-    server.should_exit = True
+    loop.call_soon_threadsafe(stop.set)
     thread.join(15)
+    loop.close()
     for s in servers:
         s.stop()
 
