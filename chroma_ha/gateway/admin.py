@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .. import __version__
 from ..errors import StoreError
@@ -24,26 +22,31 @@ from ..ops.dashboard import dashboard_routes
 from ..ops.metrics import PROMETHEUS_CONTENT_TYPE, percentiles
 from ..ops.monitor import log_positions
 from ..ops.openapi import admin_openapi
+from .http_server import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from ..app import Gateway
     from ..ops.pressure import Sample
 
-JSON = "application/json"
-TOKEN_HEADER = "x-chroma-ha-token"
+JSON = b"application/json"
+TOKEN_HEADER = b"x-chroma-ha-token"
 DIVERGENCES_SHOWN = 100
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+Endpoint = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
+def json_response(data: Any, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps(data), [(b"content-type", JSON), *(headers or [])])
 
 
-def presented_tokens(request: Request) -> list[str]:
+def _header(request: HttpRequest, name: bytes) -> str:
+    return (request.header(name) or b"").decode("latin-1")
+
+
+def presented_tokens(request: HttpRequest) -> list[str]:
     """Tokens the request carries: `Authorization: Bearer`, `X-Chroma-HA-Token`, or a Basic password (browsers)."""
-    found = [request.headers.get(TOKEN_HEADER, "")]
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    found = [_header(request, TOKEN_HEADER)]
+    scheme, _, value = _header(request, b"authorization").partition(" ")
     if scheme.lower() == "bearer":
         found.append(value.strip())
     elif scheme.lower() == "basic":
@@ -59,11 +62,11 @@ def guarded(endpoint: Endpoint, token: str, *, browser: bool = False) -> Endpoin
     expected = token.encode()
     challenge = 'Basic realm="chroma-ha admin"' if browser else 'Bearer realm="chroma-ha admin"'
 
-    async def check(request: Request) -> Response:
+    async def check(request: HttpRequest) -> HttpResponse:
         if any(hmac.compare_digest(t.encode(), expected) for t in presented_tokens(request)):
             return await endpoint(request)
         body = {"error": "Unauthorized", "message": "This admin route needs the admin token (Authorization: Bearer)"}
-        return json_response(body, 401, {"www-authenticate": challenge})
+        return json_response(body, 401, [(b"www-authenticate", challenge.encode())])
 
     return check
 
@@ -248,29 +251,29 @@ def admin_routes(gateway: Gateway) -> dict[str, Endpoint]:
     """Path -> endpoint; every admin route is a GET."""
     token = gateway.settings.admin_token
 
-    async def health(request: Request) -> Response:
+    async def health(request: HttpRequest) -> HttpResponse:
         document, status = await health_document(gateway)
         return json_response(document, status)
 
-    async def status(request: Request) -> Response:
+    async def status(request: HttpRequest) -> HttpResponse:
         return json_response(await status_document(gateway))
 
-    async def wal_status(request: Request) -> Response:
+    async def wal_status(request: HttpRequest) -> HttpResponse:
         return json_response(await wal_status_document(gateway))
 
-    async def wal_stats(request: Request) -> Response:
+    async def wal_stats(request: HttpRequest) -> HttpResponse:
         return json_response(wal_stats_document(gateway))
 
-    async def metrics(request: Request) -> Response:
+    async def metrics(request: HttpRequest) -> HttpResponse:
         sample, _, _ = await gateway.monitor.measure(time.time(), ping=False)
-        if JSON in request.headers.get("accept", ""):
+        if "application/json" in _header(request, b"accept"):
             return json_response(resources_document(sample))
-        return Response(gateway.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+        return HttpResponse(200, gateway.metrics.render(), [(b"content-type", PROMETHEUS_CONTENT_TYPE.encode())])
 
-    async def recommendations(request: Request) -> Response:
+    async def recommendations(request: HttpRequest) -> HttpResponse:
         return json_response(await recommendations_document(gateway))
 
-    async def openapi(request: Request) -> Response:
+    async def openapi(request: HttpRequest) -> HttpResponse:
         return json_response(admin_openapi(__version__))
 
     return {

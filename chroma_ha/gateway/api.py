@@ -56,19 +56,18 @@ class ChromaApi:
         if method not in API_METHODS:
             return HttpResponse.error(405, "MethodNotAllowed", f"{method} is not allowed"), "gateway"
         try:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
             if route.kind is Kind.WRITE:
                 if route.op == "reset":
                     return await self._reset(), "gateway"
                 result = await self._gateway.writes.handle(
-                    route, method, request.path, request.query, headers, request.body
+                    route, method, request.path, request.query, request.headers, request.body
                 )
                 self._gateway.metrics.appended_bytes += len(request.body)
                 return HttpResponse(result.status, result.body), "log"
             if route.kind is Kind.LOCAL and route.op == "heartbeat":
                 return HttpResponse(200, orjson.dumps({"nanosecond heartbeat": time.time_ns()})), "gateway"
             read = await self._gateway.reads.handle(
-                route, method, request.path, request.query, headers, request.body, fresh=route.kind is Kind.READ
+                route, method, request.path, request.query, request.headers, request.body, fresh=route.kind is Kind.READ
             )
         except RequestRejected as exc:
             if route.kind is Kind.LOCAL and route.op in self._cluster_answers:

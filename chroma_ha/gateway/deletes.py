@@ -29,11 +29,12 @@ from typing import Any
 import orjson
 
 from ..errors import RequestRejected
+from .proxy import HeaderPairs
 from .reads import ReadPath
 from .routes import API, Kind, Route
 
 ID_CHUNK = 1000  # ids or key values per resolving `get`
-_JSON = {"content-type": "application/json"}
+_JSON = [(b"content-type", b"application/json")]
 
 
 def key_values(metadatas: Iterable[Mapping[str, Any] | None], key: str) -> list[Any]:
@@ -68,7 +69,7 @@ class DocumentDeletes:
         self._reads = reads
 
     async def expand(
-        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: Mapping[str, str]
+        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: HeaderPairs
     ) -> dict[str, object]:
         ids = payload.get("ids")
         if not isinstance(ids, list) or not ids or payload.get("limit") is not None:
@@ -116,7 +117,7 @@ class LimitedDeletes:
         self._documents = documents
 
     async def expand(
-        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: Mapping[str, str]
+        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: HeaderPairs
     ) -> dict[str, object]:
         if payload.get("limit") is None:
             if self._documents is None:
@@ -142,11 +143,11 @@ class _AsSent(Exception):
 class _Reader:
     """Reads of one collection through the read path, on an instance that holds every earlier write to it."""
 
-    def __init__(self, reads: ReadPath, route: Route, collection_id: str, headers: Mapping[str, str]) -> None:
+    def __init__(self, reads: ReadPath, route: Route, collection_id: str, headers: HeaderPairs) -> None:
         self._reads = reads
         self._tenant, self._database = route.tenant, route.database
         self._collection = collection_id
-        self._headers = {k: v for k, v in headers.items() if k.lower() != "content-type"} | _JSON
+        self._headers = [(k, v) for k, v in headers if k != b"content-type"] + _JSON
 
     async def _read(self, op: str, method: str, suffix: str, body: bytes) -> Any:
         route = Route(Kind.READ, op, self._tenant, self._database, self._collection)

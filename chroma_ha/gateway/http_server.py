@@ -30,6 +30,7 @@ IDLE_TIMEOUT_S = 75.0  # a kept-alive connection with nothing to do is closed af
 SWEEP_INTERVAL_S = 5.0
 _JSON = (b"content-type", b"application/json")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_NO_BODY = frozenset({204, 304})  # answers that carry neither a body nor a Content-Length
 
 
 @dataclass(slots=True)
@@ -63,7 +64,11 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 def encode_response(response: HttpResponse, *, head_only: bool = False, close: bool = False) -> bytes:
     status = response.status
-    parts = [b"HTTP/1.1 %d %s\r\ncontent-length: %d\r\n" % (status, _REASONS.get(status, b""), len(response.body))]
+    if status in _NO_BODY:
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+        head_only = True
+    else:
+        parts = [b"HTTP/1.1 %d %s\r\ncontent-length: %d\r\n" % (status, _REASONS.get(status, b""), len(response.body))]
     for name, value in response.headers:
         parts.append(b"%s: %s\r\n" % (name, value))
     if close:
@@ -114,7 +119,8 @@ class HttpConnection(asyncio.Protocol):
         self._parsing = _Pending()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._busy = False
-        self._paused = False
+        self._paused = False  # reading, while too many requests wait
+        self._write_paused = False  # answering, while the client does not read what it was sent
         self._last_request = False  # close once the queued requests are answered
         self.closed = False
         self.idle_since = time.monotonic()
@@ -133,6 +139,14 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         self._queue.clear()
         self._server.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._busy:
+            self._next()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -218,6 +232,8 @@ class HttpConnection(asyncio.Protocol):
         if self.closed or not self._queue:
             self.idle_since = time.monotonic()
             return
+        if self._write_paused:
+            return  # resume_writing calls again; meanwhile the queue fills and reading pauses
         self._busy = True
         pending = self._queue.popleft()
         if pending.refused is not None:

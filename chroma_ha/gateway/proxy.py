@@ -1,7 +1,7 @@
 """Forward one request to one instance. The only place that speaks HTTP to Chroma servers.
 
-A lean HTTP/1.1 client: one asyncio.Protocol per keep-alive connection, httptools (already installed with
-uvicorn[standard]) to parse answers, a LIFO pool of idle connections per instance. It does what a proxy hop
+A lean HTTP/1.1 client: one asyncio.Protocol per keep-alive connection, httptools (the parser the gateway's
+own server uses) to parse answers, a LIFO pool of idle connections per instance. It does what a proxy hop
 needs and nothing else: no redirects, cookies, proxies or decompression.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -22,8 +22,11 @@ HOP_HEADERS = frozenset({
     "host", "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
     "transfer-encoding", "upgrade", "content-length", "accept-encoding", "content-encoding", "date", "server",
 })
+_HOP_HEADER_BYTES = frozenset(name.encode() for name in HOP_HEADERS)
 # Client headers kept with a logged write, so the applier sends them to every instance (auth included).
 LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
+# Headers as the gateway's HTTP server hands them over: raw (name, value) pairs, names in lower case.
+HeaderPairs = Sequence[tuple[bytes, bytes]]
 MAX_CONNECTIONS_PER_INSTANCE = 256
 MAX_IDLE_PER_INSTANCE = 64
 
@@ -41,6 +44,21 @@ class Upstream:
 
 def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
+
+
+def _request_head(method: str, target: str, host: str, headers: Mapping[str, str] | HeaderPairs | None,
+                  length: int) -> bytes:
+    parts = [b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n" % (
+        method.encode(), target.encode("latin-1"), host.encode(), length
+    )]
+    if isinstance(headers, Mapping):
+        parts.extend(
+            f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items() if k.lower() not in HOP_HEADERS
+        )
+    elif headers:
+        parts.extend(b"%s: %s\r\n" % (k, v) for k, v in headers if k not in _HOP_HEADER_BYTES)
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 class _Closed(ConnectionError):
@@ -140,36 +158,44 @@ class InstanceClient:
         path: str,
         *,
         query: str = "",
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | HeaderPairs | None = None,
         body: bytes = b"",
         timeout: float | None = None,
     ) -> Upstream:
+        """`headers`: a mapping, or the raw pairs a client sent (hop-by-hop ones are left out either way)."""
         target = f"{path}?{query}" if query else path
-        lines = [f"{method} {target} HTTP/1.1\r\nhost: {instance.partition('://')[2]}\r\n"]
-        lines.append(f"content-length: {len(body)}\r\n")
-        lines.extend(f"{k}: {v}\r\n" for k, v in (headers or {}).items() if k.lower() not in HOP_HEADERS)
-        lines.append("\r\n")
-        wire = "".join(lines).encode("latin-1") + body
+        wire = _request_head(method, target, instance.partition("://")[2], headers, len(body)) + body
         idle = self._idle.setdefault(instance, [])
         slots = self._slots.get(instance) or self._slots.setdefault(instance, asyncio.Semaphore(self._pool_size))
+        loop = asyncio.get_running_loop()
+        limit = timeout or self._timeout
+        deadline = loop.time() + limit
         connection: _Connection | None = None
         try:
-            async with asyncio.timeout(timeout or self._timeout), slots:
+            # The slow paths (all connections busy, a new connection) are timed with wait_for; the answer itself
+            # with one timer that aborts the connection: the common path stays cheap.
+            await (asyncio.wait_for(slots.acquire(), limit) if slots.locked() else slots.acquire())
+            try:
                 while True:
                     connection = self._idle_connection(idle)
                     reused = connection is not None
                     if connection is None:
-                        connection = await self._connect(instance)
+                        connection = await asyncio.wait_for(self._connect(instance), deadline - loop.time())
                     done = connection.begin()
                     assert connection.transport is not None
                     connection.transport.write(wire)
+                    timer = loop.call_at(deadline, connection.abort, TimeoutError(f"no answer within {limit:g}s"))
                     try:
                         await done
                     except (_Closed, ConnectionResetError, BrokenPipeError):
                         if reused:
                             continue  # a kept-alive connection the instance had already closed: use another
                         raise
+                    finally:
+                        timer.cancel()
                     break
+            finally:
+                slots.release()
         except BaseException as exc:
             if connection is not None:
                 connection.abort(_Closed("request abandoned"))  # its answer may still come: never reuse it

@@ -11,7 +11,7 @@ from ..errors import InstanceError, RequestRejected
 from ..health import HealthMonitor, HealthState
 from ..replication.progress import Progress
 from .consistency import LogIndex
-from .proxy import InstanceClient, Upstream
+from .proxy import HeaderPairs, InstanceClient, Upstream
 from .routes import Route
 
 STALE_HEADER = "x-chroma-ha-stale-by"
@@ -62,16 +62,20 @@ class ReadPath:
         self._stale_reads = stale_reads
         self._catch_up = catch_up
 
+    def _fresh(self, required: int) -> list[str]:
+        """Up instances that have applied `required`, best first."""
+        fresh = eligible(self._health.up_instances(), self._progress.cursors, required)
+        return rank(fresh, self._health.states, self._weights) if len(fresh) > 1 else fresh
+
     async def _choose(self, required: int) -> tuple[list[str], int]:
         """Instances to try in order, and by how many entries the first one lags (0 when fresh)."""
         deadline = time.monotonic() + self._read_wait
         while True:
-            up = self._health.up_instances()
-            fresh = eligible(up, self._progress.cursors, required)
+            fresh = self._fresh(required)
             if fresh:
-                return rank(fresh, self._health.states, self._weights), 0
+                return fresh, 0
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not up:
+            if remaining <= 0 or not self._health.up_instances():
                 break
             await self._progress.changed(min(remaining, 0.05))
         up = self._health.up_instances() or list(self._instances)
@@ -91,13 +95,15 @@ class ReadPath:
         return self._catalog.instance_id(instance, route.collection_uuid) not in (known, None)
 
     async def handle(
-        self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
         *, fresh: bool = True,
     ) -> ReadResult:
         if fresh and self._catch_up is not None:
             await self._catch_up()  # writes other gateways acknowledged count too
         required = self._index.required_seq(route) if fresh else 0
-        order, stale_by = await self._choose(required)
+        order, stale_by = self._fresh(required), 0
+        if not order:
+            order, stale_by = await self._choose(required)  # wait a little for an applier, or read stale
         failure: Upstream | None = None
         errors: list[str] = []
         for instance in order:

@@ -8,10 +8,8 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-
 from ..errors import SettingsError
-from .admin import Endpoint, admin_routes
+from .admin import admin_routes
 from .api import ChromaApi
 from .http_server import HttpRequest, HttpResponse, HttpServer
 
@@ -25,7 +23,7 @@ STOP_GRACE_S = 5.0
 
 
 class Routes:
-    """Chroma's API under /api/v2; the admin API (a few GET routes written with Starlette's Request/Response)."""
+    """Chroma's API under /api/v2, and the admin API (GET routes)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self._api = ChromaApi(gateway)
@@ -40,17 +38,7 @@ class Routes:
             return HttpResponse.error(404, "NotFound", f"No route {path}")
         if request.method != "GET":
             return HttpResponse.error(405, "MethodNotAllowed", f"{path} only answers GET")
-        return await _call_admin(endpoint, request)
-
-
-async def _call_admin(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
-    scope = {
-        "type": "http", "method": request.method, "path": request.path, "raw_path": request.path.encode(),
-        "query_string": request.query.encode("latin-1"), "headers": request.headers, "root_path": "",
-    }
-    response = await endpoint(Request(scope))
-    headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
-    return HttpResponse(response.status_code, bytes(response.body), headers)
+        return await endpoint(request)
 
 
 async def serve(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,7 +15,7 @@ from ..health import HealthMonitor
 from ..replication.progress import Progress
 from ..store import LogStore, NewEntry, Outcome
 from .consistency import LogIndex
-from .proxy import LOGGED_HEADERS
+from .proxy import LOGGED_HEADERS, HeaderPairs
 from .routes import Route
 from .validation import parse_body
 
@@ -60,7 +59,7 @@ class WritePath:
         self.deletes_converted = 0  # deletes logged with a resolved document-level form
 
     async def handle(
-        self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes
     ) -> WriteResult:
         payload = parse_body(route.op, body)
         canonical = route.collection_uuid
@@ -73,7 +72,7 @@ class WritePath:
             extra.update(await self._expander.expand(canonical, payload, route=route, headers=headers))
         entry = NewEntry(
             op=route.op, method=method, path=path, body=body, query=query,
-            headers={k.lower(): v for k, v in headers.items() if k.lower() in LOGGED_HEADERS},
+            headers=logged_headers(headers),
             collection_id=canonical, scope=_scope(route, payload), extra=extra,
         )
         [seq] = await self._store.append([entry])
@@ -130,8 +129,14 @@ class DeleteExpander(Protocol):
     """Document-level deletion: resolves a delete by ids into every record of the same documents."""
 
     async def expand(
-        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: Mapping[str, str]
+        self, collection_id: str, payload: dict[str, object], *, route: Route, headers: HeaderPairs
     ) -> dict[str, object]: ...
+
+
+def logged_headers(headers: HeaderPairs) -> dict[str, str]:
+    """The client headers kept with a logged write (auth, tenant, content type), for the applier to send."""
+    kept = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers)
+    return {k: v for k, v in kept if k in LOGGED_HEADERS}
 
 
 def rejection_body(error: RequestRejected) -> bytes:

@@ -11,17 +11,17 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .. import __version__
 from ..errors import StoreError
+from ..gateway.http_server import HttpRequest, HttpResponse
 from .monitor import log_positions
 
 if TYPE_CHECKING:
     from ..app import Gateway
 
 RECENT_SHOWN = 20
+_NO_STORE = (b"cache-control", b"no-store")
 MAX_POINTS = 720  # an hour at the default 5 s monitor interval; longer histories are thinned to this
 
 
@@ -92,14 +92,14 @@ async def dashboard_data(gateway: Gateway) -> dict[str, Any]:
     }
 
 
-def dashboard_routes(gateway: Gateway) -> list[tuple[str, Callable[[Request], Awaitable[Response]]]]:
+def dashboard_routes(gateway: Gateway) -> list[tuple[str, Callable[[HttpRequest], Awaitable[HttpResponse]]]]:
     page = _page()
 
-    async def dashboard(request: Request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8", headers={"cache-control": "no-store"})
+    async def dashboard(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, page, [(b"content-type", b"text/html; charset=utf-8"), _NO_STORE])
 
-    async def data(request: Request) -> Response:
+    async def data(request: HttpRequest) -> HttpResponse:
         body = orjson.dumps(await dashboard_data(gateway))
-        return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
+        return HttpResponse(200, body, [(b"content-type", b"application/json"), _NO_STORE])
 
     return [("/dashboard", dashboard), ("/dashboard/data", data)]

@@ -18,6 +18,8 @@ LIMIT = 1000
 async def echo(request: HttpRequest) -> HttpResponse:
     if request.path == "/boom":
         raise RuntimeError("a bug in a handler")
+    if request.path.startswith("/status/"):
+        return HttpResponse(int(request.path.rsplit("/", 1)[1]), b"a body it must not carry")
     if request.path.startswith("/slow/"):
         await asyncio.sleep(float(request.path.rsplit("/", 1)[1]))
     return HttpResponse(200, orjson.dumps({
@@ -155,6 +157,15 @@ async def test_head_has_the_length_of_get_and_no_body(running: Running) -> None:
     length = [line for line in get.split(b"\r\n") if line.startswith(b"content-length")]
     assert length and length[0] in head.split(b"\r\n")
     assert head.endswith(b"\r\n\r\n") and b'"method"' not in head
+
+
+async def test_a_204_carries_neither_body_nor_length_and_the_next_request_still_parses(running: Running) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    writer.write(b"GET /status/204 HTTP/1.1\r\nhost: t\r\n\r\nGET /after HTTP/1.1\r\nhost: t\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 204 No Content\r\n") and b"content-length" not in head
+    assert body_of(await read_answer(reader))["path"] == "/after"
+    writer.close()
 
 
 async def test_connection_close_and_http_1_0_end_the_connection_after_the_answer(running: Running) -> None:

@@ -80,50 +80,50 @@ def test_value_groups_split_by_type_for_in() -> None:
 
 async def test_a_document_id_and_a_chunk_id_both_expand_to_the_whole_document() -> None:
     reads = FakeReads(dict(CHUNKS))
-    extra = await expander(reads).expand(COLLECTION, {"ids": ["doc-a", "b-2"]}, route=ROUTE, headers={})
+    extra = await expander(reads).expand(COLLECTION, {"ids": ["doc-a", "b-2"]}, route=ROUTE, headers=[])
     assert extra == {"apply_body": {"ids": ["a-1", "a-2", "b-1", "b-2", "doc-a"]}, "expanded_from": ["doc-a", "b-2"]}
 
 
 async def test_a_numeric_key_value_is_looked_up_with_its_own_type() -> None:
-    extra = await expander(FakeReads(dict(CHUNKS))).expand(COLLECTION, {"ids": ["n-1"]}, route=ROUTE, headers={})
+    extra = await expander(FakeReads(dict(CHUNKS))).expand(COLLECTION, {"ids": ["n-1"]}, route=ROUTE, headers=[])
     assert extra["apply_body"] == {"ids": ["n-1", "n-2"]}
 
 
 async def test_nothing_to_expand_leaves_the_delete_as_sent() -> None:
     reads = FakeReads(dict(CHUNKS))
-    assert await expander(reads).expand(COLLECTION, {"ids": ["loose", "nope"]}, route=ROUTE, headers={}) == {}
-    assert await expander(reads).expand(COLLECTION, {"where": {"page": 1}}, route=ROUTE, headers={}) == {}
-    assert await expander(reads).expand(COLLECTION, {"ids": ["a-1"], "limit": 1}, route=ROUTE, headers={}) == {}
+    assert await expander(reads).expand(COLLECTION, {"ids": ["loose", "nope"]}, route=ROUTE, headers=[]) == {}
+    assert await expander(reads).expand(COLLECTION, {"where": {"page": 1}}, route=ROUTE, headers=[]) == {}
+    assert await expander(reads).expand(COLLECTION, {"ids": ["a-1"], "limit": 1}, route=ROUTE, headers=[]) == {}
 
 
 async def test_a_filter_next_to_ids_is_resolved_on_the_expanded_set() -> None:
     reads = FakeReads(dict(CHUNKS))
     payload: dict[str, object] = {"ids": ["doc-a", "doc-b"], "where": {"page": 2}}
-    extra = await expander(reads).expand(COLLECTION, payload, route=ROUTE, headers={})
+    extra = await expander(reads).expand(COLLECTION, payload, route=ROUTE, headers=[])
     assert extra["apply_body"] == {"ids": ["a-2", "b-2"]}
     assert reads.requests[-1]["where"] == {"page": 2}
 
 
 async def test_a_filter_that_keeps_nothing_leaves_the_delete_as_sent() -> None:
     payload: dict[str, object] = {"ids": ["doc-a"], "where": {"page": 9}}
-    assert await expander(FakeReads(dict(CHUNKS))).expand(COLLECTION, payload, route=ROUTE, headers={}) == {}
+    assert await expander(FakeReads(dict(CHUNKS))).expand(COLLECTION, payload, route=ROUTE, headers=[]) == {}
 
 
 async def test_only_the_listed_collections_are_expanded() -> None:
     reads = FakeReads(dict(CHUNKS), name="notes")
-    assert await expander(reads, ("docs",)).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers={}) == {}
+    assert await expander(reads, ("docs",)).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers=[]) == {}
     reads.name = "docs"
-    extra = await expander(reads, ("docs",)).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers={})
+    extra = await expander(reads, ("docs",)).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers=[])
     assert extra["apply_body"] == {"ids": ["a-1", "a-2"]}
 
 
 async def test_a_stale_or_failing_read_refuses_rather_than_logging_a_smaller_delete() -> None:
     for reads in (FakeReads(dict(CHUNKS), stale_by=3), FakeReads(dict(CHUNKS), status=503)):
         with pytest.raises(RequestRejected) as refused:
-            await expander(reads).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers={})
+            await expander(reads).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers=[])
         assert refused.value.status == 503
 
 
 async def test_a_read_chroma_refuses_for_the_payload_leaves_the_delete_to_chroma() -> None:
     reads = FakeReads(dict(CHUNKS), status=404)
-    assert await expander(reads).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers={}) == {}
+    assert await expander(reads).expand(COLLECTION, {"ids": ["a-1"]}, route=ROUTE, headers=[]) == {}
