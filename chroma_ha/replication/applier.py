@@ -138,11 +138,18 @@ class Applier:
         await self._release_lease()
 
     async def _wait_for_work(self, stop: asyncio.Event) -> None:
-        waiter = asyncio.ensure_future(self._store.wait_for_append(self._poll))
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (waiter, stopper):
-            task.cancel()
+        """Until the log grows past the cursor, the instance needs a check, the lease renewing, or stop.
+
+        Each wait ends at an append or after the poll interval; the log's head is then asked, which the SQLite
+        store answers from memory, so an idle applier reads nothing.
+        """
+        while not (stop.is_set() or self._must_check or self._lease_due()):
+            await self._store.wait_for_append(self._poll)
+            if await self._store.head() > self.cursor:
+                return
+
+    def _lease_due(self) -> bool:
+        return time.monotonic() >= self._lease_until - self._lease_ttl * 2 / 3
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -151,7 +158,7 @@ class Applier:
 
     async def _hold_lease(self) -> bool:
         now = time.monotonic()
-        if now < self._lease_until - self._lease_ttl * 2 / 3:
+        if not self._lease_due():
             return True
         if await self._store.acquire_lease(self.instance, self._owner, self._lease_ttl):
             if self._lease_until == 0.0 or now > self._lease_until:

@@ -6,9 +6,7 @@ rebuilds it from the store.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
+from ..pulse import Pulse
 from ..store import Applied, Outcome
 
 _KEEP_OUTCOMES = 100_000
@@ -18,7 +16,7 @@ class Progress:
     def __init__(self, instances: tuple[str, ...]) -> None:
         self.cursors: dict[str, int] = dict.fromkeys(instances, 0)
         self._outcomes: dict[int, Outcome] = {}
-        self._changed = asyncio.Event()
+        self._changed = Pulse()
 
     def record(self, instance: str, applied: list[Applied], cursor: int) -> None:
         for a in applied:
@@ -31,8 +29,7 @@ class Progress:
 
     def set_cursor(self, instance: str, cursor: int) -> None:
         self.cursors[instance] = cursor
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.fire()
 
     def outcome(self, seq: int) -> Outcome | None:
         return self._outcomes.get(seq)
@@ -41,5 +38,4 @@ class Progress:
         self._outcomes.clear()
 
     async def changed(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        await self._changed.wait(timeout)

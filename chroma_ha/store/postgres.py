@@ -27,6 +27,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError
+from ..pulse import Pulse
 from .base import (
     Applied,
     Cursor,
@@ -137,7 +138,7 @@ class PostgresStore:
         )
         self._pending: list[_Pending] = []
         self._flush_task: asyncio.Task[None] | None = None
-        self._appended = asyncio.Event()
+        self._appended = Pulse()
         self._listen_task: asyncio.Task[None] | None = None
 
     # --- plumbing -------------------------------------------------------------------------------------------
@@ -264,12 +265,10 @@ class PostgresStore:
                     await conn.close()
 
     def _wake(self) -> None:
-        self._appended.set()
-        self._appended = asyncio.Event()
+        self._appended.fire()
 
     async def wait_for_append(self, timeout: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._appended.wait(), timeout)
+        await self._appended.wait(timeout)
 
     # --- the log --------------------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ for many writes. Reads use a second connection on a second thread, so they never
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from ..errors import StoreError
+from ..pulse import Pulse
 from .base import (
     Applied,
     Cursor,
@@ -66,7 +66,7 @@ class SQLiteStore:
         self._rconn: sqlite3.Connection | None = None
         self._pending: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]] = []
         self._flush_task: asyncio.Task[None] | None = None
-        self._appended = asyncio.Event()
+        self._appended = Pulse()
         self._head = 0
 
     # --- plumbing -------------------------------------------------------------------------------------------
@@ -147,8 +147,7 @@ class SQLiteStore:
             for (_, future), assigned in zip(batch, seqs, strict=True):
                 if not future.done():
                     future.set_result(assigned)
-            self._appended.set()
-            self._appended = asyncio.Event()
+            self._appended.fire()
 
     def _insert(
         self, conn: sqlite3.Connection, batch: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]]
@@ -169,8 +168,7 @@ class SQLiteStore:
         return assigned
 
     async def wait_for_append(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._appended.wait(), timeout)
+        await self._appended.wait(timeout)
 
     async def head(self) -> int:
         return self._head
