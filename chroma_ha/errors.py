@@ -5,6 +5,7 @@
     ├── StoreError                the log store failed (retryable: the store may come back)
     ├── RequestRejected           the gateway refuses a client request before logging it (status, message)
     └── InstanceError             one instance failed to answer (instance, retryable)
+        └── StaleConnection       a kept-alive connection the instance had closed (the instance may be fine)
 
 Errors carry structured fields so that callers decide on them without parsing messages.
 """
@@ -41,3 +42,7 @@ class InstanceError(ChromaHAError):
         super().__init__(f"{instance}: {message}")
         self.instance = instance
         self.retryable = retryable
+
+
+class StaleConnection(InstanceError):
+    pass

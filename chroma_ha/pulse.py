@@ -20,6 +20,8 @@ class Pulse:
 
     def fire(self) -> None:
         """Wake every task waiting now (not those that start waiting later)."""
+        if not self._waiters:
+            return
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():

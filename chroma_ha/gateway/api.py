@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -50,6 +51,32 @@ class ChromaApi:
             route.kind.value, answered_by, response.status, time.perf_counter() - started
         )
         return response
+
+    def forward_now(self, request: HttpRequest, respond: Callable[[HttpResponse], None]) -> bool:
+        """A fresh read forwarded at once and answered by callback (see `ReadPath.forward_now`); False when the
+        request takes the general path (`__call__`)."""
+        route = classify(request.method, unquote_path(request.path))
+        if route.kind is not Kind.READ:
+            return False
+        started = time.perf_counter()
+
+        def deliver(outcome: ReadResult | BaseException) -> None:
+            if isinstance(outcome, ReadResult):
+                response, answered_by = _read_answer(outcome), outcome.instance or "gateway"
+            elif isinstance(outcome, RequestRejected):
+                response, answered_by = rejected(outcome), "gateway"
+            else:
+                log.error("%s %s failed in the gateway", request.method, request.path[:200], exc_info=outcome)
+                response = HttpResponse.error(500, "InternalError", "The gateway failed to answer; see its log")
+                answered_by = "gateway"
+            self._gateway.metrics.observe_request(
+                route.kind.value, answered_by, response.status, time.perf_counter() - started
+            )
+            respond(response)
+
+        return self._gateway.reads.forward_now(
+            route, request.method, request.path, request.query, request.headers, request.body, deliver
+        )
 
     async def _answer(self, route: Route, request: HttpRequest) -> tuple[HttpResponse, str]:
         method = request.method

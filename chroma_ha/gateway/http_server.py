@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Protocol
 
 import httptools
 import orjson
@@ -59,7 +60,16 @@ class HttpResponse:
         return cls(status, orjson.dumps({"error": error, "message": message}))
 
 
-Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+Respond = Callable[[HttpResponse], None]
+
+
+class Handler(Protocol):
+    def __call__(self, request: HttpRequest) -> Awaitable[HttpResponse]:
+        """The general path: the answer to any request."""
+
+    def forward_now(self, request: HttpRequest, respond: Respond) -> bool:
+        """The fast path: take the request now and call `respond` later, from a callback (no task); or return
+        False at once, having done nothing, and the request goes to `__call__`."""
 
 
 def encode_response(response: HttpResponse, *, head_only: bool = False, close: bool = False) -> bytes:
@@ -239,21 +249,25 @@ class HttpConnection(asyncio.Protocol):
         if pending.refused is not None:
             self._send(pending.refused, pending, close=True)  # the rest of an oversized body is not read
             return
-        task = asyncio.get_running_loop().create_task(self._answer(pending))
+        request = pending.request()
+        close = not pending.keep_alive
+        if self._server.handler.forward_now(request, lambda response: self._send(response, pending, close=close)):
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(pending, request))
         self._server.tasks.add(task)
         task.add_done_callback(self._server.tasks.discard)
 
-    async def _answer(self, pending: _Pending) -> None:
+    async def _answer(self, pending: _Pending, request: HttpRequest) -> None:
         try:
-            response = await self._server.handler(pending.request())
+            response = await self._server.handler(request)
         except Exception:
             log.exception("%s %s failed in the gateway", pending.method, pending.url[:200])
             response = HttpResponse.error(500, "InternalError", "The gateway failed to answer; see its log")
-        self._send(response, pending, close=not pending.keep_alive or self._server.stopping)
+        self._send(response, pending, close=not pending.keep_alive)
 
     def _send(self, response: HttpResponse, pending: _Pending, *, close: bool) -> None:
         self._busy = False
-        close = close or (self._last_request and not self._queue)
+        close = close or self._server.stopping or (self._last_request and not self._queue)
         transport = self._transport
         if self.closed or transport is None or transport.is_closing():
             return  # the client went away; a write it sent is logged and still applied
@@ -331,10 +345,13 @@ class HttpServer:
             self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for connection in list(self.connections):
-            connection.close_if_idle(0)
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=grace)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            for connection in list(self.connections):
+                connection.close_if_idle(0)
+            if not self.connections and not self.tasks:
+                break
+            await asyncio.sleep(0.02)
         for task in list(self.tasks):
             task.cancel()
         for connection in list(self.connections):

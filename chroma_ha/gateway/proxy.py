@@ -8,14 +8,16 @@ needs and nothing else: no redirects, cookies, proxies or decompression.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httptools
 
-from ..errors import InstanceError
+from ..errors import InstanceError, StaleConnection
+from ..pulse import Pulse
 
 # Headers that describe one hop, not the request: never forwarded in either direction.
 HOP_HEADERS = frozenset({
@@ -27,6 +29,7 @@ _HOP_HEADER_BYTES = frozenset(name.encode() for name in HOP_HEADERS)
 LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
 # Headers as the gateway's HTTP server hands them over: raw (name, value) pairs, names in lower case.
 HeaderPairs = Sequence[tuple[bytes, bytes]]
+Headers = Mapping[str, str] | HeaderPairs | None
 MAX_CONNECTIONS_PER_INSTANCE = 256
 MAX_IDLE_PER_INSTANCE = 64
 
@@ -46,8 +49,7 @@ def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
 
 
-def _request_head(method: str, target: str, host: str, headers: Mapping[str, str] | HeaderPairs | None,
-                  length: int) -> bytes:
+def _request_head(method: str, target: str, host: str, headers: Headers, length: int) -> bytes:
     parts = [b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n" % (
         method.encode(), target.encode("latin-1"), host.encode(), length
     )]
@@ -65,20 +67,27 @@ class _Closed(ConnectionError):
     pass
 
 
+# A request's end: the connection it used, and the error it failed with (None: the answer is on the connection).
+Finished = Callable[["_Connection", BaseException | None], None]
+# An answer delivered by callback: the instance's answer, or the error (an InstanceError) instead.
+Answered = Callable[[Upstream | None, InstanceError | None], None]
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[None] | None = None
+        self.finished: Finished | None = None
         self.closed = False
         self.status, self.keep_alive = 0, True
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
 
-    def begin(self) -> asyncio.Future[None]:
+    def send(self, wire: bytes, finished: Finished) -> None:
         self.status, self.keep_alive, self.headers, self.body = 0, True, {}, []
-        self.waiter = asyncio.get_running_loop().create_future()
-        return self.waiter
+        self.finished = finished
+        assert self.transport is not None
+        self.transport.write(wire)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -100,26 +109,41 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self._finish(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.abort(exc or _Closed("connection closed by the instance"))
 
     def abort(self, exc: BaseException) -> None:
         self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
+        self._finish(exc)
         if self.transport is not None:
             self.transport.close()
 
+    def _finish(self, error: BaseException | None) -> None:
+        finished, self.finished = self.finished, None
+        if finished is not None:
+            finished(self, error)
+
+    def answer(self) -> Upstream:
+        return Upstream(self.status, self.headers, self.body[0] if len(self.body) == 1 else b"".join(self.body))
+
+
+def _stale(error: BaseException) -> bool:
+    """The failure of a kept-alive connection the instance had already closed: another connection will do."""
+    return isinstance(error, (_Closed, ConnectionResetError, BrokenPipeError))
+
 
 class InstanceClient:
+    """Requests to instances over pooled keep-alive connections, awaited (`request`) or answered by callback
+    (`send_now`, the proxy's fast path: no task and no future between a client's request and its answer)."""
+
     def __init__(self, request_timeout: float, pool_size: int = MAX_CONNECTIONS_PER_INSTANCE) -> None:
         self._timeout = request_timeout
         self._pool_size = pool_size
         self._idle: dict[str, list[_Connection]] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._in_flight: dict[str, int] = {}
+        self._freed = Pulse()
         self._ssl: ssl.SSLContext | None = None
 
     async def start(self) -> None:
@@ -151,6 +175,49 @@ class InstanceClient:
         )
         return connection
 
+    def _release(self, instance: str, connection: _Connection, error: BaseException | None) -> None:
+        """A request on `connection` ended: keep the connection for the next one if it can be, free the slot."""
+        self._in_flight[instance] -= 1
+        self._freed.fire()
+        idle = self._idle.setdefault(instance, [])
+        if error is None and connection.keep_alive and not connection.closed and len(idle) < MAX_IDLE_PER_INSTANCE:
+            idle.append(connection)
+        elif not connection.closed:
+            connection.abort(_Closed("request abandoned" if error else "not kept alive"))  # never reuse it
+
+    @staticmethod
+    def _wire(instance: str, method: str, path: str, query: str, headers: Headers, body: bytes) -> bytes:
+        target = f"{path}?{query}" if query else path
+        return _request_head(method, target, instance.partition("://")[2], headers, len(body)) + body
+
+    def send_now(
+        self, instance: str, method: str, path: str, *, query: str = "", headers: Headers = None,
+        body: bytes = b"", answered: Answered,
+    ) -> bool:
+        """Send on an idle kept-alive connection at once and call `answered` with the result; False (and nothing
+        sent) when no such connection is free. A stale connection is reported as an error, not retried."""
+        idle = self._idle.get(instance)
+        in_flight = self._in_flight.get(instance, 0)
+        if not idle or in_flight >= self._pool_size:
+            return False
+        connection = self._idle_connection(idle)
+        if connection is None:
+            return False
+        self._in_flight[instance] = in_flight + 1
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._timeout, connection.abort, TimeoutError(f"no answer within {self._timeout:g}s"))
+
+        def finished(connection: _Connection, error: BaseException | None) -> None:
+            timer.cancel()
+            self._release(instance, connection, error)
+            if error is None:
+                answered(connection.answer(), None)
+            else:
+                answered(None, _instance_error(instance, error, reused=True))
+
+        connection.send(self._wire(instance, method, path, query, headers, body), finished)
+        return True
+
     async def request(
         self,
         instance: str,
@@ -158,52 +225,61 @@ class InstanceClient:
         path: str,
         *,
         query: str = "",
-        headers: Mapping[str, str] | HeaderPairs | None = None,
+        headers: Headers = None,
         body: bytes = b"",
         timeout: float | None = None,
     ) -> Upstream:
         """`headers`: a mapping, or the raw pairs a client sent (hop-by-hop ones are left out either way)."""
-        target = f"{path}?{query}" if query else path
-        wire = _request_head(method, target, instance.partition("://")[2], headers, len(body)) + body
-        idle = self._idle.setdefault(instance, [])
-        slots = self._slots.get(instance) or self._slots.setdefault(instance, asyncio.Semaphore(self._pool_size))
+        wire = self._wire(instance, method, path, query, headers, body)
         loop = asyncio.get_running_loop()
         limit = timeout or self._timeout
         deadline = loop.time() + limit
-        connection: _Connection | None = None
         try:
-            # The slow paths (all connections busy, a new connection) are timed with wait_for; the answer itself
-            # with one timer that aborts the connection: the common path stays cheap.
-            await (asyncio.wait_for(slots.acquire(), limit) if slots.locked() else slots.acquire())
-            try:
-                while True:
-                    connection = self._idle_connection(idle)
-                    reused = connection is not None
-                    if connection is None:
-                        connection = await asyncio.wait_for(self._connect(instance), deadline - loop.time())
-                    done = connection.begin()
-                    assert connection.transport is not None
-                    connection.transport.write(wire)
-                    timer = loop.call_at(deadline, connection.abort, TimeoutError(f"no answer within {limit:g}s"))
+            while self._in_flight.get(instance, 0) >= self._pool_size:  # every connection busy: wait for one
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(f"no free connection to the instance within {limit:g}s")
+                await self._freed.wait(remaining)
+            self._in_flight[instance] = self._in_flight.get(instance, 0) + 1
+            idle = self._idle.setdefault(instance, [])
+            while True:
+                connection = self._idle_connection(idle)
+                reused = connection is not None
+                if connection is None:
                     try:
-                        await done
-                    except (_Closed, ConnectionResetError, BrokenPipeError):
-                        if reused:
-                            continue  # a kept-alive connection the instance had already closed: use another
+                        connection = await asyncio.wait_for(self._connect(instance), deadline - loop.time())
+                    except BaseException:
+                        self._in_flight[instance] -= 1
+                        self._freed.fire()
                         raise
-                    finally:
-                        timer.cancel()
-                    break
-            finally:
-                slots.release()
-        except BaseException as exc:
-            if connection is not None:
-                connection.abort(_Closed("request abandoned"))  # its answer may still come: never reuse it
-            if isinstance(exc, (OSError, TimeoutError, httptools.HttpParserError)):
-                raise InstanceError(instance, f"{type(exc).__name__}: {exc}", retryable=True) from exc
-            raise
-        if connection.keep_alive and not connection.closed and len(idle) < MAX_IDLE_PER_INSTANCE:
-            idle.append(connection)
-        else:
-            connection.abort(_Closed("not kept alive"))
-        return Upstream(connection.status, connection.headers, b"".join(connection.body))
+                done: asyncio.Future[None] = loop.create_future()
+                connection.send(wire, functools.partial(_settle, done))
+                timer = loop.call_at(deadline, connection.abort, TimeoutError(f"no answer within {limit:g}s"))
+                try:
+                    await done
+                except BaseException as exc:
+                    self._release(instance, connection, exc)
+                    if reused and _stale(exc):
+                        self._in_flight[instance] = self._in_flight.get(instance, 0) + 1
+                        continue  # a kept-alive connection the instance had already closed: use another
+                    raise
+                finally:
+                    timer.cancel()
+                self._release(instance, connection, None)
+                return connection.answer()
+        except (OSError, TimeoutError, httptools.HttpParserError) as exc:
+            raise _instance_error(instance, exc) from exc
+
+
+def _settle(done: asyncio.Future[None], connection: _Connection, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+def _instance_error(instance: str, error: BaseException, *, reused: bool = False) -> InstanceError:
+    kind = StaleConnection if reused and _stale(error) else InstanceError
+    return kind(instance, f"{type(error).__name__}: {error}", retryable=True)

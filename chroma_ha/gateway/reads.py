@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..catalog.ids import Catalog
-from ..errors import InstanceError, RequestRejected
+from ..errors import InstanceError, RequestRejected, StaleConnection
 from ..health import HealthMonitor, HealthState
 from ..replication.progress import Progress
 from .consistency import LogIndex
@@ -25,6 +27,9 @@ class ReadResult:
     body: bytes
     instance: str
     stale_by: int = 0
+
+
+Delivered = Callable[["ReadResult | BaseException"], None]
 
 
 def rank(candidates: list[str], states: Mapping[str, HealthState], weights: Mapping[str, float]) -> list[str]:
@@ -61,6 +66,7 @@ class ReadPath:
         self._read_wait = read_wait
         self._stale_reads = stale_reads
         self._catch_up = catch_up
+        self._continuing: set[asyncio.Task[None]] = set()
 
     def _fresh(self, required: int) -> list[str]:
         """Up instances that have applied `required`, best first."""
@@ -104,24 +110,80 @@ class ReadPath:
         order, stale_by = self._fresh(required), 0
         if not order:
             order, stale_by = await self._choose(required)  # wait a little for an applier, or read stale
+        return await self._try(route, method, path, query, headers, body, order, stale_by, fresh=fresh)
+
+    def forward_now(
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
+        deliver: Delivered,
+    ) -> bool:
+        """The fast path of a fresh read: forward it at once on a free connection and `deliver` the result (or the
+        exception) by callback, with no task in between. False, with nothing sent, when the read needs `handle`:
+        a shared store to catch up with, no fresh instance right now, an unmapped collection, no idle connection.
+        An answer that needs more (failure, 5xx, a 404, ids to learn) continues in `_try`, in a task.
+        """
+        if self._catch_up is not None:
+            return False
+        order = self._fresh(self._index.required_seq(route))
+        if not order:
+            return False
+        instance = order[0]
+        if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
+            return False
+        state = self._health.states[instance]
+
+        def answered(upstream: Upstream | None, error: InstanceError | None) -> None:
+            state.outstanding -= 1
+            try:
+                if upstream is not None and upstream.status < 400 and not self._catalog.names_unknown_ids(
+                    instance, route.op, upstream.status, upstream.body
+                ):
+                    self._health.mark_success(instance)
+                    canonical = self._catalog.canonical_body(instance, route.op, upstream.status, upstream.body)
+                    deliver(ReadResult(upstream, canonical, instance))
+                    return
+                first = upstream if upstream is not None else error
+                retry = self._try(route, method, path, query, headers, body, order, 0, fresh=True, first=first)
+                self._continue(retry, deliver)
+            except Exception as exc:
+                deliver(exc)
+
+        sent = self._client.send_now(
+            instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
+            query=query, headers=headers, body=body, answered=answered,
+        )
+        if sent:
+            state.outstanding += 1
+        return sent
+
+    def _continue(self, work: Coroutine[Any, Any, ReadResult], deliver: Delivered) -> None:
+        async def run() -> None:
+            try:
+                result = await work
+            except Exception as exc:
+                deliver(exc)
+                return
+            deliver(result)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._continuing.add(task)
+        task.add_done_callback(self._continuing.discard)
+
+    async def _try(
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
+        order: list[str], stale_by: int, *, fresh: bool, first: Upstream | InstanceError | None = None,
+    ) -> ReadResult:
+        """Ask the instances in `order` until one answers; `first` is what the first one already answered."""
         failure: Upstream | None = None
         errors: list[str] = []
         for instance in order:
-            if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
-                await self._catalog.load()  # another gateway's applier may have mapped it
-            state = self._health.states[instance]
-            state.outstanding += 1
-            try:
-                upstream = await self._client.request(
-                    instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
-                    query=query, headers=headers, body=body,
-                )
-            except InstanceError as exc:
-                self._health.mark_failure(instance, str(exc))
-                errors.append(str(exc))
+            outcome, first = first, None
+            if outcome is None or isinstance(outcome, StaleConnection):
+                outcome = await self._ask(instance, route, method, path, query, headers, body)
+            if isinstance(outcome, InstanceError):
+                self._health.mark_failure(instance, str(outcome))
+                errors.append(str(outcome))
                 continue
-            finally:
-                state.outstanding -= 1
+            upstream = outcome
             if upstream.status >= 500:
                 if upstream.status in _UNAVAILABLE:
                     self._health.mark_failure(instance, f"answered {upstream.status}")
@@ -137,3 +199,20 @@ class ReadPath:
         if failure is not None:
             return ReadResult(failure, failure.body, "", stale_by)
         raise RequestRejected(503, "No instance could answer: " + "; ".join(errors), "ServiceUnavailable")
+
+    async def _ask(
+        self, instance: str, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes
+    ) -> Upstream | InstanceError:
+        if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
+            await self._catalog.load()  # another gateway's applier may have mapped it
+        state = self._health.states[instance]
+        state.outstanding += 1
+        try:
+            return await self._client.request(
+                instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
+                query=query, headers=headers, body=body,
+            )
+        except InstanceError as exc:
+            return exc
+        finally:
+            state.outstanding -= 1

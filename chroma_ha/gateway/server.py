@@ -36,6 +36,9 @@ class Routes:
             return self._api(request)
         return self._admin_answer(request)
 
+    def forward_now(self, request: HttpRequest, respond: Callable[[HttpResponse], None]) -> bool:
+        return request.path.startswith(API_ROOT + "/") and self._api.forward_now(request, respond)
+
     async def _admin_answer(self, request: HttpRequest) -> HttpResponse:
         endpoint = self._admin.get(request.path)
         if endpoint is None:

@@ -9,23 +9,37 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from chroma_ha.gateway.http_server import MAX_HEAD_BYTES, HttpRequest, HttpResponse, HttpServer
+from chroma_ha.gateway.http_server import MAX_HEAD_BYTES, HttpRequest, HttpResponse, HttpServer, Respond
 from chroma_ha.local_cluster import free_port
 
 LIMIT = 1000
 
 
-async def echo(request: HttpRequest) -> HttpResponse:
-    if request.path == "/boom":
-        raise RuntimeError("a bug in a handler")
-    if request.path.startswith("/status/"):
-        return HttpResponse(int(request.path.rsplit("/", 1)[1]), b"a body it must not carry")
-    if request.path.startswith("/slow/"):
-        await asyncio.sleep(float(request.path.rsplit("/", 1)[1]))
+def answer(request: HttpRequest) -> HttpResponse:
     return HttpResponse(200, orjson.dumps({
         "method": request.method, "path": request.path, "query": request.query, "size": len(request.body),
         "token": (request.header(b"x-token") or b"").decode(),
     }))
+
+
+class Echo:
+    """Echoes the request: through the general path, or under /fast/ through the fast path (a later callback)."""
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/boom":
+            raise RuntimeError("a bug in a handler")
+        if request.path.startswith("/status/"):
+            return HttpResponse(int(request.path.rsplit("/", 1)[1]), b"a body it must not carry")
+        if request.path.startswith("/slow/"):
+            await asyncio.sleep(float(request.path.rsplit("/", 1)[1]))
+        return answer(request)
+
+    def forward_now(self, request: HttpRequest, respond: Respond) -> bool:
+        if not request.path.startswith("/fast/"):
+            return False
+        delay = float(request.path.rsplit("/", 1)[1])
+        asyncio.get_running_loop().call_later(delay, respond, answer(request))
+        return True
 
 
 class Running:
@@ -58,7 +72,7 @@ def body_of(answer: bytes) -> dict[str, object]:
 
 @pytest_asyncio.fixture
 async def running() -> AsyncIterator[Running]:
-    server = HttpServer(echo, max_body_bytes=LIMIT)
+    server = HttpServer(Echo(), max_body_bytes=LIMIT)
     port = free_port()
     await server.start("127.0.0.1", port)
     yield Running(server, port)
@@ -80,6 +94,27 @@ async def test_pipelined_requests_are_answered_in_order(running: Running) -> Non
     writer.write(b"GET /slow/0.2 HTTP/1.1\r\nhost: t\r\n\r\nGET /fast HTTP/1.1\r\nhost: t\r\n\r\n")
     first, second = await read_answer(reader), await read_answer(reader)
     assert body_of(first)["path"] == "/slow/0.2" and body_of(second)["path"] == "/fast"
+    writer.close()
+
+
+async def test_answers_by_callback_keep_their_order_among_the_others(running: Running) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    paths = ["/fast/0.2", "/slow/0.1", "/fast/0", "/plain", "/fast/0.05"]
+    writer.write(b"".join(b"GET %s HTTP/1.1\r\nhost: t\r\n\r\n" % p.encode() for p in paths))
+    assert [body_of(await read_answer(reader))["path"] for _ in paths] == paths
+    writer.close()
+
+
+async def test_stopping_waits_for_an_answer_due_by_callback() -> None:
+    server = HttpServer(Echo(), max_body_bytes=LIMIT)
+    port = free_port()
+    await server.start("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /fast/0.3 HTTP/1.1\r\nhost: t\r\n\r\n")
+    await asyncio.sleep(0.05)
+    await server.stop(5.0)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer
     writer.close()
 
 
@@ -175,7 +210,7 @@ async def test_connection_close_and_http_1_0_end_the_connection_after_the_answer
 
 
 async def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
-    server = HttpServer(echo, max_body_bytes=LIMIT, idle_timeout=0.0)
+    server = HttpServer(Echo(), max_body_bytes=LIMIT, idle_timeout=0.0)
     port = free_port()
     await server.start("127.0.0.1", port)
     try:
@@ -200,7 +235,7 @@ async def test_a_client_that_leaves_mid_request_does_not_disturb_others(running:
 
 
 async def test_stopping_finishes_requests_in_progress_and_refuses_new_connections() -> None:
-    server = HttpServer(echo, max_body_bytes=LIMIT)
+    server = HttpServer(Echo(), max_body_bytes=LIMIT)
     port = free_port()
     await server.start("127.0.0.1", port)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
