@@ -185,19 +185,18 @@ class HttpConnection(asyncio.Protocol):
         self._parsing = _Pending()
 
     def on_url(self, url: bytes) -> None:
-        self._parsing.url += url
-        self._count_head(len(url))
+        pending = self._parsing
+        pending.url += url
+        pending.head_bytes += len(url)
+        if pending.head_bytes > MAX_HEAD_BYTES:
+            raise _Refused(_head_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._parsing.headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value))
-
-    def _count_head(self, size: int) -> None:
-        self._parsing.head_bytes += size
-        if self._parsing.head_bytes > MAX_HEAD_BYTES:
-            raise _Refused(HttpResponse.error(
-                431, "RequestHeaderFieldsTooLarge", f"The request line and headers pass {MAX_HEAD_BYTES} bytes"
-            ))
+        pending = self._parsing
+        pending.headers.append((name.lower(), value))
+        pending.head_bytes += len(name) + len(value)
+        if pending.head_bytes > MAX_HEAD_BYTES:
+            raise _Refused(_head_too_large())
 
     def on_headers_complete(self) -> None:
         pending = self._parsing
@@ -205,8 +204,7 @@ class HttpConnection(asyncio.Protocol):
         pending.head_only = method == "HEAD"
         pending.method = "GET" if pending.head_only else method
         pending.keep_alive = self._parser.should_keep_alive()
-        length = _declared_length(pending.headers)
-        expects_continue = _expects_continue(pending.headers)
+        length, expects_continue = _length_and_expect(pending.headers)
         if length is not None and length > self._server.max_body_bytes:
             if expects_continue and self.idle:
                 raise _Refused(self._server.too_large())  # the body will not come: answer now and close
@@ -299,15 +297,21 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
 
 
-def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in headers)
+def _head_too_large() -> HttpResponse:
+    return HttpResponse.error(
+        431, "RequestHeaderFieldsTooLarge", f"The request line and headers pass {MAX_HEAD_BYTES} bytes"
+    )
 
 
-def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+def _length_and_expect(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """The declared Content-Length, and whether the client waits for `100 Continue` before sending the body."""
+    length, expects_continue = None, False
     for name, value in headers:
         if name == b"content-length":
-            return int(value) if value.strip().isdigit() else None
-    return None
+            length = int(value) if value.strip().isdigit() else None
+        elif name == b"expect":
+            expects_continue = value.lower() == b"100-continue"
+    return length, expects_continue
 
 
 class HttpServer:

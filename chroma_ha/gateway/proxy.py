@@ -27,18 +27,26 @@ HOP_HEADERS = frozenset({
 _HOP_HEADER_BYTES = frozenset(name.encode() for name in HOP_HEADERS)
 # Client headers kept with a logged write, so the applier sends them to every instance (auth included).
 LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
+MAX_CONNECTIONS_PER_INSTANCE = 256
+MAX_IDLE_PER_INSTANCE = 64
+
+
 # Headers as the gateway's HTTP server hands them over: raw (name, value) pairs, names in lower case.
 HeaderPairs = Sequence[tuple[bytes, bytes]]
 Headers = Mapping[str, str] | HeaderPairs | None
-MAX_CONNECTIONS_PER_INSTANCE = 256
-MAX_IDLE_PER_INSTANCE = 64
 
 
 @dataclass(frozen=True)
 class Upstream:
     status: int
-    headers: Mapping[str, str]
+    headers: HeaderPairs  # as the instance sent them, hop-by-hop ones included
     body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
 
     @property
     def ok(self) -> bool:
@@ -53,12 +61,12 @@ def _request_head(method: str, target: str, host: str, headers: Headers, length:
     parts = [b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n" % (
         method.encode(), target.encode("latin-1"), host.encode(), length
     )]
-    if isinstance(headers, Mapping):
+    if isinstance(headers, list):  # raw pairs from a client (the common case: tested first, and cheaply)
+        parts.extend(b"%s: %s\r\n" % (k, v) for k, v in headers if k not in _HOP_HEADER_BYTES)
+    elif isinstance(headers, Mapping):
         parts.extend(
             f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items() if k.lower() not in HOP_HEADERS
         )
-    elif headers:
-        parts.extend(b"%s: %s\r\n" % (k, v) for k, v in headers if k not in _HOP_HEADER_BYTES)
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -80,11 +88,11 @@ class _Connection(asyncio.Protocol):
         self.finished: Finished | None = None
         self.closed = False
         self.status, self.keep_alive = 0, True
-        self.headers: dict[str, str] = {}
+        self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
 
     def send(self, wire: bytes, finished: Finished) -> None:
-        self.status, self.keep_alive, self.headers, self.body = 0, True, {}, []
+        self.status, self.keep_alive, self.headers, self.body = 0, True, [], []
         self.finished = finished
         assert self.transport is not None
         self.transport.write(wire)
@@ -99,9 +107,7 @@ class _Connection(asyncio.Protocol):
             self.abort(exc)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        if key not in HOP_HEADERS:
-            self.headers[key] = value.decode("latin-1")
+        self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)

@@ -37,8 +37,9 @@ def rank(candidates: list[str], states: Mapping[str, HealthState], weights: Mapp
     return sorted(candidates, key=lambda i: (states[i].outstanding + 1) / weights.get(i, 1.0))
 
 
-def eligible(instances: list[str], cursors: Mapping[str, int], required: int) -> list[str]:
-    return [i for i in instances if cursors.get(i, 0) >= required]
+def eligible(states: Mapping[str, HealthState], cursors: Mapping[str, int], required: int) -> list[str]:
+    """Instances that are up and have applied `required`, in the configured order."""
+    return [i for i, state in states.items() if state.up and cursors.get(i, 0) >= required]
 
 
 class ReadPath:
@@ -70,7 +71,7 @@ class ReadPath:
 
     def _fresh(self, required: int) -> list[str]:
         """Up instances that have applied `required`, best first."""
-        fresh = eligible(self._health.up_instances(), self._progress.cursors, required)
+        fresh = eligible(self._health.states, self._progress.cursors, required)
         return rank(fresh, self._health.states, self._weights) if len(fresh) > 1 else fresh
 
     async def _choose(self, required: int) -> tuple[list[str], int]:

@@ -1,21 +1,24 @@
 """Metrics: Prometheus series in a registry the gateway owns, request timing, rolling rates and percentiles.
 
-The request path only calls `Metrics.observe_request` (two cached label children: a few microseconds). Everything
+The request path only calls `Metrics.observe_request` (plain counters, made into series at scrape time). Everything
 else (log head, cursors, lag, resources) is set from a `Sample` by the resource monitor and again at each scrape.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from ..replication.applier import ApplierStats
@@ -98,18 +101,50 @@ class _ApplierCounters(Collector):
             yield CounterMetricFamily(f"chroma_ha_{name}", name.replace("_", " "), value=value)
 
 
+class _RequestCounts(Collector):
+    """Client requests, counted in plain numbers on the request path and made into Prometheus series at scrape
+    time: a prometheus_client counter and histogram would take three locks per request. The event loop is the
+    only writer and the scrape runs on it too."""
+
+    _BOUNDS = [*(floatToGoString(b) for b in REQUEST_BUCKETS), "+Inf"]
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.timings: dict[tuple[str, str], list[float]] = {}  # per bucket (not cumulative), then the sum
+
+    def observe(self, route_class: str, instance: str, status: int, seconds: float) -> None:
+        key = (route_class, instance, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        timing = self.timings.get(key[:2])
+        if timing is None:
+            timing = self.timings[key[:2]] = [0.0] * (len(self._BOUNDS) + 1)
+        timing[bisect.bisect_left(REQUEST_BUCKETS, seconds)] += 1
+        timing[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "chroma_ha_requests", "Client requests by route class, answering instance and status",
+            labels=["route_class", "instance", "status"],
+        )
+        for (route_class, instance, status), count in self.counts.items():
+            requests.add_metric([route_class, instance, str(status)], count)
+        yield requests
+        durations = HistogramMetricFamily(
+            "chroma_ha_request_duration_seconds", "Time the gateway took to answer, by route class and instance",
+            labels=["route_class", "instance"],
+        )
+        for labels, timing in self.timings.items():
+            cumulative = list(zip(self._BOUNDS, itertools.accumulate(timing[:-1]), strict=True))
+            durations.add_metric(list(labels), cumulative, sum_value=timing[-1])
+        yield durations
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
-        self.requests = Counter(
-            "chroma_ha_requests", "Client requests by route class, answering instance and status",
-            ["route_class", "instance", "status"], registry=r,
-        )
-        self.latency = Histogram(
-            "chroma_ha_request_duration_seconds", "Time the gateway took to answer, by route class and instance",
-            ["route_class", "instance"], buckets=REQUEST_BUCKETS, registry=r,
-        )
+        self._requests = _RequestCounts()
+        r.register(self._requests)
         self.head = Gauge("chroma_ha_log_head_seq", "Highest seq in the log", registry=r)
         self.oldest = Gauge("chroma_ha_log_oldest_seq", "Oldest seq kept in the log", registry=r)
         self.backlog_total = Gauge("chroma_ha_log_backlog_entries", "Entries not yet applied everywhere", registry=r)
@@ -140,8 +175,6 @@ class Metrics:
             )
         }
         ProcessCollector(registry=r)
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._latency_children: dict[tuple[str, str], Any] = {}
         self._seen: dict[str, tuple[int, int]] = {}
         self.appended_bytes = 0
 
@@ -150,15 +183,7 @@ class Metrics:
         self.registry.register(_ApplierCounters(stats, totals))
 
     def observe_request(self, route_class: str, instance: str, status: int, seconds: float) -> None:
-        key = (route_class, instance, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(route_class, instance, str(status))
-        counter.inc()
-        timing = self._latency_children.get(key[:2])
-        if timing is None:
-            timing = self._latency_children[key[:2]] = self.latency.labels(route_class, instance)
-        timing.observe(seconds)
+        self._requests.observe(route_class, instance, status, seconds)
 
     def feed_appliers(self, stats: Mapping[str, ApplierStats]) -> None:
         """Observe the batch sizes and apply lags the appliers recorded since the last call."""

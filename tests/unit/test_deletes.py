@@ -54,7 +54,7 @@ class FakeReads:
                 and matches(metadata, request.get("where") or {})
             ]
             answer = {"ids": found, "metadatas": [self.records[r] for r in found]}
-        upstream = Upstream(self.status, {}, orjson.dumps(answer))
+        upstream = Upstream(self.status, [], orjson.dumps(answer))
         return ReadResult(upstream, upstream.body, "i1", self.stale_by)
 
 

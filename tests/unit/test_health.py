@@ -14,6 +14,8 @@ def test_rise_and_fall_counts_keep_one_blip_from_flapping() -> None:
 
 def test_reads_go_to_caught_up_instances_least_outstanding_first() -> None:
     states = {"a": HealthState(1, 1, outstanding=3), "b": HealthState(1, 1, outstanding=0)}
-    assert eligible(["a", "b"], {"a": 10, "b": 4}, required=5) == ["a"]
+    assert eligible(states, {"a": 10, "b": 4}, required=5) == ["a"]
+    assert eligible(states, {"a": 10, "b": 6}, required=5) == ["a", "b"]
+    assert eligible({**states, "a": HealthState(1, 1, up=False)}, {"a": 10, "b": 6}, required=5) == ["b"]
     assert rank(["a", "b"], states, {}) == ["b", "a"]
     assert rank(["a", "b"], states, {"a": 10.0}) == ["a", "b"]

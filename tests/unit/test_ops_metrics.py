@@ -58,6 +58,18 @@ def test_the_registry_is_the_gateways_own_and_parses() -> None:
     reads = ("chroma_ha_requests_total", (("instance", "http://a:1"), ("route_class", "read"), ("status", "200")))
     assert found[reads] == 2
     assert found[("chroma_ha_request_duration_seconds_count", (("instance", "log"), ("route_class", "write")))] == 1
+    read = (("instance", "http://a:1"), ("route_class", "read"))
+
+    def bucket(le: str) -> float:
+        return found[("chroma_ha_request_duration_seconds_bucket", tuple(sorted((*read, ("le", le)))))]
+
+    # cumulative buckets, each `le` inclusive: 2 ms falls in 0.0025, 4 ms in 0.005
+    assert (bucket("0.001"), bucket("0.0025"), bucket("0.005"), bucket("10.0"), bucket("+Inf")) == (0, 1, 2, 2, 2)
+    assert abs(found[("chroma_ha_request_duration_seconds_sum", read)] - 0.006) < 1e-12
+    metrics.observe_request("read", "http://a:1", 200, 0.0025)  # on a bound: in that bucket
+    metrics.observe_request("read", "http://a:1", 200, 99.0)  # past the last bound: +Inf only
+    found = values(metrics)
+    assert (bucket("0.0025"), bucket("30.0"), bucket("+Inf")) == (2, 3, 4)
     assert found[("chroma_ha_log_head_seq", ())] == 10
     assert found[("chroma_ha_instance_up", (("instance", "http://b:2"),))] == 0
     assert found[("chroma_ha_instance_backlog_entries", (("instance", "http://b:2"),))] == 6
