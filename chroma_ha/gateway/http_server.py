@@ -277,7 +277,8 @@ class HttpConnection(asyncio.Protocol):
         self._next()
 
     def _refuse(self, response: HttpResponse) -> None:
-        """A request that cannot be parsed ends the connection, after the answers already due."""
+        """A request that cannot be parsed ends the connection: with an answer when none is due before it, else
+        closed at once (answers cannot go out of order)."""
         if self._transport is None or self.closed:
             return
         if self._busy or self._queue:
