@@ -67,7 +67,7 @@ class ChromaApi:
                 response, answered_by = rejected(outcome), "gateway"
             else:
                 log.error("%s %s failed in the gateway", request.method, request.path[:200], exc_info=outcome)
-                response = HttpResponse.error(500, "InternalError", "The gateway failed to answer; see its log")
+                response = HttpResponse.internal_error()
                 answered_by = "gateway"
             self._gateway.metrics.observe_request(
                 route.kind.value, answered_by, response.status, time.perf_counter() - started

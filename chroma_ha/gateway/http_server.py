@@ -59,6 +59,11 @@ class HttpResponse:
     def error(cls, status: int, error: str, message: str) -> HttpResponse:
         return cls(status, orjson.dumps({"error": error, "message": message}))
 
+    @classmethod
+    def internal_error(cls) -> HttpResponse:
+        """A failure of the gateway itself; the details go to its log, not to the client."""
+        return cls.error(500, "InternalError", "The gateway failed to answer; see its log")
+
 
 Respond = Callable[[HttpResponse], None]
 
@@ -260,7 +265,7 @@ class HttpConnection(asyncio.Protocol):
             response = await self._server.handler(request)
         except Exception:
             log.exception("%s %s failed in the gateway", pending.method, pending.url[:200])
-            response = HttpResponse.error(500, "InternalError", "The gateway failed to answer; see its log")
+            response = HttpResponse.internal_error()
         self._send(response, pending, close=not pending.keep_alive)
 
     def _send(self, response: HttpResponse, pending: _Pending, *, close: bool) -> None:

@@ -42,19 +42,9 @@ class Upstream:
     headers: HeaderPairs  # as the instance sent them, hop-by-hop ones included
     body: bytes
 
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
-
-
-def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
 
 
 def _request_head(method: str, target: str, host: str, headers: Headers, length: int) -> bytes:
@@ -181,10 +171,12 @@ class InstanceClient:
         )
         return connection
 
-    def _release(self, instance: str, connection: _Connection, error: BaseException | None) -> None:
-        """A request on `connection` ended: keep the connection for the next one if it can be, free the slot."""
+    def _free_slot(self, instance: str) -> None:
         self._in_flight[instance] -= 1
         self._freed.fire()
+
+    def _recycle(self, instance: str, connection: _Connection, error: BaseException | None) -> None:
+        """A request on `connection` ended: keep the connection for the next one if it can be."""
         idle = self._idle.setdefault(instance, [])
         if error is None and connection.keep_alive and not connection.closed and len(idle) < MAX_IDLE_PER_INSTANCE:
             idle.append(connection)
@@ -215,7 +207,8 @@ class InstanceClient:
 
         def finished(connection: _Connection, error: BaseException | None) -> None:
             timer.cancel()
-            self._release(instance, connection, error)
+            self._free_slot(instance)
+            self._recycle(instance, connection, error)
             if error is None:
                 answered(connection.answer(), None)
             else:
@@ -247,34 +240,37 @@ class InstanceClient:
                     raise TimeoutError(f"no free connection to the instance within {limit:g}s")
                 await self._freed.wait(remaining)
             self._in_flight[instance] = self._in_flight.get(instance, 0) + 1
-            idle = self._idle.setdefault(instance, [])
-            while True:
-                connection = self._idle_connection(idle)
-                reused = connection is not None
-                if connection is None:
-                    try:
-                        connection = await asyncio.wait_for(self._connect(instance), deadline - loop.time())
-                    except BaseException:
-                        self._in_flight[instance] -= 1
-                        self._freed.fire()
-                        raise
-                done: asyncio.Future[None] = loop.create_future()
-                connection.send(wire, functools.partial(_settle, done))
-                timer = loop.call_at(deadline, connection.abort, TimeoutError(f"no answer within {limit:g}s"))
-                try:
-                    await done
-                except BaseException as exc:
-                    self._release(instance, connection, exc)
-                    if reused and _stale(exc):
-                        self._in_flight[instance] = self._in_flight.get(instance, 0) + 1
-                        continue  # a kept-alive connection the instance had already closed: use another
-                    raise
-                finally:
-                    timer.cancel()
-                self._release(instance, connection, None)
-                return connection.answer()
+            try:
+                return await self._exchange(instance, wire, deadline, limit)
+            finally:
+                self._free_slot(instance)
         except (OSError, TimeoutError, httptools.HttpParserError) as exc:
             raise _instance_error(instance, exc) from exc
+
+    async def _exchange(self, instance: str, wire: bytes, deadline: float, limit: float) -> Upstream:
+        """One request and its answer, on a kept-alive connection (another one if that had been closed) or a new
+        one; the caller holds a slot."""
+        loop = asyncio.get_running_loop()
+        idle = self._idle.setdefault(instance, [])
+        while True:
+            connection = self._idle_connection(idle)
+            reused = connection is not None
+            if connection is None:
+                connection = await asyncio.wait_for(self._connect(instance), deadline - loop.time())
+            done: asyncio.Future[None] = loop.create_future()
+            connection.send(wire, functools.partial(_settle, done))
+            timer = loop.call_at(deadline, connection.abort, TimeoutError(f"no answer within {limit:g}s"))
+            try:
+                await done
+            except BaseException as exc:
+                self._recycle(instance, connection, exc)
+                if reused and _stale(exc):
+                    continue  # a kept-alive connection the instance had already closed: use another
+                raise
+            finally:
+                timer.cancel()
+            self._recycle(instance, connection, None)
+            return connection.answer()
 
 
 def _settle(done: asyncio.Future[None], connection: _Connection, error: BaseException | None) -> None:

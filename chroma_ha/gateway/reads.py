@@ -139,8 +139,7 @@ class ReadPath:
                     instance, route.op, upstream.status, upstream.body
                 ):
                     self._health.mark_success(instance)
-                    canonical = self._catalog.canonical_body(instance, route.op, upstream.status, upstream.body)
-                    deliver(ReadResult(upstream, canonical, instance))
+                    deliver(self._result(instance, route, upstream))
                     return
                 first = upstream if upstream is not None else error
                 retry = self._try(route, method, path, query, headers, body, order, 0, fresh=True, first=first)
@@ -195,11 +194,15 @@ class ReadPath:
                 return await self.handle(route, method, path, query, headers, body, fresh=fresh)
             if self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body):
                 await self._catalog.load()
-            canonical = self._catalog.canonical_body(instance, route.op, upstream.status, upstream.body)
-            return ReadResult(upstream, canonical, instance, stale_by)
+            return self._result(instance, route, upstream, stale_by)
         if failure is not None:
             return ReadResult(failure, failure.body, "", stale_by)
         raise RequestRejected(503, "No instance could answer: " + "; ".join(errors), "ServiceUnavailable")
+
+    def _result(self, instance: str, route: Route, upstream: Upstream, stale_by: int = 0) -> ReadResult:
+        """The instance's answer, its collection ids made canonical."""
+        canonical = self._catalog.canonical_body(instance, route.op, upstream.status, upstream.body)
+        return ReadResult(upstream, canonical, instance, stale_by)
 
     async def _ask(
         self, instance: str, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes

@@ -105,19 +105,6 @@ async def test_answers_by_callback_keep_their_order_among_the_others(running: Ru
     writer.close()
 
 
-async def test_stopping_waits_for_an_answer_due_by_callback() -> None:
-    server = HttpServer(Echo(), max_body_bytes=LIMIT)
-    port = free_port()
-    await server.start("127.0.0.1", port)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /fast/0.3 HTTP/1.1\r\nhost: t\r\n\r\n")
-    await asyncio.sleep(0.05)
-    await server.stop(5.0)
-    answer = await asyncio.wait_for(reader.read(), 5)
-    assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer
-    writer.close()
-
-
 async def test_a_chunked_body_is_read_whole(running: Running) -> None:
     answer = await running.exchange(
         b"POST /c HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
@@ -234,12 +221,13 @@ async def test_a_client_that_leaves_mid_request_does_not_disturb_others(running:
     assert body_of(await running.exchange(b"GET /next HTTP/1.1\r\nhost: t\r\n\r\n"))["path"] == "/next"
 
 
-async def test_stopping_finishes_requests_in_progress_and_refuses_new_connections() -> None:
+@pytest.mark.parametrize("path", [b"/slow/0.3", b"/fast/0.3"], ids=["awaited", "by-callback"])
+async def test_stopping_finishes_requests_in_progress_and_refuses_new_connections(path: bytes) -> None:
     server = HttpServer(Echo(), max_body_bytes=LIMIT)
     port = free_port()
     await server.start("127.0.0.1", port)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /slow/0.3 HTTP/1.1\r\nhost: t\r\n\r\n")
+    writer.write(b"GET %s HTTP/1.1\r\nhost: t\r\n\r\n" % path)
     await asyncio.sleep(0.05)
     await server.stop(5.0)
     answer = await asyncio.wait_for(reader.read(), 5)
