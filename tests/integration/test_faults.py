@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,3 +146,27 @@ def test_gateway_sigkilled_mid_stream_loses_no_acknowledged_write(tmp_path: Path
         gateway.stop()
         for s in servers:
             s.stop()
+
+
+def test_a_read_sent_to_a_hung_instance_is_answered_by_the_other(
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
+) -> None:
+    # No health probes during the test: only the read itself can find out that the first instance hangs.
+    gateway = gateway_with({"CHROMA_HA_REQUEST_TIMEOUT": "1", "CHROMA_HA_HEALTH_INTERVAL": "60"})
+    hung, other = chroma_pair
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("hung", embedding_function=None)
+    col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]])
+    gateway.wait_drained()
+    for _ in range(3):  # kept-alive connections to the instances now wait in the gateway's pool
+        assert col.get(ids=["a"])["ids"] == ["a"]
+    assert hung.process is not None
+    hung.process.send_signal(signal.SIGSTOP)
+    try:
+        assert col.get(ids=["a"])["ids"] == ["a"]
+        status = httpx.get(f"{gateway.url}/status", timeout=10).json()
+        assert status["instances"][hung.url]["consecutive_failures"] >= 1, "the read went to the hung one first"
+        assert col.query(query_embeddings=[[0.0, 1.0]], n_results=1)["ids"] == [["b"]]
+    finally:
+        hung.process.send_signal(signal.SIGCONT)
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    assert f'chroma_ha_requests_total{{instance="{other.url}",route_class="read",status="200"}}' in metrics
