@@ -37,18 +37,26 @@ class GatewayProcess(local_cluster.GatewayProcess):
         return {**super().environment(), **TEST_SETTINGS, **self.extra_env}
 
     def wal_status(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/wal/status", timeout=10).json()
+        return wal_status(self.url)
 
     def wait_drained(self, timeout: float = 60.0) -> dict[str, Any]:
-        """Until every instance has applied the whole log."""
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = self.wal_status()
-            if all(i["cursor"] >= status["head"] for i in status["instances"].values()):
-                return status
-            time.sleep(0.1)
-        raise AssertionError(f"log not drained in {timeout}s: {status}")
+        return wait_drained(self.url, timeout)
+
+
+def wal_status(gateway_url: str) -> dict[str, Any]:
+    return httpx.get(f"{gateway_url}/wal/status", timeout=10).json()
+
+
+def wait_drained(gateway_url: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Until every instance has applied the whole log."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = wal_status(gateway_url)
+        if all(i["cursor"] >= status["head"] for i in status["instances"].values()):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"log not drained in {timeout}s: {status}")
 
 
 def snapshot(url: str, tenant: str = "default_tenant", database: str = "default_database") -> dict[str, Any]:

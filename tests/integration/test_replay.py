@@ -21,7 +21,7 @@ from chroma_ha.local_cluster import ChromaServer, free_port
 from chroma_ha.settings import Settings
 from chroma_ha.store import Applied, Divergence, IdMapping
 from chroma_ha.store.sqlite import SQLiteStore
-from tests.harness import snapshot, start_chroma
+from tests.harness import snapshot, start_chroma, wait_drained
 from tests.integration.test_writes import catalog_and_data_churn
 
 
@@ -63,6 +63,7 @@ def replaying_gateway(tmp_path: Path) -> Iterator[tuple[int, list[ChromaServer],
 def test_every_write_replayed_after_a_crash_before_commit_changes_nothing(replaying_gateway) -> None:
     port, servers, store = replaying_gateway
     catalog_and_data_churn(port)
+    wait_drained(f"http://127.0.0.1:{port}")
     first, second = (snapshot(s.url) for s in servers)
     assert first == second
     assert sorted(first) == ["renamed", "temp"]
