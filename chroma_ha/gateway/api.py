@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-# Instance answer headers the client sees; the rest describe the instance's hop (length, date, server).
-_PASSED_HEADERS = frozenset({b"content-type", b"chroma-trace-id"})
 _STALE_HEADER = STALE_HEADER.encode()
 
 
@@ -124,7 +122,7 @@ def unquote_path(path: str) -> str:
 
 def _read_answer(read: ReadResult) -> HttpResponse:
     upstream = read.upstream
-    headers = [(k, v) for k, v in upstream.headers if k.lower() in _PASSED_HEADERS]
+    headers = upstream.headers
     if read.stale_by:
-        headers.append((_STALE_HEADER, b"%d" % read.stale_by))
+        headers = [*headers, (_STALE_HEADER, b"%d" % read.stale_by)]
     return HttpResponse(upstream.status, read.body, headers)

@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Protocol
@@ -53,7 +53,7 @@ class HttpRequest:
 class HttpResponse:
     status: int
     body: bytes
-    headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: [_JSON])  # Content-Length is added
+    headers: Sequence[tuple[bytes, bytes]] = field(default_factory=lambda: [_JSON])  # Content-Length is added
 
     @classmethod
     def error(cls, status: int, error: str, message: str) -> HttpResponse:
@@ -134,6 +134,7 @@ class HttpConnection(asyncio.Protocol):
         self._parsing = _Pending()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._busy = False
+        self._answering = self._parsing  # the request being answered: one at a time
         self._paused = False  # reading, while too many requests wait
         self._write_paused = False  # answering, while the client does not read what it was sent
         self._last_request = False  # close once the queued requests are answered
@@ -253,8 +254,8 @@ class HttpConnection(asyncio.Protocol):
             self._send(pending.refused, pending, close=True)  # the rest of an oversized body is not read
             return
         request = pending.request()
-        close = not pending.keep_alive
-        if self._server.handler.forward_now(request, lambda response: self._send(response, pending, close=close)):
+        self._answering = pending
+        if self._server.handler.forward_now(request, self._respond):
             return
         task = asyncio.get_running_loop().create_task(self._answer(pending, request))
         self._server.tasks.add(task)
@@ -266,6 +267,11 @@ class HttpConnection(asyncio.Protocol):
         except Exception:
             log.exception("%s %s failed in the gateway", pending.method, pending.url[:200])
             response = HttpResponse.internal_error()
+        self._send(response, pending, close=not pending.keep_alive)
+
+    def _respond(self, response: HttpResponse) -> None:
+        """The answer to the request being answered (one at a time: answers go out in arrival order)."""
+        pending = self._answering
         self._send(response, pending, close=not pending.keep_alive)
 
     def _send(self, response: HttpResponse, pending: _Pending, *, close: bool) -> None:

@@ -27,8 +27,13 @@ HOP_HEADERS = frozenset({
 _HOP_HEADER_BYTES = frozenset(name.encode() for name in HOP_HEADERS)
 # Client headers kept with a logged write, so the applier sends them to every instance (auth included).
 LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
+# Instance answer headers the client sees; the rest describe the instance's hop (length, date, server).
+ANSWER_HEADERS = frozenset({b"content-type", b"chroma-trace-id"})
 MAX_CONNECTIONS_PER_INSTANCE = 256
 MAX_IDLE_PER_INSTANCE = 64
+# Answers are checked against their deadline this often, by one timer for every request in flight: a timer per
+# request would cost the proxied query more than its whole routing. A timeout fires up to this much late.
+WATCH_INTERVAL_S = 0.1
 
 
 # Headers as the gateway's HTTP server hands them over: raw (name, value) pairs, names in lower case.
@@ -36,10 +41,10 @@ HeaderPairs = Sequence[tuple[bytes, bytes]]
 Headers = Mapping[str, str] | HeaderPairs | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Upstream:
     status: int
-    headers: HeaderPairs  # as the instance sent them, hop-by-hop ones included
+    headers: HeaderPairs  # those of ANSWER_HEADERS the instance sent
     body: bytes
 
     @property
@@ -52,7 +57,7 @@ def _request_head(method: str, target: str, host: str, headers: Headers, length:
         method.encode(), target.encode("latin-1"), host.encode(), length
     )]
     if isinstance(headers, list):  # raw pairs from a client (the common case: tested first, and cheaply)
-        parts.extend(b"%s: %s\r\n" % (k, v) for k, v in headers if k not in _HOP_HEADER_BYTES)
+        parts.append(b"".join([b"%s: %s\r\n" % pair for pair in headers if pair[0] not in _HOP_HEADER_BYTES]))
     elif isinstance(headers, Mapping):
         parts.extend(
             f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items() if k.lower() not in HOP_HEADERS
@@ -80,12 +85,17 @@ class _Connection(asyncio.Protocol):
         self.status, self.keep_alive = 0, True
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
+        self.deadline, self.limit = 0.0, 0.0
 
-    def send(self, wire: bytes, finished: Finished) -> None:
+    def send(self, wire: bytes, finished: Finished, deadline: float, limit: float) -> None:
         self.status, self.keep_alive, self.headers, self.body = 0, True, [], []
         self.finished = finished
+        self.deadline, self.limit = deadline, limit
         assert self.transport is not None
         self.transport.write(wire)
+
+    def time_out(self) -> None:
+        self.abort(TimeoutError(f"no answer within {self.limit:g}s"))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -97,7 +107,9 @@ class _Connection(asyncio.Protocol):
             self.abort(exc)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        name = name.lower()
+        if name in ANSWER_HEADERS:
+            self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -141,6 +153,8 @@ class InstanceClient:
         self._in_flight: dict[str, int] = {}
         self._freed = Pulse()
         self._ssl: ssl.SSLContext | None = None
+        self._waiting: set[_Connection] = set()  # sent, not yet answered: what the watchdog looks at
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         pass
@@ -150,6 +164,24 @@ class InstanceClient:
             for connection in connections:
                 connection.abort(_Closed("gateway stopping"))
         self._idle.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _send(self, connection: _Connection, wire: bytes, finished: Finished, deadline: float, limit: float) -> None:
+        """Send on `connection`, watched until it is answered or its `deadline` (`limit` seconds) passes."""
+        self._waiting.add(connection)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(WATCH_INTERVAL_S, self._time_out_overdue)
+        connection.send(wire, finished, deadline, limit)
+
+    def _time_out_overdue(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in [c for c in self._waiting if c.deadline <= now]:
+            self._waiting.discard(connection)
+            connection.time_out()
+        self._watchdog = loop.call_later(WATCH_INTERVAL_S, self._time_out_overdue) if self._waiting else None
 
     @staticmethod
     def _idle_connection(idle: list[_Connection]) -> _Connection | None:
@@ -177,6 +209,7 @@ class InstanceClient:
 
     def _recycle(self, instance: str, connection: _Connection, error: BaseException | None) -> None:
         """A request on `connection` ended: keep the connection for the next one if it can be."""
+        self._waiting.discard(connection)
         idle = self._idle.setdefault(instance, [])
         if error is None and connection.keep_alive and not connection.closed and len(idle) < MAX_IDLE_PER_INSTANCE:
             idle.append(connection)
@@ -202,11 +235,8 @@ class InstanceClient:
         if connection is None:
             return False
         self._in_flight[instance] = in_flight + 1
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self._timeout, connection.abort, TimeoutError(f"no answer within {self._timeout:g}s"))
 
         def finished(connection: _Connection, error: BaseException | None) -> None:
-            timer.cancel()
             self._free_slot(instance)
             self._recycle(instance, connection, error)
             if error is None:
@@ -214,7 +244,8 @@ class InstanceClient:
             else:
                 answered(None, _instance_error(instance, error, reused=True))
 
-        connection.send(self._wire(instance, method, path, query, headers, body), finished)
+        wire = self._wire(instance, method, path, query, headers, body)
+        self._send(connection, wire, finished, asyncio.get_running_loop().time() + self._timeout, self._timeout)
         return True
 
     async def request(
@@ -258,8 +289,7 @@ class InstanceClient:
             if connection is None:
                 connection = await asyncio.wait_for(self._connect(instance), deadline - loop.time())
             done: asyncio.Future[None] = loop.create_future()
-            connection.send(wire, functools.partial(_settle, done))
-            timer = loop.call_at(deadline, connection.abort, TimeoutError(f"no answer within {limit:g}s"))
+            self._send(connection, wire, functools.partial(_settle, done), deadline, limit)
             try:
                 await done
             except BaseException as exc:
@@ -267,8 +297,6 @@ class InstanceClient:
                 if reused and _stale(exc):
                     continue  # a kept-alive connection the instance had already closed: use another
                 raise
-            finally:
-                timer.cancel()
             self._recycle(instance, connection, None)
             return connection.answer()
 

@@ -21,7 +21,7 @@ STALE_HEADER = "x-chroma-ha-stale-by"
 _UNAVAILABLE = frozenset({502, 503, 504})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ReadResult:
     upstream: Upstream
     body: bytes

@@ -1,0 +1,72 @@
+"""The instance client against a real socket that stops answering: both ways of asking time out, and the
+connection that timed out is never used again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from chroma_ha.errors import InstanceError
+from chroma_ha.gateway.proxy import WATCH_INTERVAL_S, InstanceClient, Upstream
+from chroma_ha.local_cluster import free_port
+
+TIMEOUT_S = 0.3
+
+
+class FallsSilent:
+    """Answers the first `answers` requests of the whole server, then reads and never answers."""
+
+    def __init__(self, answers: int) -> None:
+        self.left = answers
+        self.connections = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            if self.left <= 0:
+                continue
+            self.left -= 1
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4\r\n\r\ntrue")
+            await writer.drain()
+
+
+@pytest_asyncio.fixture
+async def silent_after_one() -> AsyncIterator[tuple[str, FallsSilent]]:
+    behaviour = FallsSilent(answers=1)
+    port = free_port()
+    server = await asyncio.start_server(behaviour, "127.0.0.1", port)
+    yield f"http://127.0.0.1:{port}", behaviour
+    server.close()
+
+
+async def test_an_awaited_request_times_out_and_its_connection_is_dropped(silent_after_one) -> None:
+    url, behaviour = silent_after_one
+    client = InstanceClient(request_timeout=30.0)
+    assert (await client.request(url, "GET", "/first")).body == b"true"
+    started = time.monotonic()
+    with pytest.raises(InstanceError, match=f"no answer within {TIMEOUT_S:g}s"):
+        await client.request(url, "GET", "/second", timeout=TIMEOUT_S)
+    took = time.monotonic() - started
+    assert took >= TIMEOUT_S, took
+    with pytest.raises(InstanceError):  # a new connection: the timed-out one is not reused for the next request
+        await client.request(url, "GET", "/third", timeout=TIMEOUT_S)
+    assert behaviour.connections == 2
+    await client.close()
+
+
+async def test_a_request_answered_by_callback_times_out(silent_after_one) -> None:
+    url, _ = silent_after_one
+    client = InstanceClient(request_timeout=TIMEOUT_S)
+    await client.request(url, "GET", "/first")  # leaves a kept-alive connection for send_now
+    outcome: asyncio.Future[tuple[Upstream | None, InstanceError | None]] = asyncio.get_running_loop().create_future()
+    started = time.monotonic()
+    assert client.send_now(url, "GET", "/second", answered=lambda up, error: outcome.set_result((up, error)))
+    upstream, error = await asyncio.wait_for(outcome, TIMEOUT_S + 10 * WATCH_INTERVAL_S)
+    assert upstream is None and error is not None and "no answer within" in str(error)
+    assert time.monotonic() - started >= TIMEOUT_S
+    assert not client.send_now(url, "GET", "/third", answered=lambda up, error: None), "no idle connection is left"
+    await client.close()
