@@ -11,8 +11,8 @@ DEFAULT_LOAD_BATCH = 500
 DEFAULT_N_RESULTS = 10
 DEFAULT_QUERY_POOL = 256
 DEFAULT_CONCURRENCIES = (1, 8)
-DEFAULT_THROUGHPUT_SECONDS = 4.0  # per target and concurrency, split over `rounds` alternating rounds
-DEFAULT_ROUNDS = 4
+DEFAULT_THROUGHPUT_SECONDS = 6.0  # per target and concurrency, split into alternating rounds of:
+DEFAULT_ROUND_SECONDS = 0.25  # short, so that both sides see the same moments of this shared machine
 DEFAULT_WARMUP_SECONDS = 1.0
 DEFAULT_LATENCY_SAMPLES = 1500  # per target
 DEFAULT_WRITE_BATCH = 10
@@ -34,7 +34,7 @@ class BenchConfig:
     query_pool: int = DEFAULT_QUERY_POOL
     concurrencies: tuple[int, ...] = DEFAULT_CONCURRENCIES
     throughput_seconds: float = DEFAULT_THROUGHPUT_SECONDS
-    rounds: int = DEFAULT_ROUNDS
+    round_seconds: float = DEFAULT_ROUND_SECONDS
     warmup_seconds: float = DEFAULT_WARMUP_SECONDS
     latency_samples: int = DEFAULT_LATENCY_SAMPLES
     write_batch: int = DEFAULT_WRITE_BATCH
@@ -48,9 +48,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "records", "dim", "load_batch", "n_results", "query_pool", "rounds", "latency_samples", "write_batch",
-            "write_concurrency", "throughput_seconds", "saturation_seconds", "paced_seconds", "lag_poll_seconds",
-            "drain_timeout_seconds",
+            "records", "dim", "load_batch", "n_results", "query_pool", "latency_samples", "write_batch",
+            "write_concurrency", "throughput_seconds", "round_seconds", "saturation_seconds", "paced_seconds",
+            "lag_poll_seconds", "drain_timeout_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -66,9 +66,15 @@ class BenchConfig:
     def quick(cls) -> BenchConfig:
         """A smoke run of about ten seconds: every figure is produced, none is meant to be read closely."""
         return cls(
-            records=300, load_batch=150, query_pool=32, throughput_seconds=0.6, rounds=1, warmup_seconds=0.2,
-            latency_samples=100, saturation_seconds=1.0, paced_seconds=1.0, drain_timeout_seconds=30.0,
+            records=300, load_batch=150, query_pool=32, throughput_seconds=0.6, round_seconds=0.3,
+            warmup_seconds=0.2, latency_samples=100, saturation_seconds=1.0, paced_seconds=1.0,
+            drain_timeout_seconds=30.0,
         )
+
+    @property
+    def rounds(self) -> int:
+        """Alternating rounds per concurrency: each side gets `throughput_seconds` in all."""
+        return max(1, round(self.throughput_seconds / self.round_seconds))
 
     def with_overrides(self, **overrides: Any) -> BenchConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
