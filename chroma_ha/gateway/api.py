@@ -67,10 +67,9 @@ class ChromaApi:
                 log.error("%s %s failed in the gateway", request.method, request.path[:200], exc_info=outcome)
                 response = HttpResponse.internal_error()
                 answered_by = "gateway"
-            self._gateway.metrics.observe_request(
-                route.kind.value, answered_by, response.status, time.perf_counter() - started
-            )
-            respond(response)
+            took = time.perf_counter() - started
+            respond(response)  # counted once it is on its way
+            self._gateway.metrics.observe_request(route.kind.value, answered_by, response.status, took)
 
         return self._gateway.reads.forward_now(
             route, request.method, request.path, request.query, request.headers, request.body, deliver

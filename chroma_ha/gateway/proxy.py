@@ -237,12 +237,14 @@ class InstanceClient:
         self._in_flight[instance] = in_flight + 1
 
         def finished(connection: _Connection, error: BaseException | None) -> None:
-            self._free_slot(instance)
-            self._recycle(instance, connection, error)
-            if error is None:
-                answered(connection.answer(), None)
-            else:
-                answered(None, _instance_error(instance, error, reused=True))
+            try:  # the answer first, the bookkeeping after: the client waits for one and not the other
+                if error is None:
+                    answered(connection.answer(), None)
+                else:
+                    answered(None, _instance_error(instance, error, reused=True))
+            finally:
+                self._free_slot(instance)
+                self._recycle(instance, connection, error)
 
         wire = self._wire(instance, method, path, query, headers, body)
         self._send(connection, wire, finished, asyncio.get_running_loop().time() + self._timeout, self._timeout)

@@ -138,8 +138,8 @@ class ReadPath:
                 if upstream is not None and upstream.status < 400 and not self._catalog.names_unknown_ids(
                     instance, route.op, upstream.status, upstream.body
                 ):
-                    self._health.mark_success(instance)
                     deliver(self._result(instance, route, upstream))
+                    self._health.mark_success(instance)
                     return
                 first = upstream if upstream is not None else error
                 retry = self._try(route, method, path, query, headers, body, order, 0, fresh=True, first=first)
