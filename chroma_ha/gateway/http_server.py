@@ -79,19 +79,14 @@ class Handler(Protocol):
 
 def encode_response(response: HttpResponse, *, head_only: bool = False, close: bool = False) -> bytes:
     status = response.status
-    if status in _NO_BODY:
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
-        head_only = True
-    else:
-        parts = [b"HTTP/1.1 %d %s\r\ncontent-length: %d\r\n" % (status, _REASONS.get(status, b""), len(response.body))]
-    for name, value in response.headers:
-        parts.append(b"%s: %s\r\n" % (name, value))
+    lines = b"".join([b"%s: %s\r\n" % pair for pair in response.headers])
     if close:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    if not head_only:
-        parts.append(response.body)
-    return b"".join(parts)
+        lines += b"connection: close\r\n"
+    if status in _NO_BODY:
+        return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, _REASONS.get(status, b""), lines)
+    body = response.body
+    head = b"HTTP/1.1 %d %s\r\ncontent-length: %d\r\n%s\r\n" % (status, _REASONS.get(status, b""), len(body), lines)
+    return head if head_only else head + body
 
 
 class _Refused(Exception):
@@ -126,6 +121,11 @@ class _Pending:
 
 class HttpConnection(asyncio.Protocol):
     """One client connection: parse, answer requests one at a time in arrival order, keep alive."""
+
+    __slots__ = (
+        "_answering", "_busy", "_last_request", "_parser", "_parsing", "_paused", "_queue", "_server", "_transport",
+        "_write_paused", "closed", "idle_since",
+    )
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -317,13 +317,13 @@ def _head_too_large() -> HttpResponse:
 
 def _length_and_expect(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
     """The declared Content-Length, and whether the client waits for `100 Continue` before sending the body."""
-    length, expects_continue = None, False
-    for name, value in headers:
-        if name == b"content-length":
-            length = int(value) if value.strip().isdigit() else None
-        elif name == b"expect":
-            expects_continue = value.lower() == b"100-continue"
-    return length, expects_continue
+    fields = dict(headers)  # the parser has refused a request with two different lengths
+    length = fields.get(b"content-length")
+    expect = fields.get(b"expect")
+    return (
+        int(length) if length is not None and length.strip().isdigit() else None,
+        expect is not None and expect.lower() == b"100-continue",
+    )
 
 
 class HttpServer:

@@ -77,6 +77,10 @@ Answered = Callable[[Upstream | None, InstanceError | None], None]
 
 
 class _Connection(asyncio.Protocol):
+    __slots__ = (
+        "body", "closed", "deadline", "finished", "headers", "keep_alive", "limit", "parser", "status", "transport",
+    )
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)

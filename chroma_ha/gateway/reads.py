@@ -32,14 +32,18 @@ class ReadResult:
 Delivered = Callable[["ReadResult | BaseException"], None]
 
 
-def rank(candidates: list[str], states: Mapping[str, HealthState], weights: Mapping[str, float]) -> list[str]:
-    """Least outstanding requests first, scaled by weight; pure, ties keep the configured order."""
-    return sorted(candidates, key=lambda i: (states[i].outstanding + 1) / weights.get(i, 1.0))
-
-
-def eligible(states: Mapping[str, HealthState], cursors: Mapping[str, int], required: int) -> list[str]:
-    """Instances that are up and have applied `required`, in the configured order."""
-    return [i for i, state in states.items() if state.up and cursors.get(i, 0) >= required]
+def fresh_first(
+    states: Mapping[str, HealthState], cursors: Mapping[str, int], weights: Mapping[str, float], required: int
+) -> list[str]:
+    """Instances that are up and have applied `required`, least outstanding requests first (scaled by weight);
+    ties keep the configured order. Pure, and lean: every read asks it."""
+    fresh = []
+    for instance, state in states.items():
+        if state.up and cursors.get(instance, 0) >= required:
+            fresh.append(instance)
+    if len(fresh) > 1:
+        fresh.sort(key=lambda i: (states[i].outstanding + 1) / weights.get(i, 1.0))
+    return fresh
 
 
 class ReadPath:
@@ -71,8 +75,7 @@ class ReadPath:
 
     def _fresh(self, required: int) -> list[str]:
         """Up instances that have applied `required`, best first."""
-        fresh = eligible(self._health.states, self._progress.cursors, required)
-        return rank(fresh, self._health.states, self._weights) if len(fresh) > 1 else fresh
+        return fresh_first(self._health.states, self._progress.cursors, self._weights, required)
 
     async def _choose(self, required: int) -> tuple[list[str], int]:
         """Instances to try in order, and by how many entries the first one lags (0 when fresh)."""

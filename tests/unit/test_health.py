@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from chroma_ha.gateway.reads import eligible, rank
+from chroma_ha.gateway.reads import fresh_first
 from chroma_ha.health import HealthState
 
 
@@ -14,8 +14,9 @@ def test_rise_and_fall_counts_keep_one_blip_from_flapping() -> None:
 
 def test_reads_go_to_caught_up_instances_least_outstanding_first() -> None:
     states = {"a": HealthState(1, 1, outstanding=3), "b": HealthState(1, 1, outstanding=0)}
-    assert eligible(states, {"a": 10, "b": 4}, required=5) == ["a"]
-    assert eligible(states, {"a": 10, "b": 6}, required=5) == ["a", "b"]
-    assert eligible({**states, "a": HealthState(1, 1, up=False)}, {"a": 10, "b": 6}, required=5) == ["b"]
-    assert rank(["a", "b"], states, {}) == ["b", "a"]
-    assert rank(["a", "b"], states, {"a": 10.0}) == ["a", "b"]
+    assert fresh_first(states, {"a": 10, "b": 4}, {}, required=5) == ["a"]  # b has not applied seq 5 yet
+    assert fresh_first(states, {"a": 10, "b": 6}, {}, required=5) == ["b", "a"]  # b has fewer in flight
+    assert fresh_first(states, {"a": 10, "b": 6}, {"a": 10.0}, required=5) == ["a", "b"]  # a weighs ten times more
+    assert fresh_first({**states, "a": HealthState(1, 1, up=False)}, {"a": 10, "b": 6}, {}, required=5) == ["b"]
+    idle = {"a": HealthState(1, 1), "b": HealthState(1, 1)}
+    assert fresh_first(idle, {"a": 6, "b": 6}, {}, required=5) == ["a", "b"]  # a tie keeps the configured order
