@@ -22,6 +22,7 @@ class ThroughputResult:
     direct: LoadResult
     gateway: LoadResult
     gateway_cpu_seconds: float
+    round_ratios: list[float] = field(default_factory=list)  # gateway/direct of each pair of rounds
 
     @property
     def ratio(self) -> float:
@@ -74,14 +75,18 @@ async def measure_throughput(
     window = seconds / rounds
     for n in range(rounds):
         order = (direct, gateway) if n % 2 == 0 else (gateway, direct)
+        rates = {}
         for target in order:
             cpu_before = gateway_cpu.seconds()
             measured = await closed_loop(session, target.url("query"), cycling(bodies), concurrency, window)
+            rates[target is gateway] = measured.rate
             if target is gateway:
                 result.gateway_cpu_seconds += gateway_cpu.seconds() - cpu_before
                 result.gateway.merge(measured)
             else:
                 result.direct.merge(measured)
+        if rates[False]:
+            result.round_ratios.append(rates[True] / rates[False])
     return result
 
 

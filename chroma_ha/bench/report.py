@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,7 @@ def build_report(
         "environment": environment,
         "figures": figures,
         "targets": [t.judge(figures) for t in targets([t.concurrency for t in throughput])],
+        "round_ratios": {f"c{t.concurrency}": [round(r, 4) for r in t.round_ratios] for t in throughput},
         "counts": {
             **{f"queries_direct_c{t.concurrency}": t.direct.completed for t in throughput},
             **{f"queries_gateway_c{t.concurrency}": t.gateway.completed for t in throughput},
@@ -112,6 +114,17 @@ def build_report(
             "lag_writes": lag.errors,
         },
     }
+
+
+def _spread_line(concurrency: int, ratios: list[float]) -> str:
+    """How much the ratio moved from one pair of rounds to the next: the noise behind the figure above."""
+    if not ratios:
+        return f"  concurrency {concurrency}: no complete pair of rounds"
+    low, mid, high = min(ratios), statistics.median(ratios), max(ratios)
+    return (
+        f"  concurrency {concurrency}, ratio in each of {len(ratios)} pairs of rounds: "
+        f"min {low:.3f}, median {mid:.3f}, max {high:.3f}"
+    )
 
 
 def _verdict(report: dict[str, Any], figure: str) -> str:
@@ -151,6 +164,8 @@ def render_table(report: dict[str, Any]) -> str:
             f"{'  concurrency ' + str(c):<34}{f[f'query_qps_direct_c{c}']:>10.1f}{f[f'query_qps_gateway_c{c}']:>10.1f}"
             f"{f[f'query_ratio_c{c}']:>8.3f}   {_verdict(report, f'query_ratio_c{c}')}"
         )
+    for c in cfg["concurrencies"]:
+        lines.append(_spread_line(c, report.get("round_ratios", {}).get(f"c{c}", [])))
     lines += [
         "",
         f"{'Single-query latency (ms)':<34}{'direct':>10}{'gateway':>10}{'added':>8}   target",

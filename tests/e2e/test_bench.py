@@ -40,6 +40,10 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     }
     assert all(t["result"] in ("PASS", "MISS") for t in report["targets"])
     assert not any(report["errors"].values()), report["errors"]
+    rounds = report["config"]["throughput_seconds"] / report["config"]["round_seconds"]
+    for concurrency in ("c1", "c8"):  # one ratio per pair of alternating rounds
+        ratios = report["round_ratios"][concurrency]
+        assert len(ratios) == round(rounds) and all(r > 0 for r in ratios), ratios
     assert report["counts"]["lag_writes_unseen"] == 0
     for target in report["targets"]:
         assert f"{target['figure']} {target['result']}" in done.stdout
