@@ -22,7 +22,7 @@ def _gateway_env(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--records", type=int, default=None, help="Records in the query collection [5000]")
 @click.option("--dim", type=int, default=None, help="Embedding dimensions [128]")
 @click.option("--seconds", "throughput_seconds", type=float, default=None,
-              help="Query throughput window per target and concurrency [4]")
+              help="Query throughput window per target and concurrency, in alternating rounds of 0.25 s [10]")
 @click.option("--saturation-seconds", type=float, default=None, help="Closed-loop write window [8]")
 @click.option("--lag-seconds", "paced_seconds", type=float, default=None, help="Paced write window for lag [12]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
