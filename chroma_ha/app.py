@@ -97,7 +97,6 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.open()
-        await self.client.start()
         await self.catalog.load()
         cursors = await self.store.cursors()
         for instance in self.settings.instances:

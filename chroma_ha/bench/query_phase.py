@@ -75,18 +75,19 @@ async def measure_throughput(
     window = seconds / rounds
     for n in range(rounds):
         order = (direct, gateway) if n % 2 == 0 else (gateway, direct)
-        rates = {}
+        gateway_rate = direct_rate = 0.0
         for target in order:
             cpu_before = gateway_cpu.seconds()
             measured = await closed_loop(session, target.url("query"), cycling(bodies), concurrency, window)
-            rates[target is gateway] = measured.rate
             if target is gateway:
                 result.gateway_cpu_seconds += gateway_cpu.seconds() - cpu_before
                 result.gateway.merge(measured)
+                gateway_rate = measured.rate
             else:
                 result.direct.merge(measured)
-        if rates[False]:
-            result.round_ratios.append(rates[True] / rates[False])
+                direct_rate = measured.rate
+        if direct_rate:
+            result.round_ratios.append(gateway_rate / direct_rate)
     return result
 
 

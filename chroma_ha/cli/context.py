@@ -54,7 +54,6 @@ async def deployment(settings: Settings, request_timeout: float) -> AsyncIterato
     store = open_store(settings)
     client = InstanceClient(request_timeout)
     await store.open()
-    await client.start()
     try:
         yield Deployment(settings, store, client, [ChromaInstance(client, url) for url in settings.instances])
     finally:

@@ -43,12 +43,13 @@ class ChromaApi:
         try:
             response, answered_by = await self._answer(route, request)
         except Exception:
-            self._gateway.metrics.observe_request(route.kind.value, "gateway", 500, time.perf_counter() - started)
+            self._count(route, "gateway", 500, time.perf_counter() - started)
             raise
-        self._gateway.metrics.observe_request(
-            route.kind.value, answered_by, response.status, time.perf_counter() - started
-        )
+        self._count(route, answered_by, response.status, time.perf_counter() - started)
         return response
+
+    def _count(self, route: Route, answered_by: str, status: int, seconds: float) -> None:
+        self._gateway.metrics.observe_request(route.kind.value, answered_by, status, seconds)
 
     def forward_now(self, request: HttpRequest, respond: Callable[[HttpResponse], None]) -> bool:
         """A fresh read forwarded at once and answered by callback (see `ReadPath.forward_now`); False when the
@@ -69,7 +70,7 @@ class ChromaApi:
                 answered_by = "gateway"
             took = time.perf_counter() - started
             respond(response)  # counted once it is on its way
-            self._gateway.metrics.observe_request(route.kind.value, answered_by, response.status, took)
+            self._count(route, answered_by, response.status, took)
 
         return self._gateway.reads.forward_now(
             route, request.method, request.path, request.query, request.headers, request.body, deliver

@@ -249,34 +249,30 @@ class HttpConnection(asyncio.Protocol):
         if self._write_paused:
             return  # resume_writing calls again; meanwhile the queue fills and reading pauses
         self._busy = True
-        pending = self._queue.popleft()
+        pending = self._answering = self._queue.popleft()
         if pending.refused is not None:
-            self._send(pending.refused, pending, close=True)  # the rest of an oversized body is not read
+            self._respond(pending.refused, close=True)  # the rest of an oversized body is not read
             return
         request = pending.request()
-        self._answering = pending
         if self._server.handler.forward_now(request, self._respond):
             return
-        task = asyncio.get_running_loop().create_task(self._answer(pending, request))
+        task = asyncio.get_running_loop().create_task(self._answer(request))
         self._server.tasks.add(task)
         task.add_done_callback(self._server.tasks.discard)
 
-    async def _answer(self, pending: _Pending, request: HttpRequest) -> None:
+    async def _answer(self, request: HttpRequest) -> None:
         try:
             response = await self._server.handler(request)
         except Exception:
-            log.exception("%s %s failed in the gateway", pending.method, pending.url[:200])
+            log.exception("%s %s failed in the gateway", request.method, request.path[:200])
             response = HttpResponse.internal_error()
-        self._send(response, pending, close=not pending.keep_alive)
+        self._respond(response)
 
-    def _respond(self, response: HttpResponse) -> None:
-        """The answer to the request being answered (one at a time: answers go out in arrival order)."""
+    def _respond(self, response: HttpResponse, *, close: bool = False) -> None:
+        """Answer the request being answered (one at a time: answers go out in arrival order), then the next."""
         pending = self._answering
-        self._send(response, pending, close=not pending.keep_alive)
-
-    def _send(self, response: HttpResponse, pending: _Pending, *, close: bool) -> None:
         self._busy = False
-        close = close or self._server.stopping or (self._last_request and not self._queue)
+        close = close or not pending.keep_alive or self._server.stopping or (self._last_request and not self._queue)
         transport = self._transport
         if self.closed or transport is None or transport.is_closing():
             return  # the client went away; a write it sent is logged and still applied

@@ -160,9 +160,6 @@ class InstanceClient:
         self._waiting: set[_Connection] = set()  # sent, not yet answered: what the watchdog looks at
         self._watchdog: asyncio.TimerHandle | None = None
 
-    async def start(self) -> None:
-        pass
-
     async def close(self) -> None:
         for connections in self._idle.values():
             for connection in connections:

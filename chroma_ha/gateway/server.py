@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API_ROOT = "/api/v2"
+_API_PREFIX = API_ROOT + "/"
 STOP_GRACE_S = 5.0
 
 
@@ -37,7 +38,7 @@ class Routes:
         return self._admin_answer(request)
 
     def forward_now(self, request: HttpRequest, respond: Callable[[HttpResponse], None]) -> bool:
-        return request.path.startswith(API_ROOT + "/") and self._api.forward_now(request, respond)
+        return request.path.startswith(_API_PREFIX) and self._api.forward_now(request, respond)
 
     async def _admin_answer(self, request: HttpRequest) -> HttpResponse:
         endpoint = self._admin.get(request.path)

@@ -34,7 +34,6 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     )
     gw = Gateway(settings)
     await gw.store.open()
-    await gw.client.start()
     yield gw
     await gw.client.close()
     await gw.store.close()
