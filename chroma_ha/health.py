@@ -97,17 +97,18 @@ class HealthMonitor:
             listener(instance, up)
 
     async def probe(self, instance: str) -> None:
-        state = self.states[instance]
-        state.last_check = time.time()
         try:
             result = await self._client.request(instance, "GET", "/api/v2/heartbeat", timeout=self._timeout)
         except InstanceError as exc:
             self.mark_failure(instance, str(exc))
-            return
-        if result.ok:
-            self.mark_success(instance)
         else:
-            self.mark_failure(instance, f"heartbeat answered {result.status}")
+            if result.ok:
+                self.mark_success(instance)
+            else:
+                self.mark_failure(instance, f"heartbeat answered {result.status}")
+        finally:
+            # Stamped with its outcome, so a reader never sees a check's time before its result.
+            self.states[instance].last_check = time.time()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
