@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -22,7 +23,7 @@ def _gateway_env(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--records", type=int, default=None, help="Records in the query collection [5000]")
 @click.option("--dim", type=int, default=None, help="Embedding dimensions [128]")
 @click.option("--seconds", "throughput_seconds", type=float, default=None,
-              help="Query throughput window per target and concurrency, in alternating rounds of 0.25 s [10]")
+              help="Query throughput window per target and concurrency, in paired rounds of 0.25 s [10]")
 @click.option("--saturation-seconds", type=float, default=None, help="Closed-loop write window [8]")
 @click.option("--lag-seconds", "paced_seconds", type=float, default=None, help="Paced write window for lag [12]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -53,6 +54,8 @@ def bench(
     if work_dir is not None:
         work_dir = work_dir.resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM stops the run as Ctrl-C does, so the cluster it started is stopped too, not left running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         report = run_bench(config, work_dir, _gateway_env(gateway_settings), log=lambda m: click.echo(m, err=True))
     except BenchError as exc:

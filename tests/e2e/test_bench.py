@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 QUICK_TIMEOUT_S = 180
 
@@ -41,9 +44,37 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert all(t["result"] in ("PASS", "MISS") for t in report["targets"])
     assert not any(report["errors"].values()), report["errors"]
     rounds = report["config"]["throughput_seconds"] / report["config"]["round_seconds"]
-    for concurrency in ("c1", "c8"):  # one ratio per pair of alternating rounds
+    for concurrency in ("c1", "c8"):  # one ratio per pair of rounds
         ratios = report["round_ratios"][concurrency]
         assert len(ratios) == round(rounds) and all(r > 0 for r in ratios), ratios
     assert report["counts"]["lag_writes_unseen"] == 0
     for target in report["targets"]:
         assert f"{target['figure']} {target['result']}" in done.stdout
+
+
+def test_sigterm_stops_the_bench_and_the_cluster_it_started(tmp_path: Path) -> None:
+    cluster_dir = tmp_path / "cluster"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "chroma_ha", "bench", "--quick", "--dir", str(cluster_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert run.stderr is not None
+        for line in run.stderr:  # the cluster is up once the bench says so
+            if line.startswith("cluster up"):
+                break
+        started = [p for p in _processes_under(cluster_dir) if p.pid != run.pid]
+        assert len(started) == 4, started  # two instances, the standalone server, the gateway
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) != 0
+    finally:
+        run.kill()
+    assert _processes_under(cluster_dir) == [], "the bench left processes of its cluster running"
+
+
+def _processes_under(folder: Path) -> list[psutil.Process]:
+    """Processes that name `folder` or run in it: the bench itself, its Chroma servers and its gateway."""
+    return [
+        process for process in psutil.process_iter(["cmdline", "cwd"])
+        if str(folder) in " ".join(process.info["cmdline"] or []) or str(folder) in (process.info["cwd"] or "")
+    ]
