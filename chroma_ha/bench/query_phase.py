@@ -1,7 +1,8 @@
 """Query throughput and single-query latency, direct Chroma and through the gateway, measured side by side.
 
-Both targets are measured in alternating rounds (A B, then B A, ...) and single-query samples alternate one by
-one, so a slow moment of this shared machine costs both sides alike instead of skewing the ratio.
+The two sides take turns as closely as the load allows: query by query at concurrency 1 and for single-query
+latency, round by round (A B, then B A, ...) at higher concurrency. A slow moment of this shared machine then
+costs both sides alike instead of skewing the ratio.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import psutil
 
 from .payloads import Endpoint
 from .stats import ms, percentile_ms
-from .workloads import LoadResult, closed_loop, cycling, timed_post
+from .workloads import BodyFactory, LoadResult, closed_loop, cycling, recorded_post
 
 
 @dataclass
@@ -71,37 +72,74 @@ async def measure_throughput(
     session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, bodies: list[bytes], *,
     concurrency: int, seconds: float, rounds: int, gateway_cpu: CpuMeter,
 ) -> ThroughputResult:
+    """`rounds` pairs of rounds, `seconds` per side in all.
+
+    At concurrency 1 nothing overlaps, so the sides can take turns query by query within a round (D G, G D, ...):
+    both then see the same moments of the machine, and the gateway is measured as a steady client keeps it, never
+    just woken from a round of idling. At higher concurrency the sides take turns round by round (D G, G D, ...).
+    """
     result = ThroughputResult(concurrency, LoadResult(), LoadResult(), 0.0)
     window = seconds / rounds
+    next_body = cycling(bodies)
     for n in range(rounds):
-        order = (direct, gateway) if n % 2 == 0 else (gateway, direct)
-        gateway_rate = direct_rate = 0.0
-        for target in order:
-            cpu_before = gateway_cpu.seconds()
-            measured = await closed_loop(session, target.url("query"), cycling(bodies), concurrency, window)
-            if target is gateway:
-                result.gateway_cpu_seconds += gateway_cpu.seconds() - cpu_before
-                result.gateway.merge(measured)
-                gateway_rate = measured.rate
-            else:
-                result.direct.merge(measured)
-                direct_rate = measured.rate
-        if direct_rate:
-            result.round_ratios.append(gateway_rate / direct_rate)
+        if concurrency == 1:
+            direct_round, gateway_round, cpu = await _query_by_query(
+                session, direct, gateway, next_body, window, gateway_cpu
+            )
+        else:
+            direct_round, gateway_round, cpu = await _round_by_round(
+                session, direct, gateway, next_body, concurrency, window, gateway_cpu, gateway_first=n % 2 == 1
+            )
+        result.direct.merge(direct_round)
+        result.gateway.merge(gateway_round)
+        result.gateway_cpu_seconds += cpu
+        if direct_round.rate:
+            result.round_ratios.append(gateway_round.rate / direct_round.rate)
     return result
+
+
+async def _query_by_query(
+    session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, next_body: BodyFactory, window: float,
+    gateway_cpu: CpuMeter,
+) -> tuple[LoadResult, LoadResult, float]:
+    """One query at a time, the sides taking turns with the same body (D G, then G D, ...), until each side has
+    spent `window` seconds in its queries. The gateway's CPU is counted over the whole round: idle in between,
+    it uses next to none."""
+    sides = {direct: LoadResult(), gateway: LoadResult()}
+    cpu_before = gateway_cpu.seconds()
+    turn = 0
+    while min(side.elapsed for side in sides.values()) < window:
+        body = next_body()
+        for target in (direct, gateway) if turn % 2 == 0 else (gateway, direct):
+            sides[target].elapsed += await recorded_post(session, target.url("query"), body, sides[target])
+        turn += 1
+    return sides[direct], sides[gateway], gateway_cpu.seconds() - cpu_before
+
+
+async def _round_by_round(
+    session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, next_body: BodyFactory,
+    concurrency: int, window: float, gateway_cpu: CpuMeter, *, gateway_first: bool,
+) -> tuple[LoadResult, LoadResult, float]:
+    """A closed loop of `window` seconds on each side in turn; the gateway's CPU is counted over its own loop."""
+    rounds: dict[Endpoint, LoadResult] = {}
+    cpu = 0.0
+    for target in (gateway, direct) if gateway_first else (direct, gateway):
+        cpu_before = gateway_cpu.seconds()
+        rounds[target] = await closed_loop(session, target.url("query"), next_body, concurrency, window)
+        if target is gateway:
+            cpu = gateway_cpu.seconds() - cpu_before
+    return rounds[direct], rounds[gateway], cpu
 
 
 async def measure_latency(
     session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, bodies: list[bytes], samples: int
 ) -> LatencyResult:
     """One query at a time, alternating targets, so both see the same conditions."""
-    result = LatencyResult()
+    sides = {direct: LoadResult(), gateway: LoadResult()}
     for n in range(samples):
         body = bodies[n % len(bodies)]
-        for target, into in ((direct, result.direct), (gateway, result.gateway))[:: 1 if n % 2 == 0 else -1]:
-            status, took = await timed_post(session, target.url("query"), body)
-            if status == 200:
-                into.append(took)
-            else:
-                result.errors += 1
-    return result
+        for target in (direct, gateway) if n % 2 == 0 else (gateway, direct):
+            await recorded_post(session, target.url("query"), body, sides[target])
+    return LatencyResult(
+        sides[direct].latencies, sides[gateway].latencies, sides[direct].errors + sides[gateway].errors
+    )

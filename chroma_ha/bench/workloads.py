@@ -53,16 +53,30 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[i
         return response.status, await response.read()
 
 
-async def timed_post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, float]:
-    """Status and seconds from sending to having read the whole answer."""
-    started = time.perf_counter()
-    status, _ = await post(session, url, body)
-    return status, time.perf_counter() - started
-
-
 def cycling(bodies: list[bytes]) -> BodyFactory:
     cycle = itertools.cycle(bodies)
     return lambda: next(cycle)
+
+
+async def recorded_post(
+    session: aiohttp.ClientSession, url: str, body: bytes, into: LoadResult, ok_status: int = 200
+) -> float:
+    """Send one request and count its outcome in `into`; the seconds it took, failed or not."""
+    started = time.perf_counter()
+    try:
+        status, _ = await post(session, url, body)
+    except aiohttp.ClientError as exc:
+        into.errors += 1
+        into.last_error = f"{type(exc).__name__}: {exc}"
+        return time.perf_counter() - started
+    took = time.perf_counter() - started
+    if status == ok_status:
+        into.completed += 1
+        into.latencies.append(took)
+    else:
+        into.errors += 1
+        into.last_error = f"HTTP {status}"
+    return took
 
 
 async def closed_loop(
@@ -76,18 +90,7 @@ async def closed_loop(
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
-            try:
-                status, took = await timed_post(session, url, next_body())
-            except aiohttp.ClientError as exc:
-                result.errors += 1
-                result.last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            if status == ok_status:
-                result.completed += 1
-                result.latencies.append(took)
-            else:
-                result.errors += 1
-                result.last_error = f"HTTP {status}"
+            await recorded_post(session, url, next_body(), result, ok_status)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.elapsed = time.perf_counter() - started
