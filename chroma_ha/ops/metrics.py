@@ -102,26 +102,38 @@ class _ApplierCounters(Collector):
 
 
 class _RequestCounts(Collector):
-    """Client requests, counted in plain numbers on the request path and made into Prometheus series at scrape
-    time: a prometheus_client counter and histogram would take three locks per request. The event loop is the
-    only writer and the scrape runs on it too."""
+    """Client requests, noted on the request path as plain tuples and folded into counts and per-bucket timings at
+    scrape time (or every `FOLD_EVERY` requests, to bound memory when nothing scrapes). A prometheus_client counter
+    and histogram would take three locks per request, and even folding each request as it comes costs a proxied
+    query more than noting it. The event loop is the only writer and the scrape runs on it too."""
 
+    FOLD_EVERY = 4096
     _BOUNDS = [*(floatToGoString(b) for b in REQUEST_BUCKETS), "+Inf"]
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str, int], int] = {}
         self.timings: dict[tuple[str, str], list[float]] = {}  # per bucket (not cumulative), then the sum
+        self._unfolded: list[tuple[str, str, int, float]] = []
 
     def observe(self, route_class: str, instance: str, status: int, seconds: float) -> None:
-        key = (route_class, instance, status)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        timing = self.timings.get(key[:2])
-        if timing is None:
-            timing = self.timings[key[:2]] = [0.0] * (len(self._BOUNDS) + 1)
-        timing[bisect.bisect_left(REQUEST_BUCKETS, seconds)] += 1
-        timing[-1] += seconds
+        unfolded = self._unfolded
+        unfolded.append((route_class, instance, status, seconds))
+        if len(unfolded) >= self.FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        unfolded, self._unfolded = self._unfolded, []
+        for route_class, instance, status, seconds in unfolded:
+            key = (route_class, instance, status)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            timing = self.timings.get(key[:2])
+            if timing is None:
+                timing = self.timings[key[:2]] = [0.0] * (len(self._BOUNDS) + 1)
+            timing[bisect.bisect_left(REQUEST_BUCKETS, seconds)] += 1
+            timing[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
+        self._fold()
         requests = CounterMetricFamily(
             "chroma_ha_requests", "Client requests by route class, answering instance and status",
             labels=["route_class", "instance", "status"],
@@ -145,6 +157,8 @@ class Metrics:
         r = self.registry
         self._requests = _RequestCounts()
         r.register(self._requests)
+        # What the request path calls, once per request: (route class, answering instance, status, seconds).
+        self.observe_request: Callable[[str, str, int, float], None] = self._requests.observe
         self.head = Gauge("chroma_ha_log_head_seq", "Highest seq in the log", registry=r)
         self.oldest = Gauge("chroma_ha_log_oldest_seq", "Oldest seq kept in the log", registry=r)
         self.backlog_total = Gauge("chroma_ha_log_backlog_entries", "Entries not yet applied everywhere", registry=r)
@@ -181,9 +195,6 @@ class Metrics:
     def bind(self, stats: Callable[[], Mapping[str, ApplierStats]], totals: Callable[[], Mapping[str, float]]) -> None:
         """Register the counters owned elsewhere (the appliers, the write path), read at scrape time."""
         self.registry.register(_ApplierCounters(stats, totals))
-
-    def observe_request(self, route_class: str, instance: str, status: int, seconds: float) -> None:
-        self._requests.observe(route_class, instance, status, seconds)
 
     def feed_appliers(self, stats: Mapping[str, ApplierStats]) -> None:
         """Observe the batch sizes and apply lags the appliers recorded since the last call."""

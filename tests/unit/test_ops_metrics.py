@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from chroma_ha.ops.metrics import Metrics, RateTracker, percentiles
+from chroma_ha.ops.metrics import Metrics, RateTracker, _RequestCounts, percentiles
 from chroma_ha.ops.pressure import InstanceSample, ResourceSample, Sample
 from chroma_ha.replication.applier import ApplierStats
 
@@ -93,3 +93,19 @@ def test_applier_counters_and_new_batches_are_read_from_the_stats() -> None:
     assert found[("chroma_ha_applier_batch_entries_count", a)] == 2
     assert found[("chroma_ha_applier_batch_entries_sum", a)] == 3
     assert found[("chroma_ha_apply_lag_seconds_count", a)] == 3
+
+
+def test_requests_noted_across_a_fold_are_each_counted_once() -> None:
+    metrics = Metrics()
+    noted = _RequestCounts.FOLD_EVERY + 5  # one fold on the way (bounding memory when nothing scrapes), then more
+    for n in range(noted):
+        metrics.observe_request("read", "http://a:1", 200 if n % 2 else 404, 0.002)
+    found = values(metrics)
+    labels = (("instance", "http://a:1"), ("route_class", "read"))
+    assert found[("chroma_ha_requests_total", (*labels, ("status", "200")))] == noted // 2
+    assert found[("chroma_ha_requests_total", (*labels, ("status", "404")))] == noted - noted // 2
+    assert found[("chroma_ha_request_duration_seconds_count", labels)] == noted
+    again = values(metrics)  # a second scrape adds nothing
+    assert {k: v for k, v in again.items() if k[0].startswith("chroma_ha_request")} == {
+        k: v for k, v in found.items() if k[0].startswith("chroma_ha_request")
+    }
