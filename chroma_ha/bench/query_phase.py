@@ -102,13 +102,13 @@ async def _query_by_query(
     session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, next_body: BodyFactory, window: float,
     gateway_cpu: CpuMeter,
 ) -> tuple[LoadResult, LoadResult, float]:
-    """One query at a time, the sides taking turns with the same body (D G, then G D, ...), until each side has
-    spent `window` seconds in its queries. The gateway's CPU is counted over the whole round: idle in between,
-    it uses next to none."""
+    """One query at a time, the sides taking turns with the same body (D G, then G D, ...), as many queries each,
+    until both together have spent `2 * window` seconds in their queries (bounded even if one side fails fast).
+    The gateway's CPU is counted over the whole round: idle in between, it uses next to none."""
     sides = {direct: LoadResult(), gateway: LoadResult()}
     cpu_before = gateway_cpu.seconds()
     turn = 0
-    while min(side.elapsed for side in sides.values()) < window:
+    while sides[direct].elapsed + sides[gateway].elapsed < 2 * window:
         body = next_body()
         for target in (direct, gateway) if turn % 2 == 0 else (gateway, direct):
             sides[target].elapsed += await recorded_post(session, target.url("query"), body, sides[target])
