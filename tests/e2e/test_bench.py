@@ -67,9 +67,12 @@ def test_sigterm_stops_the_bench_and_the_cluster_it_started(tmp_path: Path) -> N
         assert len(started) == 4, started  # two instances, the standalone server, the gateway
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=60) != 0
+        left = _processes_under(cluster_dir)
+        assert left == [], "the bench left processes of its cluster running"
     finally:
         run.kill()
-    assert _processes_under(cluster_dir) == [], "the bench left processes of its cluster running"
+        for process in _processes_under(cluster_dir):  # a failed run must not leak its cluster into the suite
+            process.kill()
 
 
 def _processes_under(folder: Path) -> list[psutil.Process]:
