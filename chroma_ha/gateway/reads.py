@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,27 +74,34 @@ class ReadPath:
         self._catch_up = catch_up
         self._continuing: set[asyncio.Task[None]] = set()
 
-    def _fresh(self, required: int) -> list[str]:
-        """Up instances that have applied `required`, best first."""
-        return fresh_first(self._health.states, self._progress.cursors, self._weights, required)
+    def _fresh(self, required: int, asked: AbstractSet[str] = frozenset()) -> list[str]:
+        """Up instances that have applied `required`, best first, leaving out those already `asked`."""
+        fresh = fresh_first(self._health.states, self._progress.cursors, self._weights, required)
+        return [i for i in fresh if i not in asked] if asked else fresh
 
-    async def _choose(self, required: int) -> tuple[list[str], int]:
-        """Instances to try in order, and by how many entries the first one lags (0 when fresh)."""
+    async def _choose(self, required: int, asked: AbstractSet[str] = frozenset()) -> tuple[list[str], int]:
+        """Instances not yet `asked` to try in order, and by how many entries the first one lags (0 when fresh):
+        fresh ones as soon as there are any (waiting up to `read_wait`), else stale ones as `stale_reads` says.
+        Empty when no instance that is up is left to ask."""
         deadline = time.monotonic() + self._read_wait
         while True:
-            fresh = self._fresh(required)
+            fresh = self._fresh(required, asked)
             if fresh:
                 return fresh, 0
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._health.up_instances():
+            if remaining <= 0 or all(i in asked for i in self._health.up_instances()):
                 break
             await self._progress.changed(min(remaining, 0.05))
-        up = self._health.up_instances() or list(self._instances)
+        candidates = [i for i in self._health.up_instances() if i not in asked]
+        if not candidates and not asked:
+            candidates = list(self._instances)  # none is up: one may be back before health has seen it
+        if not candidates:
+            return [], 0
         if self._stale_reads == "refuse":
             raise RequestRejected(
                 503, f"No instance has applied this read's writes (seq {required}) yet", "StaleRead"
             )
-        by_progress = sorted(up, key=lambda i: -self._progress.cursors.get(i, 0))
+        by_progress = sorted(candidates, key=lambda i: -self._progress.cursors.get(i, 0))
         return by_progress, max(0, required - self._progress.cursors.get(by_progress[0], 0))
 
     async def _remapped(self, instance: str, route: Route) -> bool:
@@ -114,7 +122,7 @@ class ReadPath:
         order, stale_by = self._fresh(required), 0
         if not order:
             order, stale_by = await self._choose(required)  # wait a little for an applier, or read stale
-        return await self._try(route, method, path, query, headers, body, order, stale_by, fresh=fresh)
+        return await self._try(route, method, path, query, headers, body, required, order, stale_by, fresh=fresh)
 
     def forward_now(
         self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
@@ -127,7 +135,8 @@ class ReadPath:
         """
         if self._catch_up is not None:
             return False
-        order = self._fresh(self._index.required_seq(route))
+        required = self._index.required_seq(route)
+        order = self._fresh(required)
         if not order:
             return False
         instance = order[0]
@@ -145,7 +154,9 @@ class ReadPath:
                     self._health.mark_success(instance)
                     return
                 first = upstream if upstream is not None else error
-                retry = self._try(route, method, path, query, headers, body, order, 0, fresh=True, first=first)
+                retry = self._try(
+                    route, method, path, query, headers, body, required, [instance], 0, fresh=True, first=first
+                )
                 self._continue(retry, deliver)
             except Exception as exc:
                 deliver(exc)
@@ -172,32 +183,40 @@ class ReadPath:
         task.add_done_callback(self._continuing.discard)
 
     async def _try(
-        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes, required: int,
         order: list[str], stale_by: int, *, fresh: bool, first: Upstream | InstanceError | None = None,
     ) -> ReadResult:
-        """Ask the instances in `order` until one answers; `first` is what the first one already answered."""
+        """Ask the instances in `order` until one answers; `first` is what the first one already answered. When
+        none of them can, choose again among those not asked yet: the fresh instance that just died may have been
+        the only one holding this read's writes, and another one is about to (or may be read stale)."""
         failure: Upstream | None = None
         errors: list[str] = []
-        for instance in order:
-            outcome, first = first, None
-            if outcome is None or isinstance(outcome, StaleConnection):
-                outcome = await self._ask(instance, route, method, path, query, headers, body)
-            if isinstance(outcome, InstanceError):
-                self._health.mark_failure(instance, str(outcome))
-                errors.append(str(outcome))
-                continue
-            upstream = outcome
-            if upstream.status >= 500:
-                if upstream.status in _UNAVAILABLE:
-                    self._health.mark_failure(instance, f"answered {upstream.status}")
-                failure = upstream
-                continue
-            self._health.mark_success(instance)
-            if upstream.status == 404 and await self._remapped(instance, route):
-                return await self.handle(route, method, path, query, headers, body, fresh=fresh)
-            if self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body):
-                await self._catalog.load()
-            return self._result(instance, route, upstream, stale_by)
+        asked: set[str] = set()
+        while order:
+            for instance in order:
+                asked.add(instance)
+                outcome, first = first, None
+                if outcome is None or isinstance(outcome, StaleConnection):
+                    outcome = await self._ask(instance, route, method, path, query, headers, body)
+                if isinstance(outcome, InstanceError):
+                    self._health.mark_failure(instance, str(outcome))
+                    errors.append(str(outcome))
+                    continue
+                upstream = outcome
+                if upstream.status >= 500:
+                    if upstream.status in _UNAVAILABLE:
+                        self._health.mark_failure(instance, f"answered {upstream.status}")
+                    failure = upstream
+                    continue
+                self._health.mark_success(instance)
+                if upstream.status == 404 and await self._remapped(instance, route):
+                    return await self.handle(route, method, path, query, headers, body, fresh=fresh)
+                if self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body):
+                    await self._catalog.load()
+                return self._result(instance, route, upstream, stale_by)
+            if failure is not None and failure.status not in _UNAVAILABLE:
+                break  # an instance answered with an error of its own making: the others would too
+            order, stale_by = await self._choose(required, asked)
         if failure is not None:
             return ReadResult(failure, failure.body, "", stale_by)
         raise RequestRejected(503, "No instance could answer: " + "; ".join(errors), "ServiceUnavailable")

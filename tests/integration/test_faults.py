@@ -170,3 +170,33 @@ def test_a_read_sent_to_a_hung_instance_is_answered_by_the_other(
         hung.process.send_signal(signal.SIGCONT)
     metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
     assert f'chroma_ha_requests_total{{instance="{other.url}",route_class="read",status="200"}}' in metrics
+
+
+def test_a_read_whose_only_fresh_instance_dies_waits_for_the_other_to_catch_up(
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
+) -> None:
+    # No health probes: only the read itself finds the dead instance, which health still counts as up.
+    gateway = gateway_with({"CHROMA_HA_HEALTH_INTERVAL": "60", "CHROMA_HA_READ_WAIT": "20"})
+    fresh, lagging = chroma_pair
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("dies", embedding_function=None)
+    col.add(ids=["a"], embeddings=[[1.0, 0.0]])
+    gateway.wait_drained()
+    assert lagging.process is not None
+    lagging.process.send_signal(signal.SIGSTOP)  # it cannot apply what comes next
+    resume = threading.Timer(1.0, lagging.process.send_signal, [signal.SIGCONT])
+    try:
+        col.add(ids=["b"], embeddings=[[0.0, 1.0]])  # acknowledged once `fresh` applied it (ack policy one)
+        fresh.kill()  # now no live instance holds the write that reads must see
+        resume.start()  # the lagging one applies it a second into the read
+        read = httpx.post(
+            f"{gateway.url}/api/v2/tenants/default_tenant/databases/default_database/collections/{col.id}/get",
+            json={"ids": ["a", "b"], "include": []}, timeout=30,
+        )
+    finally:
+        resume.cancel()
+        lagging.process.send_signal(signal.SIGCONT)
+    assert read.status_code == 200, read.text
+    assert sorted(read.json()["ids"]) == ["a", "b"]  # the lagging instance caught up and answered
+    assert "x-chroma-ha-stale-by" not in read.headers
+    status = httpx.get(f"{gateway.url}/status", timeout=10).json()
+    assert status["instances"][fresh.url]["consecutive_failures"] >= 1
