@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 
 from chroma_ha import local_cluster
 from chroma_ha.local_cluster import ChromaServer, free_port
@@ -19,6 +22,19 @@ TEST_SETTINGS = {
     "CHROMA_HA_BACKOFF_CAP": "0.5",
     "CHROMA_HA_POLL_INTERVAL": "0.1",
 }
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` on a free loopback port for the block, as its base URL: a stand-in for an outside HTTP service."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def start_chroma(base: Path, count: int, allow_reset: bool = False) -> list[ChromaServer]:

@@ -109,11 +109,19 @@ async def _query_by_query(
     cpu_before = gateway_cpu.seconds()
     turn = 0
     while sides[direct].elapsed + sides[gateway].elapsed < 2 * window:
-        body = next_body()
-        for target in (direct, gateway) if turn % 2 == 0 else (gateway, direct):
-            sides[target].elapsed += await recorded_post(session, target.url("query"), body, sides[target])
+        await _take_turn(session, direct, gateway, sides, next_body(), turn)
         turn += 1
     return sides[direct], sides[gateway], gateway_cpu.seconds() - cpu_before
+
+
+async def _take_turn(
+    session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, sides: dict[Endpoint, LoadResult],
+    body: bytes, turn: int,
+) -> None:
+    """Both sides ask the same query, direct first in even turns and the gateway first in odd ones; each side's
+    time in its query adds up in its `elapsed`."""
+    for target in (direct, gateway) if turn % 2 == 0 else (gateway, direct):
+        sides[target].elapsed += await recorded_post(session, target.url("query"), body, sides[target])
 
 
 async def _round_by_round(
@@ -137,9 +145,7 @@ async def measure_latency(
     """One query at a time, alternating targets, so both see the same conditions."""
     sides = {direct: LoadResult(), gateway: LoadResult()}
     for n in range(samples):
-        body = bodies[n % len(bodies)]
-        for target in (direct, gateway) if n % 2 == 0 else (gateway, direct):
-            await recorded_post(session, target.url("query"), body, sides[target])
+        await _take_turn(session, direct, gateway, sides, bodies[n % len(bodies)], n)
     return LatencyResult(
         sides[direct].latencies, sides[gateway].latencies, sides[direct].errors + sides[gateway].errors
     )

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
 
-import pytest
 from aiohttp import web
 
 from chroma_ha.bench.payloads import Endpoint
-from chroma_ha.bench.query_phase import CpuMeter, measure_throughput
+from chroma_ha.bench.query_phase import CpuMeter, ThroughputResult, measure_throughput
 from chroma_ha.bench.workloads import new_session
-from chroma_ha.local_cluster import free_port
+from tests.harness import serving
 
 BODIES = [b'{"n": %d}' % n for n in range(5)]
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[str, list[tuple[str, bytes]]]]:
-    """A server that answers every query at once and records (collection, body) in arrival order."""
+async def measure(concurrency: int) -> tuple[ThroughputResult, list[tuple[str, bytes]]]:
+    """4 pairs of rounds against one server standing in for both sides (collection `d` direct, `g` the gateway)
+    that answers every query at once; what it measured, and (collection, body) of each query in arrival order."""
     seen: list[tuple[str, bytes]] = []
 
     async def query(request: web.Request) -> web.Response:
@@ -28,25 +26,16 @@ async def receiver() -> AsyncIterator[tuple[str, list[tuple[str, bytes]]]]:
 
     app = web.Application()
     app.router.add_post("/api/v2/tenants/{t}/databases/{d}/collections/{collection}/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
-
-
-async def test_at_concurrency_1_the_sides_take_turns_query_by_query_with_the_same_query(
-    receiver: tuple[str, list[tuple[str, bytes]]],
-) -> None:
-    url, seen = receiver
-    direct, gateway = Endpoint("direct", url, "d"), Endpoint("gateway", url, "g")
-    async with new_session() as session:
+    async with serving(app) as url, new_session() as session:
         result = await measure_throughput(
-            session, direct, gateway, BODIES, concurrency=1, seconds=0.2, rounds=4, gateway_cpu=CpuMeter(os.getpid())
+            session, Endpoint("direct", url, "d"), Endpoint("gateway", url, "g"), BODIES, concurrency=concurrency,
+            seconds=0.2, rounds=4, gateway_cpu=CpuMeter(os.getpid()),
         )
+    return result, seen
+
+
+async def test_at_concurrency_1_the_sides_take_turns_query_by_query_with_the_same_query() -> None:
+    result, seen = await measure(concurrency=1)
     assert len(seen) > 8 and len(seen) % 2 == 0
     turns = [seen[i:i + 2] for i in range(0, len(seen), 2)]
     sides = ["".join(collection for collection, _ in turn) for turn in turns]
@@ -60,15 +49,8 @@ async def test_at_concurrency_1_the_sides_take_turns_query_by_query_with_the_sam
     assert len(result.round_ratios) == 4 and not result.direct.errors and not result.gateway.errors
 
 
-async def test_at_higher_concurrency_the_sides_take_turns_round_by_round(
-    receiver: tuple[str, list[tuple[str, bytes]]],
-) -> None:
-    url, seen = receiver
-    direct, gateway = Endpoint("direct", url, "d"), Endpoint("gateway", url, "g")
-    async with new_session() as session:
-        result = await measure_throughput(
-            session, direct, gateway, BODIES, concurrency=4, seconds=0.2, rounds=4, gateway_cpu=CpuMeter(os.getpid())
-        )
+async def test_at_higher_concurrency_the_sides_take_turns_round_by_round() -> None:
+    result, seen = await measure(concurrency=4)
     runs = [seen[0][0]]
     for collection, _ in seen[1:]:
         if collection != runs[-1]:

@@ -10,7 +10,6 @@ import logging
 import pytest
 from aiohttp import web
 
-from chroma_ha.local_cluster import free_port
 from chroma_ha.ops.alerts import (
     AlertBook,
     Alerts,
@@ -20,6 +19,7 @@ from chroma_ha.ops.alerts import (
     slack_payload,
     webhook_payload,
 )
+from tests.harness import serving
 
 DOWN = instance_down_alert("http://a:1")
 
@@ -118,30 +118,26 @@ async def test_the_shell_posts_in_the_background_and_never_shows_the_url(caplog:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     secret = "T0SECRET/B0SECRET/xoxsecret"
-    alerts = Alerts(
-        slack_webhook=f"http://127.0.0.1:{port}/services/{secret}", alert_webhook=f"http://127.0.0.1:{port}/broken",
-        gateway_id="gw", dedup_window=3600, min_interval=0, rate_per_minute=60,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(alerts.run(stop))
-    try:
-        with caplog.at_level(logging.DEBUG):
-            alerts.instance_changed("http://a:1", False)  # synchronous: only enqueues
-            alerts.instance_changed("http://a:1", False)
-            alerts.instance_changed("http://a:1", True)
-            for _ in range(100):
-                if alerts.sent >= 2 and alerts.failed >= 2:
-                    break
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await task
-        await runner.cleanup()
+    async with serving(app) as url:
+        alerts = Alerts(
+            slack_webhook=f"{url}/services/{secret}", alert_webhook=f"{url}/broken",
+            gateway_id="gw", dedup_window=3600, min_interval=0, rate_per_minute=60,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(alerts.run(stop))
+        try:
+            with caplog.at_level(logging.DEBUG):
+                alerts.instance_changed("http://a:1", False)  # synchronous: only enqueues
+                alerts.instance_changed("http://a:1", False)
+                alerts.instance_changed("http://a:1", True)
+                for _ in range(100):
+                    if alerts.sent >= 2 and alerts.failed >= 2:
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
     slack = [body for path, body in received if path.startswith("/services/")]
     assert [("down" in str(b["text"]), "Resolved" in str(b["text"])) for b in slack] == [(True, False), (False, True)]
     assert alerts.failed == 2  # the generic webhook answered 500 twice per message, and was given up on
