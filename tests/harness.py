@@ -78,13 +78,13 @@ def wait_drained(gateway_url: str, timeout: float = 60.0) -> dict[str, Any]:
 def snapshot(url: str, tenant: str = "default_tenant", database: str = "default_database") -> dict[str, Any]:
     """Everything an instance holds in one database, compared with `get` (never `query`: HNSW is approximate)."""
     base = f"{url}/api/v2/tenants/{tenant}/databases/{database}"
-    collections = httpx.get(f"{base}/collections", params={"limit": 100000}, timeout=30).json()
+    collections = httpx.get(f"{base}/collections", params={"limit": 100000}, timeout=30).raise_for_status().json()
     state: dict[str, Any] = {}
     for c in sorted(collections, key=lambda c: c["name"]):
         got = httpx.post(
             f"{base}/collections/{c['id']}/get",
             json={"include": ["embeddings", "metadatas", "documents", "uris"]}, timeout=60,
-        ).json()
+        ).raise_for_status().json()
         records = {
             rid: (
                 [round(x, 5) for x in (got["embeddings"][n] or [])], got["metadatas"][n], got["documents"][n],
@@ -96,3 +96,18 @@ def snapshot(url: str, tenant: str = "default_tenant", database: str = "default_
             "metadata": c["metadata"], "configuration": c["configuration_json"], "records": records,
         }
     return state
+
+
+def wait_until_identical(urls: list[str], timeout: float = 30.0) -> None:
+    """Until every instance holds what the first one holds, or `timeout`: the caller compares afterwards. An
+    instance being rebuilt may fail a read on the way (a collection dropped between listing and reading it),
+    which only means: not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = [snapshot(url) for url in urls]
+        except httpx.HTTPError:
+            states = []
+        if states and all(state == states[0] for state in states):
+            return
+        time.sleep(0.2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from chromadb.errors import InvalidArgumentError
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, snapshot, start_chroma
+from tests.harness import GatewayProcess, snapshot, start_chroma, wait_until_identical
 
 API = "/api/v2/tenants/default_tenant/databases/default_database"
 
@@ -169,9 +168,7 @@ def test_a_wiped_instance_is_rebuilt_from_the_log(tmp_path: Path) -> None:
         gateway.wait_drained()
         servers[1].wipe()
         servers[1].start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and snapshot(servers[1].url) != snapshot(servers[0].url):
-            time.sleep(0.2)
+        wait_until_identical([servers[0].url, servers[1].url])
         assert snapshot(servers[1].url) == snapshot(servers[0].url)
         assert snapshot(servers[1].url)["renamed"]["records"]
         client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
