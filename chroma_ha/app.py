@@ -1,99 +1,131 @@
-"""The composition root: builds every part from the settings, starts and stops the long-lived tasks."""
+"""The composition root: builds every part from the settings in dependency order, giving each exactly what it uses,
+then starts, supervises and stops the long-lived tasks and the HTTP server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 
 from .catalog.ids import Catalog
-from .errors import StoreError
-from .gateway.consistency import LogIndex
+from .cluster.health import HealthMonitor
+from .cluster.limits import BatchLimits, Limits
+from .cluster.progress import Progress
+from .cluster.stats import ApplierStats, WriteStats
+from .errors import SettingsError, StoreError
+from .gateway.admin import admin_routes
+from .gateway.api import ChromaApi
+from .gateway.consistency import LogFollower, LogIndex
 from .gateway.deletes import DocumentDeletes, LimitedDeletes
-from .gateway.proxy import InstanceClient
+from .gateway.http_server import HttpServer
 from .gateway.reads import ReadPath
+from .gateway.server import Routes
 from .gateway.writes import WritePath
-from .health import HealthMonitor
 from .ops.alerts import Alerts
 from .ops.metrics import Metrics
 from .ops.monitor import ResourceMonitor
+from .ops.pressure import Thresholds
+from .ops.status import AdminDocuments
+from .ops.view import ClusterView
 from .replication.applier import Applier
-from .replication.batching import Limits
 from .replication.bootstrap import Bootstrapper
-from .replication.incarnation import ensure_marker
-from .replication.progress import Progress
 from .replication.retention import Retention
 from .settings import Settings
 from .store import LogStore, open_store
+from .upstream.client import InstanceClient
+from .upstream.incarnation import ensure_marker
 
 log = logging.getLogger(__name__)
 
 SQLITE_OWNER = "sqlite-gateway"  # one gateway per SQLite file: a restarted gateway takes its own leases back
-INDEX_CHUNK = 5000
+STOP_GRACE_S = 5.0
 
 
 class Gateway:
     def __init__(self, settings: Settings, store: LogStore | None = None) -> None:
-        self.settings = settings
-        self.store = store or open_store(settings)
-        self.client = InstanceClient(settings.request_timeout)
+        s = settings
+        self.settings = s
+        self.started_at = time.time()
+        # what everything below talks through: the log store and the instances
+        self.store = store or open_store(s)
+        self.client = InstanceClient(s.request_timeout)
+        # the shared view of the cluster
         self.catalog = Catalog(self.store)
-        self.progress = Progress(settings.instances)
-        self.index = LogIndex()
+        self.progress = Progress(s.instances)
         self.health = HealthMonitor(
-            settings.instances, self.client, interval=settings.health_interval,
-            timeout=settings.health_timeout, rise=settings.health_rise, fall=settings.health_fall,
+            s.instances, self.client, interval=s.health_interval, timeout=s.health_timeout, rise=s.health_rise,
+            fall=s.health_fall,
         )
+        self.limits = BatchLimits(Limits(s.batch_max_records, s.batch_max_bytes))
+        self.applier_stats = {i: ApplierStats() for i in s.instances}
+        self.write_stats = WriteStats()
         self.alerts = Alerts(
-            slack_webhook=settings.slack_webhook, alert_webhook=settings.alert_webhook,
-            gateway_id=settings.gateway_id, dedup_window=settings.alert_dedup_window,
-            min_interval=settings.alert_min_interval, rate_per_minute=settings.alert_rate_per_minute,
+            slack_webhook=s.slack_webhook, alert_webhook=s.alert_webhook, gateway_id=s.gateway_id,
+            dedup_window=s.alert_dedup_window, min_interval=s.alert_min_interval,
+            rate_per_minute=s.alert_rate_per_minute,
         )
         self.health.on_change(self.alerts.instance_changed)
-        self.metrics = Metrics()
-        self.limits = Limits(settings.batch_max_records, settings.batch_max_bytes)
-        owner = settings.gateway_id if settings.is_postgres else SQLITE_OWNER
-        self.bootstrap = Bootstrapper(
-            store=self.store, catalog=self.catalog, client=self.client, health=self.health,
-            progress=self.progress, appliers=lambda: self.appliers,
-        )
-        self.retention = Retention(self.store, settings.instances, settings.retention)
-        self.appliers = {
-            instance: Applier(
-                instance, store=self.store, catalog=self.catalog, client=self.client, health=self.health,
-                progress=self.progress, limits=lambda: self.limits, owner=owner,
-                poll_interval=settings.poll_interval, backoff_base=settings.backoff_base,
-                backoff_cap=settings.backoff_cap, lease_ttl=settings.lease_ttl,
-                on_divergence=self.alerts.divergence, bootstrapper=self.bootstrap,
-            )
-            for instance in settings.instances
-        }
-        self.writes = WritePath(
-            store=self.store, catalog=self.catalog, progress=self.progress, health=self.health,
-            index=self.index, ack=settings.ack, write_timeout=settings.write_timeout,
-            poll_interval=settings.poll_interval,
-            expander=LimitedDeletes(
-                reads=lambda: self.reads,
-                documents=DocumentDeletes(
-                    key=settings.delete_expand_key, collections=settings.delete_expand_collections,
-                    reads=lambda: self.reads,
-                ) if settings.delete_expand_key else None,
-            ),
-        )
+        self.bootstrap, self.appliers = self._replication()
+        self.retention = Retention(self.store, s.instances, s.retention)
+        self.index = LogIndex()
+        self.follower = LogFollower(self.store, self.index)
         self.reads = ReadPath(
-            instances=settings.instances, client=self.client, catalog=self.catalog, health=self.health,
-            progress=self.progress, index=self.index,
-            weights={i: settings.weight(i) for i in settings.instances},
-            read_wait=settings.read_wait, stale_reads=settings.stale_reads,
-            catch_up=self._catch_up_index if settings.is_postgres else None,
+            instances=s.instances, client=self.client, catalog=self.catalog, health=self.health,
+            progress=self.progress, index=self.index, weights={i: s.weight(i) for i in s.instances},
+            read_wait=s.read_wait, stale_reads=s.stale_reads, follower=self.follower if s.is_postgres else None,
         )
-        self._index_lock = asyncio.Lock()
-        self.monitor = ResourceMonitor(self)
-        self.started_at = time.time()
+        documents = DocumentDeletes(
+            key=s.delete_expand_key, collections=s.delete_expand_collections, reads=self.reads
+        ) if s.delete_expand_key else None
+        self.writes = WritePath(
+            store=self.store, catalog=self.catalog, progress=self.progress, health=self.health, index=self.index,
+            ack=s.ack, write_timeout=s.write_timeout, poll_interval=s.poll_interval, stats=self.write_stats,
+            expander=LimitedDeletes(self.reads, documents),
+        )
+        self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts)
+        self.monitor = ResourceMonitor(
+            instances=s.instances, interval=s.monitor_interval, ping_timeout=s.health_timeout,
+            thresholds=Thresholds.from_settings(s), store=self.store, client=self.client, health=self.health,
+            progress=self.progress, applier_stats=self.applier_stats, write_stats=self.write_stats,
+            alerts=self.alerts, metrics=self.metrics, limits=self.limits,
+        )
+        view = ClusterView(
+            settings=s, store=self.store, health=self.health, progress=self.progress, appliers=self.appliers,
+            applier_stats=self.applier_stats, bootstrap_status=self.bootstrap.status_document, limits=self.limits,
+            write_stats=self.write_stats, started_at=self.started_at,
+        )
+        self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
+        self.api = ChromaApi(
+            reads=self.reads, writes=self.writes, observe=self.metrics.observe_request,
+            reset=self.reset if s.allow_reset else None,
+        )
+        self.routes = Routes(self.api, admin_routes(self.documents, s.admin_token))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _replication(self) -> tuple[Bootstrapper, dict[str, Applier]]:
+        """One applier per instance, and the bootstrapper that copies one instance to another: it pauses the
+        source's applier, so it is given the appliers, which it only uses once they are all built."""
+        s = self.settings
+        appliers: dict[str, Applier] = {}
+        bootstrap = Bootstrapper(
+            store=self.store, catalog=self.catalog, client=self.client, health=self.health,
+            progress=self.progress, sources=appliers,
+        )
+        owner = s.gateway_id if s.is_postgres else SQLITE_OWNER
+        for instance in s.instances:
+            appliers[instance] = Applier(
+                instance, store=self.store, catalog=self.catalog, client=self.client, health=self.health,
+                progress=self.progress, limits=self.limits, stats=self.applier_stats[instance], owner=owner,
+                poll_interval=s.poll_interval, backoff_base=s.backoff_base, backoff_cap=s.backoff_cap,
+                lease_ttl=s.lease_ttl, on_divergence=self.alerts.divergence, bootstrapper=bootstrap,
+            )
+        return bootstrap, appliers
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.store.open()
@@ -102,48 +134,25 @@ class Gateway:
         for instance in self.settings.instances:
             if instance in cursors:
                 self.progress.set_cursor(instance, cursors[instance].seq)
-        await self._rebuild_index()
+        await self.follower.rebuild(min(self.progress.cursors.values(), default=0))
         await asyncio.gather(*(self.health.probe(i) for i in self.settings.instances))
-        self._spawn("health", lambda: self.health.run(self._stop))
+        self._spawn("health", self.health.run)
         for instance, applier in self.appliers.items():
-            self._spawn(f"applier:{instance}", lambda a=applier: a.run(self._stop))  # type: ignore[misc]
-        self._spawn("alerts", lambda: self.alerts.run(self._stop))
-        self._spawn("monitor", lambda: self.monitor.run(self._stop))
-        self._spawn("retention", lambda: self.retention.run(self._stop))
+            self._spawn(f"applier:{instance}", applier.run)
+        self._spawn("alerts", self.alerts.run)
+        self._spawn("monitor", self.monitor.run)
+        self._spawn("retention", self.retention.run)
         if self.settings.is_postgres:
             self._spawn("cursor-follower", self._follow_remote_cursors)
 
-    async def _rebuild_index(self) -> None:
-        floor = min(self.progress.cursors.values(), default=0)
-        entries, after = [], floor
-        while True:
-            chunk = await self.store.read(after, INDEX_CHUNK)
-            if not chunk:
-                break
-            entries.extend(chunk)
-            after = chunk[-1].seq
-        self.index.rebuild(entries, floor)
+    def _spawn(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(self._supervise(name, run), name=name))
 
-    async def _catch_up_index(self) -> None:
-        """With a shared store, note what other gateways appended up to the head as it is now."""
-        head = await self.store.head()
-        async with self._index_lock:
-            while self.index.position < head:
-                chunk = await self.store.read(self.index.position, INDEX_CHUNK)
-                if not chunk:
-                    break
-                for entry in chunk:
-                    self.index.note(entry.seq, entry)
-                self.index.position = chunk[-1].seq
-
-    def _spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
-        self._tasks.append(asyncio.create_task(self._supervise(name, factory), name=name))
-
-    async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+    async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Run a long-lived task until stop; a crash is logged loudly and the task restarted."""
         while not self._stop.is_set():
             try:
-                await factory()
+                await run(self._stop)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -151,9 +160,9 @@ class Gateway:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)
 
-    async def _follow_remote_cursors(self) -> None:
+    async def _follow_remote_cursors(self, stop: asyncio.Event) -> None:
         """Cursors of instances whose applier runs in another gateway (shared PostgreSQL store)."""
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 cursors = await self.store.cursors()
             except StoreError:
@@ -162,7 +171,7 @@ class Gateway:
                 if applier.state == "standby" and instance in cursors:
                     self.progress.set_cursor(instance, cursors[instance].seq)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -170,15 +179,34 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for applier in self.appliers.values():
-            await applier._release_lease()
+            await applier.close()
         await self.client.close()
         await self.store.close()
+
+    async def serve(self, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Start, answer on the configured host and port until `stop` is set, then stop gracefully."""
+        settings = self.settings
+        await self.start()
+        server = HttpServer(self.routes, max_body_bytes=settings.max_body_bytes)
+        try:
+            try:
+                await server.start(settings.host, settings.port)
+            except OSError as exc:
+                where = f"{settings.host}:{settings.port}"
+                raise SettingsError("port", f"cannot listen on {where}: {exc.strerror or exc}") from exc
+            log.info("gateway listening on http://%s:%d", settings.host, settings.port)
+            if on_ready is not None:
+                on_ready()
+            await stop.wait()
+        finally:
+            await server.stop(STOP_GRACE_S)
+            await self.stop()
 
     async def reset(self) -> list[tuple[str, int, bytes]]:
         """Reset every instance, the catalog and the log (only when allow_reset is set)."""
         async with contextlib.AsyncExitStack() as paused:
             for applier in self.appliers.values():
-                await paused.enter_async_context(applier.paused)
+                await paused.enter_async_context(applier.pause())
             answers = []
             for instance in self.settings.instances:
                 response = await self.client.request(instance, "POST", "/api/v2/reset")
@@ -190,8 +218,19 @@ class Gateway:
             for instance, applier in self.appliers.items():
                 marker = await ensure_marker(self.client, instance)
                 assert marker is not None
-                await self.store.set_cursor(instance, head, marker.id)
-                applier.cursor, applier.incarnation = head, marker
-                self.progress.set_cursor(instance, head)
+                await applier.reset_to(head, marker)
             self.index.rebuild([], head)
             return answers
+
+
+async def serve_until_signalled(gateway: Gateway) -> None:
+    """`Gateway.serve`, stopped by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await gateway.serve(stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from ..errors import InstanceError
-from ..gateway.proxy import InstanceClient, Upstream
-from ..gateway.routes import API
-from ..replication.incarnation import MARKER_TENANT
+from ..upstream.client import InstanceClient, Upstream
+from ..upstream.incarnation import MARKER_TENANT
+from ..upstream.paths import API
 
 DEFAULT_TENANT = "default_tenant"
 DEFAULT_DATABASE = "default_database"

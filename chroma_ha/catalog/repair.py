@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..catalog.drain import LogWatch
 from ..errors import ChromaHAError
-from ..replication.drain import LogWatch
 from ..store import IdMapping, LogStore
 from .compare import RecordDiff, diff_records, page_digests
 from .inventory import ALL_FIELDS, ChromaInstance, CollectionInfo

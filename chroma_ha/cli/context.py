@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..catalog.inventory import ChromaInstance, tenants_of
-from ..gateway.proxy import InstanceClient
 from ..settings import Settings
 from ..store import LogStore, open_store
+from ..upstream.client import InstanceClient
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from ..catalog.drain import LogWatch
 from ..catalog.repair import Repair, RepairResult
-from ..replication.drain import LogWatch
 from .context import BarTracker, Deployment, deployment, may_ask, progress_bar, write_json
 from .options import deployment_options, load_settings
 

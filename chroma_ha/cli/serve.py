@@ -7,9 +7,8 @@ import logging
 import click
 import uvloop
 
-from ..app import Gateway
+from ..app import Gateway, serve_until_signalled
 from ..errors import SettingsError
-from ..gateway.server import serve_until_signalled
 from ..settings import Settings
 from .options import deployment_options, load_settings
 

@@ -12,8 +12,8 @@ import click
 from rich.console import Console
 
 from ..catalog.compare import Report
+from ..catalog.drain import LogWatch, NotDrained
 from ..catalog.survey import DEFAULT_PAGE, Survey
-from ..replication.drain import LogWatch, NotDrained
 from .context import BarTracker, deployment, progress_bar, write_json
 from .options import deployment_options, load_settings
 

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 import orjson
 
 from ..errors import InstanceError, RequestRejected
 from .http_server import HttpRequest, HttpResponse
-from .reads import STALE_HEADER, ReadResult
+from .reads import STALE_HEADER, ReadPath, ReadResult
 from .routes import Kind, Route, classify
-from .writes import rejection_body
-
-if TYPE_CHECKING:
-    from ..app import Gateway
+from .writes import WritePath, rejection_body
 
 log = logging.getLogger(__name__)
 
 API_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _STALE_HEADER = STALE_HEADER.encode()
+
+# How each API request is counted: (route kind, who answered, status, seconds).
+Observer = Callable[[str, str, int, float], None]
+# Resets every instance, the catalog and the log; each instance's (url, status, body).
+ClusterReset = Callable[[], Awaitable[list[tuple[str, int, bytes]]]]
 
 
 def rejected(error: RequestRejected) -> HttpResponse:
@@ -30,9 +31,14 @@ def rejected(error: RequestRejected) -> HttpResponse:
 
 
 class ChromaApi:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
-        self._allow_reset = gateway.settings.allow_reset
+    def __init__(
+        self, *, reads: ReadPath, writes: WritePath, observe: Observer, reset: ClusterReset | None = None
+    ) -> None:
+        """`reset`: given only when resetting is allowed."""
+        self._reads = reads
+        self._writes = writes
+        self._observe = observe
+        self._reset_cluster = reset
         # The last good answer of each cluster-wide route (version, pre-flight checks): it stands while every
         # instance is down, so clients that check the server first can still reach the log.
         self._cluster_answers: dict[str, HttpResponse] = {}
@@ -49,7 +55,7 @@ class ChromaApi:
         return response
 
     def _count(self, route: Route, answered_by: str, status: int, seconds: float) -> None:
-        self._gateway.metrics.observe_request(route.kind.value, answered_by, status, seconds)
+        self._observe(route.kind.value, answered_by, status, seconds)
 
     def forward_now(self, request: HttpRequest, respond: Callable[[HttpResponse], None]) -> bool:
         """A fresh read forwarded at once and answered by callback (see `ReadPath.forward_now`); False when the
@@ -72,7 +78,7 @@ class ChromaApi:
             respond(response)  # counted once it is on its way
             self._count(route, answered_by, response.status, took)
 
-        return self._gateway.reads.forward_now(
+        return self._reads.forward_now(
             route, request.method, request.path, request.query, request.headers, request.body, deliver
         )
 
@@ -84,14 +90,13 @@ class ChromaApi:
             if route.kind is Kind.WRITE:
                 if route.op == "reset":
                     return await self._reset(), "gateway"
-                result = await self._gateway.writes.handle(
+                result = await self._writes.handle(
                     route, method, request.path, request.query, request.headers, request.body
                 )
-                self._gateway.metrics.appended_bytes += len(request.body)
                 return HttpResponse(result.status, result.body), "log"
             if route.kind is Kind.LOCAL and route.op == "heartbeat":
                 return HttpResponse(200, orjson.dumps({"nanosecond heartbeat": time.time_ns()})), "gateway"
-            read = await self._gateway.reads.handle(
+            read = await self._reads.handle(
                 route, method, request.path, request.query, request.headers, request.body, fresh=route.kind is Kind.READ
             )
         except RequestRejected as exc:
@@ -104,10 +109,10 @@ class ChromaApi:
         return response, read.instance or "gateway"
 
     async def _reset(self) -> HttpResponse:
-        if not self._allow_reset:
+        if self._reset_cluster is None:
             return HttpResponse.error(403, "ChromaError", "Reset is disabled by config (CHROMA_HA_ALLOW_RESET)")
         try:
-            answers = await self._gateway.reset()
+            answers = await self._reset_cluster()
         except InstanceError as exc:
             raise RequestRejected(503, f"Reset could not reach every instance: {exc}", "ServiceUnavailable") from exc
         refused = [(status, refusal) for _, status, refusal in answers if not 200 <= status < 300]

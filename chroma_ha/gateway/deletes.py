@@ -23,15 +23,16 @@ Choices, for the cases where the rule alone does not say:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from ..errors import RequestRejected
-from .proxy import HeaderPairs
+from ..upstream.client import HeaderPairs
+from ..upstream.paths import API
 from .reads import ReadPath
-from .routes import API, Kind, Route
+from .routes import Kind, Route
 
 ID_CHUNK = 1000  # ids or key values per resolving `get`
 _JSON = [(b"content-type", b"application/json")]
@@ -63,7 +64,7 @@ def chunks(items: Sequence[Any], size: int = ID_CHUNK) -> Iterable[list[Any]]:
 class DocumentDeletes:
     """The `DeleteExpander` of the write path."""
 
-    def __init__(self, *, key: str, collections: Sequence[str], reads: Callable[[], ReadPath]) -> None:
+    def __init__(self, *, key: str, collections: Sequence[str], reads: ReadPath) -> None:
         self._key = key
         self._collections = frozenset(collections)
         self._reads = reads
@@ -74,7 +75,7 @@ class DocumentDeletes:
         ids = payload.get("ids")
         if not isinstance(ids, list) or not ids or payload.get("limit") is not None:
             return {}
-        reader = _Reader(self._reads(), route, collection_id, headers)
+        reader = _Reader(self._reads, route, collection_id, headers)
         try:
             if self._collections and await reader.name() not in self._collections:
                 return {}
@@ -112,7 +113,7 @@ class LimitedDeletes:
     instances need not share (a bootstrapped copy is ordered differently): the gateway picks the records once, on an
     instance holding every earlier write, and logs them as ids, so every instance removes the same ones."""
 
-    def __init__(self, reads: Callable[[], ReadPath], documents: DocumentDeletes | None = None) -> None:
+    def __init__(self, reads: ReadPath, documents: DocumentDeletes | None = None) -> None:
         self._reads = reads
         self._documents = documents
 
@@ -128,7 +129,7 @@ class LimitedDeletes:
             if payload.get(name) is not None:
                 request[name] = payload[name]
         try:
-            found = await _Reader(self._reads(), route, collection_id, headers).get(**request)
+            found = await _Reader(self._reads, route, collection_id, headers).get(**request)
         except _AsSent:
             return {}
         if not found["ids"]:

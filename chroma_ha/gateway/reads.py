@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 from ..catalog.ids import Catalog
+from ..cluster.health import HealthMonitor, HealthState
+from ..cluster.progress import Progress
 from ..errors import InstanceError, RequestRejected, StaleConnection
-from ..health import HealthMonitor, HealthState
-from ..replication.progress import Progress
-from .consistency import LogIndex
-from .proxy import HeaderPairs, InstanceClient, Upstream
+from ..upstream.client import HeaderPairs, InstanceClient, Upstream
+from .consistency import LogFollower, LogIndex
 from .routes import Route
 
 STALE_HEADER = "x-chroma-ha-stale-by"
@@ -60,8 +60,9 @@ class ReadPath:
         weights: Mapping[str, float],
         read_wait: float,
         stale_reads: str,
-        catch_up: Callable[[], Awaitable[None]] | None = None,
+        follower: LogFollower | None = None,
     ) -> None:
+        """`follower`: given when other gateways append to the same store, whose writes a read must see too."""
         self._instances = instances
         self._client = client
         self._catalog = catalog
@@ -71,7 +72,7 @@ class ReadPath:
         self._weights = weights
         self._read_wait = read_wait
         self._stale_reads = stale_reads
-        self._catch_up = catch_up
+        self._follower = follower
         self._continuing: set[asyncio.Task[None]] = set()
 
     def _fresh(self, required: int, asked: AbstractSet[str] = frozenset()) -> list[str]:
@@ -116,8 +117,8 @@ class ReadPath:
         self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
         *, fresh: bool = True,
     ) -> ReadResult:
-        if fresh and self._catch_up is not None:
-            await self._catch_up()  # writes other gateways acknowledged count too
+        if fresh and self._follower is not None:
+            await self._follower.catch_up()  # writes other gateways acknowledged count too
         required = self._index.required_seq(route) if fresh else 0
         order, stale_by = self._fresh(required), 0
         if not order:
@@ -133,7 +134,7 @@ class ReadPath:
         a shared store to catch up with, no fresh instance right now, an unmapped collection, no idle connection.
         An answer that needs more (failure, 5xx, a 404, ids to learn) continues in `_try`, in a task.
         """
-        if self._catch_up is not None:
+        if self._follower is not None:
             return False
         required = self._index.required_seq(route)
         order = self._fresh(required)
@@ -145,7 +146,7 @@ class ReadPath:
         state = self._health.states[instance]
 
         def answered(upstream: Upstream | None, error: InstanceError | None) -> None:
-            state.outstanding -= 1
+            state.request_ended()
             try:
                 if upstream is not None and upstream.status < 400 and not self._catalog.names_unknown_ids(
                     instance, route.op, upstream.status, upstream.body
@@ -166,7 +167,7 @@ class ReadPath:
             query=query, headers=headers, body=body, answered=answered,
         )
         if sent:
-            state.outstanding += 1
+            state.request_started()
         return sent
 
     def _continue(self, work: Coroutine[Any, Any, ReadResult], deliver: Delivered) -> None:
@@ -232,7 +233,7 @@ class ReadPath:
         if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
             await self._catalog.load()  # another gateway's applier may have mapped it
         state = self._health.states[instance]
-        state.outstanding += 1
+        state.request_started()
         try:
             return await self._client.request(
                 instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
@@ -241,4 +242,4 @@ class ReadPath:
         except InstanceError as exc:
             return exc
         finally:
-            state.outstanding -= 1
+            state.request_ended()

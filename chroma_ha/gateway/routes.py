@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-API = "/api/v2"
+from ..upstream.paths import API
 
 
 class Kind(Enum):
@@ -87,14 +87,6 @@ _TABLE: list[tuple[str, str, Kind, str]] = [
 ]
 _COMPILED = [(m, re.compile(API + p + r"/?$"), k, op) for m, p, k, op in _TABLE]
 
-DATA_WRITES = frozenset({"add", "upsert", "update", "delete"})
-# Writes whose replay is not naturally idempotent: the applier records an intent before sending them.
-CATALOG_WRITES = frozenset({
-    "create_tenant", "update_tenant", "create_database", "delete_database",
-    "create_collection", "update_collection", "delete_collection",
-})
-
-
 @functools.lru_cache(maxsize=4096)  # clients repeat the same few paths; a Route is immutable
 def classify(method: str, path: str) -> Route:
     for m, pattern, kind, op in _COMPILED:
@@ -113,6 +105,3 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 def is_uuid(text: str) -> bool:
     return len(text) == 36 and _UUID.fullmatch(text) is not None
 
-
-def collection_path_prefix(tenant: str, database: str, collection: str) -> str:
-    return f"{API}/tenants/{tenant}/databases/{database}/collections/{collection}"

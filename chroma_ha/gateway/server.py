@@ -1,34 +1,23 @@
-"""HTTP in: the gateway's routes (Chroma's API v2 beside the admin API) on its own HTTP server, and how it runs."""
+"""HTTP in: the gateway's routes, Chroma's API v2 beside the admin API."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
 
-from ..errors import SettingsError
-from .admin import admin_routes
+from .admin import Endpoint
 from .api import ChromaApi
-from .http_server import HttpRequest, HttpResponse, HttpServer
-
-if TYPE_CHECKING:
-    from ..app import Gateway
-
-log = logging.getLogger(__name__)
+from .http_server import HttpRequest, HttpResponse
 
 API_ROOT = "/api/v2"
 _API_PREFIX = API_ROOT + "/"
-STOP_GRACE_S = 5.0
 
 
 class Routes:
     """Chroma's API under /api/v2, and the admin API (GET routes)."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._api = ChromaApi(gateway)
-        self._admin = admin_routes(gateway)
+    def __init__(self, api: ChromaApi, admin: Mapping[str, Endpoint]) -> None:
+        self._api = api
+        self._admin = admin
 
     def __call__(self, request: HttpRequest) -> Awaitable[HttpResponse]:
         """The handler's coroutine itself, not one more around it: every proxied query passes here."""
@@ -47,38 +36,3 @@ class Routes:
         if request.method != "GET":
             return HttpResponse.error(405, "MethodNotAllowed", f"{request.path} only answers GET")
         return await endpoint(request)
-
-
-async def serve(
-    gateway: Gateway, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None
-) -> None:
-    """Start the gateway, answer on its host and port until `stop` is set, then stop gracefully."""
-    settings = gateway.settings
-    await gateway.start()
-    server = HttpServer(Routes(gateway), max_body_bytes=settings.max_body_bytes)
-    try:
-        try:
-            await server.start(settings.host, settings.port)
-        except OSError as exc:
-            where = f"{settings.host}:{settings.port}"
-            raise SettingsError("port", f"cannot listen on {where}: {exc.strerror or exc}") from exc
-        log.info("gateway listening on http://%s:%d", settings.host, settings.port)
-        if on_ready is not None:
-            on_ready()
-        await stop.wait()
-    finally:
-        await server.stop(STOP_GRACE_S)
-        await gateway.stop()
-
-
-async def serve_until_signalled(gateway: Gateway) -> None:
-    """`serve`, stopped by SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await serve(gateway, stop)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)

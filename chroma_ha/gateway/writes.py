@@ -10,15 +10,19 @@ from typing import Protocol
 import orjson
 
 from ..catalog.ids import Catalog
+from ..cluster.health import HealthMonitor
+from ..cluster.progress import Progress
+from ..cluster.stats import WriteStats
 from ..errors import RequestRejected
-from ..health import HealthMonitor
-from ..replication.progress import Progress
 from ..store import LogStore, NewEntry, Outcome
+from ..store.base import EntryKey
+from ..upstream.client import HeaderPairs
 from .consistency import LogIndex
-from .proxy import LOGGED_HEADERS, HeaderPairs
 from .routes import Route
 from .validation import parse_body
 
+# Client headers kept with a logged write, so the applier sends them to every instance (auth included).
+LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
 # What Chroma answers for data writes, used by the `log` ack policy before any instance has applied them.
 _LOGGED_ANSWERS: dict[str, tuple[int, bytes]] = {
     "add": (201, b"{}"), "upsert": (200, b"{}"), "update": (200, b"{}"), "delete": (200, b"{}"),
@@ -44,6 +48,7 @@ class WritePath:
         ack: str,
         write_timeout: float,
         poll_interval: float,
+        stats: WriteStats,
         expander: DeleteExpander | None = None,
     ) -> None:
         self._store = store
@@ -55,8 +60,7 @@ class WritePath:
         self._timeout = write_timeout
         self._poll = poll_interval
         self._expander = expander
-        self.appended = 0
-        self.deletes_converted = 0  # deletes logged with a resolved document-level form
+        self._stats = stats
 
     async def handle(
         self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes
@@ -66,8 +70,9 @@ class WritePath:
         if canonical is not None and not await self._catalog.refresh_if_unknown(canonical):
             raise RequestRejected(404, f"Collection [{canonical}] does not exist.", "NotFoundError")
         extra: dict[str, object] = {}
-        if route.op == "create_collection":
-            extra["canonical_id"] = str(uuid.uuid4())
+        created = str(uuid.uuid4()) if route.op == "create_collection" else None
+        if created is not None:
+            extra["canonical_id"] = created
         if route.op == "delete" and self._expander is not None and payload is not None and canonical:
             extra.update(await self._expander.expand(canonical, payload, route=route, headers=headers))
         entry = NewEntry(
@@ -76,9 +81,10 @@ class WritePath:
             collection_id=canonical, scope=_scope(route, payload), extra=extra,
         )
         [seq] = await self._store.append([entry])
-        self.appended += 1
-        self.deletes_converted += "expanded_from" in extra
-        self._index.note(seq, entry)
+        self._stats.appended_entries += 1
+        self._stats.appended_bytes += len(body)
+        self._stats.deletes_converted += "expanded_from" in extra
+        self._index.note(EntryKey(seq, time.time(), route.op, canonical, entry.scope, created))
         if self._ack == "log" and route.op in _LOGGED_ANSWERS:
             status, answer = _LOGGED_ANSWERS[route.op]
             return WriteResult(status, answer, seq)

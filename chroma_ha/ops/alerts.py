@@ -211,6 +211,9 @@ class Alerts:
     def event(self, alert: Alert) -> None:
         self._enqueue(self.book.event(alert, time.time()))
 
+    def firing_titles(self) -> list[str]:
+        return [a.title for a in self.book.firing()]
+
     def instance_changed(self, instance: str, up: bool) -> None:
         """HealthMonitor.on_change listener."""
         self.report(instance_down_alert(instance), not up)

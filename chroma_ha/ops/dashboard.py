@@ -1,31 +1,25 @@
-"""The dashboard: GET /dashboard serves one self-contained page (ops/static/dashboard.html: inline script and SVG
-charts, no external assets); the page polls GET /dashboard/data, built here from the monitor's hour of samples,
-the live positions of the log, the recent alerts and the stored recommendations.
+"""The dashboard: one self-contained page (ops/static/dashboard.html: inline script and SVG charts, no external
+assets), served at GET /dashboard; the page polls GET /dashboard/data, built here from the monitor's hour of
+samples, the live positions of the log, the recent alerts and the stored recommendations.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import Any
 
 from .. import __version__
 from ..errors import StoreError
-from ..gateway.http_server import HttpRequest, HttpResponse
-from .monitor import log_positions
-
-if TYPE_CHECKING:
-    from ..app import Gateway
+from .alerts import Alerts
+from .monitor import ResourceMonitor, log_positions
+from .view import ClusterView
 
 RECENT_SHOWN = 20
-_NO_STORE = (b"cache-control", b"no-store")
 MAX_POINTS = 720  # an hour at the default 5 s monitor interval; longer histories are thinned to this
 
 
-def _page() -> bytes:
+def dashboard_page() -> bytes:
     return (importlib.resources.files("chroma_ha.ops") / "static" / "dashboard.html").read_bytes()
 
 
@@ -36,28 +30,28 @@ def _thin(items: list[Any], limit: int = MAX_POINTS) -> list[Any]:
     return [items[int(n * step)] for n in range(limit - 1)] + [items[-1]]
 
 
-async def dashboard_data(gateway: Gateway) -> dict[str, Any]:
+async def dashboard_data(view: ClusterView, monitor: ResourceMonitor, alerts: Alerts) -> dict[str, Any]:
     now = time.time()
-    instances = gateway.settings.instances
-    samples = _thin(list(gateway.monitor.tracker.samples))
-    latest = gateway.monitor.latest
+    instances = view.settings.instances
+    samples = _thin(list(monitor.tracker.samples))
+    latest = monitor.latest
     store_ok = True
     try:
-        head, positions = await log_positions(gateway.store, gateway.progress.cursors, now)
-        recommendations = await gateway.store.recommendations(RECENT_SHOWN)
+        head, positions = await log_positions(view.store, view.progress.cursors, now)
+        recommendations = await view.store.recommendations(RECENT_SHOWN)
     except StoreError:
         head, positions, recommendations, store_ok = 0, {}, [], False
-    up = gateway.health.up_instances()
+    up = view.health.up_instances()
     rows = []
     for instance in instances:
-        state = gateway.health.states[instance]
+        state = view.health.states[instance]
         position = positions.get(instance)
         heartbeat = latest.instances[instance].heartbeat_seconds if latest and instance in latest.instances else None
         rows.append({
             "url": instance,
             "up": state.up,
-            "state": gateway.appliers[instance].state,
-            "cursor": gateway.progress.cursors.get(instance, 0),
+            "state": view.appliers[instance].state,
+            "cursor": view.progress.cursors.get(instance, 0),
             "pending": position.pending if position else None,
             "lag_seconds": position.lag_seconds if position else None,
             "heartbeat_ms": round(heartbeat * 1000, 2) if heartbeat is not None else None,
@@ -73,7 +67,7 @@ async def dashboard_data(gateway: Gateway) -> dict[str, Any]:
         "healthy_instances": f"{len(up)}/{len(instances)}",
         "head": head,
         "instances": rows,
-        "throughput": {"appended": gateway.monitor.appended.rates(), "applied": gateway.monitor.applied.rates()},
+        "throughput": {"appended": monitor.appended.rates(), "applied": monitor.applied.rates()},
         "series": {
             "t": [round(s.at, 1) for s in samples],
             "lag": {i: [s.instances[i].lag_seconds if i in s.instances else None for s in samples] for i in instances},
@@ -84,22 +78,9 @@ async def dashboard_data(gateway: Gateway) -> dict[str, Any]:
             "host_memory": [round(s.resources.host_memory_percent, 1) for s in samples],
             "process_cpu": [round(s.resources.process_cpu_percent, 1) for s in samples],
         },
-        "alerts": list(gateway.alerts.recent)[:RECENT_SHOWN],
-        "firing": [a.title for a in gateway.alerts.book.firing()],
+        "alerts": list(alerts.recent)[:RECENT_SHOWN],
+        "firing": alerts.firing_titles(),
         "recommendations": [
             {"created_at": r.created_at, "kind": r.kind, "reason": r.reason} for r in recommendations
         ],
     }
-
-
-def dashboard_routes(gateway: Gateway) -> list[tuple[str, Callable[[HttpRequest], Awaitable[HttpResponse]]]]:
-    page = _page()
-
-    async def dashboard(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(200, page, [(b"content-type", b"text/html; charset=utf-8"), _NO_STORE])
-
-    async def data(request: HttpRequest) -> HttpResponse:
-        body = orjson.dumps(await dashboard_data(gateway))
-        return HttpResponse(200, body, [(b"content-type", b"application/json"), _NO_STORE])
-
-    return [("/dashboard", dashboard), ("/dashboard/data", data)]

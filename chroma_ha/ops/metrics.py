@@ -11,7 +11,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -20,9 +20,10 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from ..cluster.stats import ApplierStats, WriteStats
+
 if TYPE_CHECKING:
-    from ..replication.applier import ApplierStats
-    from .monitor import Sample
+    from .pressure import Sample
 
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -76,15 +77,31 @@ class RateTracker:
         return {f"{int(w // 60)}m": round(self.rate(w), 3) for w in RATE_WINDOWS_S}
 
 
-class _ApplierCounters(Collector):
-    """Cumulative applier and write-path counters, read at scrape time from the objects that own them."""
+class AlertCounts(Protocol):
+    sent: int
+    failed: int
 
-    def __init__(self, stats: Callable[[], Mapping[str, ApplierStats]], totals: Callable[[], Mapping[str, float]]):
+
+class _Counters(Collector):
+    """Cumulative applier, write-path and alert counters, read at scrape time from the objects that own them."""
+
+    def __init__(self, stats: Mapping[str, ApplierStats], writes: WriteStats, alerts: AlertCounts):
         self._stats = stats
-        self._totals = totals
+        self._writes = writes
+        self._alerts = alerts
+
+    def _totals(self) -> dict[str, float]:
+        writes, alerts = self._writes, self._alerts
+        return {
+            "log_appended_entries": float(writes.appended_entries),
+            "log_appended_bytes": float(writes.appended_bytes),
+            "deletes_converted": float(writes.deletes_converted),
+            "alerts_sent": float(alerts.sent),
+            "alerts_failed": float(alerts.failed),
+        }
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._stats()
+        stats = self._stats
         per_instance = {
             "applied_entries": "Log entries applied to the instance",
             "applied_batches": "Chroma calls made by the instance's applier",
@@ -152,11 +169,13 @@ class _RequestCounts(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, applier_stats: Mapping[str, ApplierStats], writes: WriteStats, alerts: AlertCounts) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self._requests = _RequestCounts()
         r.register(self._requests)
+        r.register(_Counters(applier_stats, writes, alerts))
+        self._applier_stats = applier_stats
         # What the request path calls, once per request: (route class, answering instance, status, seconds).
         self.observe_request: Callable[[str, str, int, float], None] = self._requests.observe
         self.head = Gauge("chroma_ha_log_head_seq", "Highest seq in the log", registry=r)
@@ -190,15 +209,10 @@ class Metrics:
         }
         ProcessCollector(registry=r)
         self._seen: dict[str, tuple[int, int]] = {}
-        self.appended_bytes = 0
 
-    def bind(self, stats: Callable[[], Mapping[str, ApplierStats]], totals: Callable[[], Mapping[str, float]]) -> None:
-        """Register the counters owned elsewhere (the appliers, the write path), read at scrape time."""
-        self.registry.register(_ApplierCounters(stats, totals))
-
-    def feed_appliers(self, stats: Mapping[str, ApplierStats]) -> None:
+    def feed_appliers(self) -> None:
         """Observe the batch sizes and apply lags the appliers recorded since the last call."""
-        for instance, s in stats.items():
+        for instance, s in self._applier_stats.items():
             seen_batches, seen_entries = self._seen.get(instance, (0, 0))
             new_batches = min(s.applied_batches - seen_batches, len(s.batch_sizes))
             new_entries = min(s.applied_entries - seen_entries, len(s.lags))

@@ -12,15 +12,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import psutil
 
+from ..cluster.health import HealthMonitor
+from ..cluster.limits import BatchLimits
+from ..cluster.progress import Progress
+from ..cluster.stats import ApplierStats, WriteStats
 from ..errors import InstanceError, StoreError
-from ..replication.batching import Limits
 from ..store import Divergence, LogStore
-from .alerts import backlog_alert, divergence_alert, lag_alert, recommendation_alert, store_alert
-from .metrics import RateTracker
+from ..upstream.client import InstanceClient
+from ..upstream.paths import HEARTBEAT
+from .alerts import Alerts, backlog_alert, divergence_alert, lag_alert, recommendation_alert, store_alert
+from .metrics import Metrics, RateTracker
 from .pressure import (
     InstanceSample,
     Pressure,
@@ -30,9 +34,6 @@ from .pressure import (
     Thresholds,
     batch_limits,
 )
-
-if TYPE_CHECKING:
-    from ..app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ async def log_positions(store: LogStore, cursors: Mapping[str, int], now: float)
         lag = 0.0
         if pending:
             if cursor not in created:
-                oldest = await store.read(cursor, 1)
+                oldest = await store.read_keys(cursor, 1)
                 created[cursor] = oldest[0].created_at if oldest else None
             at = created[cursor]
             lag = max(0.0, now - at) if at is not None else 0.0
@@ -85,50 +86,62 @@ async def log_positions(store: LogStore, cursors: Mapping[str, int], now: float)
 
 
 class ResourceMonitor:
-    def __init__(self, gateway: Gateway, sampler: Sampler | None = None) -> None:
-        self._gw = gateway
+    def __init__(
+        self,
+        *,
+        instances: tuple[str, ...],
+        interval: float,
+        ping_timeout: float,
+        thresholds: Thresholds,
+        store: LogStore,
+        client: InstanceClient,
+        health: HealthMonitor,
+        progress: Progress,
+        applier_stats: Mapping[str, ApplierStats],
+        write_stats: WriteStats,
+        alerts: Alerts,
+        metrics: Metrics,
+        limits: BatchLimits,
+        sampler: Sampler | None = None,
+    ) -> None:
+        self._instances = instances
+        self._interval = interval
+        self._ping_timeout = ping_timeout
+        self.thresholds = thresholds
+        self._store = store
+        self._client = client
+        self._health = health
+        self._progress = progress
+        self._applier_stats = applier_stats
+        self._write_stats = write_stats
+        self._alerts = alerts
+        self._metrics = metrics
+        self._limits = limits
         self._sampler = sampler or PsutilSampler()
-        settings = gateway.settings
-        self.thresholds = Thresholds.from_settings(settings)
-        self.tracker = PressureTracker(self.thresholds)
-        self.maxima = Limits(settings.batch_max_records, settings.batch_max_bytes)
+        self.tracker = PressureTracker(thresholds)
         self.appended = RateTracker()
         self.applied = RateTracker()
-        self.applied_by_instance = {i: RateTracker() for i in settings.instances}
+        self.applied_by_instance = {i: RateTracker() for i in instances}
         self.latest: Sample | None = None
         self._heartbeats: dict[str, float] = {}
-        gateway.metrics.bind(lambda: {i: a.stats for i, a in gateway.appliers.items()}, self._totals)
-
-    def _totals(self) -> dict[str, float]:
-        """Counters the write path owns, for /metrics."""
-        gw = self._gw
-        return {
-            "log_appended_entries": float(gw.writes.appended),
-            "log_appended_bytes": float(gw.metrics.appended_bytes),
-            "deletes_converted": float(getattr(gw.writes, "deletes_converted", 0)),
-            "alerts_sent": float(gw.alerts.sent),
-            "alerts_failed": float(gw.alerts.failed),
-        }
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.tick()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._gw.settings.monitor_interval)
+                await asyncio.wait_for(stop.wait(), self._interval)
 
     def update_rates(self, now: float) -> None:
-        gw = self._gw
-        self.appended.update(gw.writes.appended, now)
+        self.appended.update(self._write_stats.appended_entries, now)
         total = 0
-        for instance, applier in gw.appliers.items():
-            total += applier.stats.applied_entries
-            self.applied_by_instance[instance].update(applier.stats.applied_entries, now)
+        for instance, stats in self._applier_stats.items():
+            total += stats.applied_entries
+            self.applied_by_instance[instance].update(stats.applied_entries, now)
         self.applied.update(total, now)
 
     async def measure(self, now: float, *, ping: bool = True) -> tuple[Sample, str, list[Divergence]]:
         """A sample of now, with the store's problem ("" when none) and the unresolved divergences. Without
         `ping`, the heartbeat latencies of the last sample are reused (for scrapes)."""
-        gw = self._gw
         resources = self._sampler()
         self.update_rates(now)
         if ping:
@@ -138,32 +151,31 @@ class ResourceMonitor:
         head, oldest = 0, 0
         positions: dict[str, Position] = {}
         try:
-            head, positions = await log_positions(gw.store, gw.progress.cursors, now)
-            oldest = await gw.store.oldest_seq()
-            divergences = await gw.store.divergences()
+            head, positions = await log_positions(self._store, self._progress.cursors, now)
+            oldest = await self._store.oldest_seq()
+            divergences = await self._store.divergences()
         except StoreError as exc:
             problem = str(exc) or type(exc).__name__
         instances = {
             i: InstanceSample(
-                up=gw.health.is_up(i), cursor=gw.progress.cursors.get(i, 0),
+                up=self._health.is_up(i), cursor=self._progress.cursors.get(i, 0),
                 pending=positions[i].pending if i in positions else 0,
                 lag_seconds=positions[i].lag_seconds if i in positions else 0.0,
                 heartbeat_seconds=heartbeats.get(i),
             )
-            for i in gw.settings.instances
+            for i in self._instances
         }
         sample = Sample(
             at=now, resources=resources, instances=instances, head=head, oldest=oldest,
             divergences=len(divergences), appended_per_second=self.appended.rate(60),
             applied_per_second=self.applied.rate(60),
         )
-        gw.metrics.update(sample)
-        gw.metrics.feed_appliers({i: a.stats for i, a in gw.appliers.items()})
+        self._metrics.update(sample)
+        self._metrics.feed_appliers()
         return sample, problem, divergences
 
     async def tick(self, now: float | None = None) -> Sample:
         """Take one sample and act on it."""
-        gw = self._gw
         now = time.time() if now is None else now
         sample, problem, divergences = await self.measure(now)
         self.latest = sample
@@ -173,33 +185,29 @@ class ResourceMonitor:
             await self._recommend(pressure)
         for kind in cleared:
             log.info("pressure %s cleared", kind)
-        gw.limits = batch_limits(
-            self.maxima, memory_percent=sample.resources.host_memory_percent,
+        self._limits.set(batch_limits(
+            self._limits.maxima, memory_percent=sample.resources.host_memory_percent,
             memory_threshold=self.thresholds.memory_percent, backlog=sample.backlog,
-        )
-        gw.metrics.batch_limit.set(gw.limits.max_records)
+        ))
+        self._metrics.batch_limit.set(self._limits.current.max_records)
         return sample
 
     async def _ping_instances(self) -> dict[str, float]:
         """Round trip of one heartbeat per instance; instances that do not answer are left out."""
-        gw = self._gw
 
         async def ping(instance: str) -> float | None:
             started = time.perf_counter()
             try:
-                answer = await gw.client.request(
-                    instance, "GET", "/api/v2/heartbeat", timeout=gw.settings.health_timeout
-                )
+                answer = await self._client.request(instance, "GET", HEARTBEAT, timeout=self._ping_timeout)
             except InstanceError:
                 return None
             return time.perf_counter() - started if answer.ok else None
 
-        instances = gw.settings.instances
-        timings = await asyncio.gather(*(ping(i) for i in instances))
-        return {i: t for i, t in zip(instances, timings, strict=True) if t is not None}
+        timings = await asyncio.gather(*(ping(i) for i in self._instances))
+        return {i: t for i, t in zip(self._instances, timings, strict=True) if t is not None}
 
     def _raise_alerts(self, sample: Sample, store_problem: str, divergences: list[Divergence]) -> None:
-        alerts, t = self._gw.alerts, self.thresholds
+        alerts, t = self._alerts, self.thresholds
         alerts.report(store_alert(store_problem), bool(store_problem))
         if store_problem:
             return  # positions and divergences are unknown, not cleared
@@ -213,7 +221,7 @@ class ResourceMonitor:
     async def _recommend(self, pressure: Pressure) -> None:
         log.warning("upgrade recommended: %s", pressure.reason)
         try:
-            await self._gw.store.add_recommendation(pressure.kind, pressure.reason, pressure.details)
+            await self._store.add_recommendation(pressure.kind, pressure.reason, pressure.details)
         except StoreError:
             log.exception("could not store the recommendation %s", pressure.kind)
-        self._gw.alerts.event(recommendation_alert(pressure.kind, pressure.reason, pressure.details))
+        self._alerts.event(recommendation_alert(pressure.kind, pressure.reason, pressure.details))

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..replication.batching import Limits
+from ..cluster.limits import Limits
 
 if TYPE_CHECKING:
     from ..settings import Settings

@@ -11,27 +11,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 
 from ..catalog.ids import Catalog
+from ..cluster.health import HealthMonitor
+from ..cluster.limits import BatchLimits
+from ..cluster.progress import Progress
+from ..cluster.stats import ApplierStats
 from ..errors import InstanceError, StoreError
-from ..gateway.proxy import InstanceClient, Upstream
-from ..gateway.routes import CATALOG_WRITES
-from ..health import HealthMonitor
 from ..store import Applied, Divergence, Entry, IdMapping, LogStore
+from ..upstream.client import InstanceClient, Upstream
+from ..upstream.incarnation import Incarnation, ensure_marker
 from .backoff import backoff_delay
-from .batching import Batch, Limits, plan_batches
-from .incarnation import Incarnation, ensure_marker
-from .progress import Progress
+from .batching import Batch, plan_batches
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 500
-RECENT_SAMPLES = 2048  # recent batch sizes and apply lags kept for /wal/stats and /metrics
+# Writes whose replay is not naturally idempotent: an intent is recorded before they are sent.
+CATALOG_WRITES = frozenset({
+    "create_tenant", "update_tenant", "create_database", "delete_database",
+    "create_collection", "update_collection", "delete_collection",
+})
 # Replaying a catalog write that already took effect answers these; they mean "already done".
 _ALREADY_DONE = {
     "create_tenant": 409, "create_database": 409, "delete_database": 404, "delete_collection": 404,
@@ -49,20 +52,6 @@ def is_transient(response: Upstream) -> bool:
     return False
 
 
-@dataclass
-class ApplierStats:
-    applied_entries: int = 0
-    applied_batches: int = 0
-    retries: int = 0
-    rejections: int = 0
-    last_batch_size: int = 0
-    last_error: str = ""
-    applied_bytes: int = 0
-    # recent batch sizes, and seconds from an entry's append to its commit here (one per applied entry)
-    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLES))
-    lags: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLES))
-
-
 class Applier:
     def __init__(
         self,
@@ -73,14 +62,15 @@ class Applier:
         client: InstanceClient,
         health: HealthMonitor,
         progress: Progress,
-        limits: Callable[[], Limits],
+        limits: BatchLimits,
+        stats: ApplierStats,
         owner: str,
         poll_interval: float,
         backoff_base: float,
         backoff_cap: float,
         lease_ttl: float,
         on_divergence: Callable[[Divergence], None] = lambda d: None,
-        bootstrapper: Callable[[Applier], Awaitable[int]] | None = None,
+        bootstrapper: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
         self.instance = instance
         self._store = store
@@ -95,14 +85,47 @@ class Applier:
         self._lease_ttl = lease_ttl
         self._on_divergence = on_divergence
         self._bootstrapper = bootstrapper
-        self.cursor = 0
+        self.stats = stats
+        self._cursor = 0
         self.state = "starting"
-        self.stats = ApplierStats()
-        self.incarnation: Incarnation | None = None
+        self._incarnation: Incarnation | None = None
         self._lease_until = 0.0
         self._must_check = True
-        self.paused = asyncio.Lock()
+        self._paused = asyncio.Lock()
         health.on_change(self._on_health_change)
+
+    @property
+    def cursor(self) -> int:
+        """The last seq applied to the instance (as committed in the store)."""
+        return self._cursor
+
+    @property
+    def incarnation(self) -> Incarnation | None:
+        """The instance this applier checked it is applying to; None until it has checked."""
+        return self._incarnation
+
+    @contextlib.asynccontextmanager
+    async def pause(self, timeout: float | None = None) -> AsyncIterator[int]:
+        """Hold the applier between two batches for the block, which gets its cursor: nothing is applied to the
+        instance meanwhile, so the instance holds exactly the log up to that seq. TimeoutError past `timeout`."""
+        await asyncio.wait_for(self._paused.acquire(), timeout)
+        try:
+            yield self._cursor
+        finally:
+            self._paused.release()
+
+    async def reset_to(self, seq: int, incarnation: Incarnation) -> None:
+        """Take `seq` as applied on this incarnation of the instance (after a reset of it); call it paused."""
+        await self._store.set_cursor(self.instance, seq, incarnation.id)
+        self._cursor, self._incarnation = seq, incarnation
+        self._progress.set_cursor(self.instance, seq)
+
+    async def close(self) -> None:
+        """Give the lease back, so another gateway can take this instance over at once."""
+        try:
+            await self._store.release_lease(self.instance, self._owner)
+        except StoreError:
+            log.warning("could not release the lease of %s", self.instance)
 
     def _on_health_change(self, instance: str, up: bool) -> None:
         if instance == self.instance and up:
@@ -118,24 +141,23 @@ class Applier:
                     self.state = "standby"
                     await self._sleep(stop, self._lease_ttl / 3)
                     continue
-                async with self.paused:
+                async with self._paused:
                     if self._must_check:
                         await self._check_incarnation()
                     applied = await self._apply_available()
                 attempt = 0
-                if not applied and await self._store.head() <= self.cursor:
+                if not applied and await self._store.head() <= self._cursor:
                     self.state = "idle"
                     await self._wait_for_work(stop)
             except (InstanceError, StoreError) as exc:
                 attempt += 1
-                self.stats.retries += 1
-                self.stats.last_error = str(exc)
+                self.stats.failed(str(exc))
                 if isinstance(exc, InstanceError):
                     self._health.mark_failure(self.instance, str(exc))
                     self._must_check = True
                 self.state = "down" if not self._health.is_up(self.instance) else "retrying"
                 await self._sleep(stop, backoff_delay(attempt, *self._backoff))
-        await self._release_lease()
+        await self.close()
 
     async def _wait_for_work(self, stop: asyncio.Event) -> None:
         """Until the log grows past the cursor, the instance needs a check, the lease renewing, or stop.
@@ -145,7 +167,7 @@ class Applier:
         """
         while not (stop.is_set() or self._must_check or self._lease_due()):
             await self._store.wait_for_append(self._poll)
-            if await self._store.head() > self.cursor:
+            if await self._store.head() > self._cursor:
                 return
 
     def _lease_due(self) -> bool:
@@ -168,12 +190,6 @@ class Applier:
         self._lease_until = 0.0
         return False
 
-    async def _release_lease(self) -> None:
-        try:
-            await self._store.release_lease(self.instance, self._owner)
-        except StoreError:
-            log.warning("could not release the lease of %s", self.instance)
-
     # --- incarnation: is this the instance we think it is? ---------------------------------------------------
 
     async def _check_incarnation(self) -> None:
@@ -186,10 +202,10 @@ class Applier:
         # pruned past its cursor: entries it never applied are gone, only a bootstrap brings it back
         behind = self._bootstrapper is not None and known is not None and known.seq + 1 < oldest
         if known is not None and known.incarnation == marker.id and not behind:
-            self.cursor = known.seq
+            self._cursor = known.seq
         elif known is not None and not known.incarnation and known.seq == 0 and not behind:
             await self._store.set_cursor(self.instance, 0, marker.id)
-            self.cursor = 0
+            self._cursor = 0
         else:
             # new or wiped: everything this instance held is gone, so are its ids
             log.warning("instance %s is new, was wiped or is behind the log: rebuilding it", self.instance)
@@ -198,42 +214,40 @@ class Applier:
             start = 0
             if oldest > 1 and self._bootstrapper is not None:
                 self.state = "bootstrapping"
-                start = await self._bootstrapper(self)
+                start = await self._bootstrapper(self.instance)
             await self._store.set_cursor(self.instance, start, marker.id)
-            self.cursor = start
-        self.incarnation = marker
-        self._progress.set_cursor(self.instance, self.cursor)
+            self._cursor = start
+        self._incarnation = marker
+        self._progress.set_cursor(self.instance, self._cursor)
         self._must_check = False
 
     async def _still_same_instance(self) -> bool:
         marker = await ensure_marker(self._client, self.instance, create=False)
-        return marker is not None and self.incarnation is not None and marker.id == self.incarnation.id
+        return marker is not None and self._incarnation is not None and marker.id == self._incarnation.id
 
     # --- applying -------------------------------------------------------------------------------------------
 
     async def _apply_available(self) -> int:
-        entries = await self._store.read(self.cursor, READ_CHUNK)
+        limits = self._limits.current
+        entries = await self._store.read(self._cursor, READ_CHUNK)
         if not entries:
             return 0
-        if entries[0].seq > self.cursor + 1 and self._bootstrapper is not None:
-            log.error("the log was pruned past %s (at seq %d): it needs a bootstrap", self.instance, self.cursor)
+        if entries[0].seq > self._cursor + 1 and self._bootstrapper is not None:
+            log.error("the log was pruned past %s (at seq %d): it needs a bootstrap", self.instance, self._cursor)
             self._must_check = True
             return 0
         self.state = "applying"
-        for batch in plan_batches(entries, self._limits()):
+        for batch in plan_batches(entries, limits):
             applied, mappings = await self._apply_batch(batch)
             divergences = await self._store.commit_batch(self.instance, applied, batch.last_seq, mappings)
             self._catalog.learn(mappings)
-            self.cursor = batch.last_seq
-            self._progress.record(self.instance, applied, self.cursor)
-            self.stats.applied_entries += len(batch.entries)
-            self.stats.applied_batches += 1
-            self.stats.last_batch_size = len(batch.entries)
-            self.stats.batch_sizes.append(len(batch.entries))
-            self.stats.applied_bytes += len(batch.body)
+            self._cursor = batch.last_seq
+            self._progress.record(self.instance, applied, self._cursor)
             committed = time.time()
-            self.stats.lags.extend(committed - e.created_at for e in batch.entries)
-            self.stats.rejections += sum(1 for a in applied if not a.ok)
+            self.stats.batch_applied(
+                len(batch.entries), len(batch.body), [committed - e.created_at for e in batch.entries],
+                sum(1 for a in applied if not a.ok),
+            )
             for divergence in divergences:
                 log.error("divergence at seq %d on %s", divergence.seq, self.instance)
                 self._on_divergence(divergence)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ..cluster.limits import Limits
 from ..store import Entry
 
 MERGEABLE_OPS = frozenset({"add", "upsert", "update"})
@@ -27,12 +28,6 @@ class Batch:
     @property
     def last_seq(self) -> int:
         return self.entries[-1].seq
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_records: int
-    max_bytes: int
 
 
 def _shape(payload: dict[str, Any]) -> tuple[Any, ...] | None:

@@ -1,6 +1,6 @@
 """Bootstrap: bring a new or wiped instance up when the log no longer holds everything it needs.
 
-Called by the instance's applier (inside its own `paused` lock) when the instance is new or wiped and the log
+Called by the instance's applier (while it holds itself paused) when the instance is new or wiped and the log
 starts after seq 1. It copies every tenant, database and collection from an in-sync source instance, then the
 applier resumes from the log at the returned seq S.
 
@@ -21,21 +21,20 @@ on PostgreSQL, a bootstrap waits until such a source exists.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.ids import Catalog
 from ..catalog.inventory import ALL_FIELDS, ChromaInstance, CollectionInfo, tenants_of
+from ..cluster.health import HealthMonitor
+from ..cluster.progress import Progress
 from ..errors import InstanceError
-from ..gateway.proxy import InstanceClient
-from ..health import HealthMonitor
 from ..store import IdMapping, LogStore
-from .incarnation import ensure_marker
-from .progress import Progress
+from ..upstream.client import InstanceClient
+from ..upstream.incarnation import ensure_marker
 
 if TYPE_CHECKING:
     from .applier import Applier
@@ -102,7 +101,7 @@ class Bootstrapper:
         client: InstanceClient,
         health: HealthMonitor,
         progress: Progress,
-        appliers: Callable[[], Mapping[str, Applier]],
+        sources: Mapping[str, Applier],
         page_size: int = PAGE_SIZE,
     ) -> None:
         self._store = store
@@ -110,15 +109,14 @@ class Bootstrapper:
         self._client = client
         self._health = health
         self._progress = progress
-        self._appliers = appliers
+        self._sources = sources  # every instance's applier: the copy's source is paused through its own
         self._page_size = page_size
         self.status: dict[str, BootstrapStatus] = {}
 
     def status_document(self) -> dict[str, Any]:
         return {instance: status.as_dict() for instance, status in self.status.items()}
 
-    async def __call__(self, applier: Applier) -> int:
-        target = applier.instance
+    async def __call__(self, target: str) -> int:
         status = self.status[target] = BootstrapStatus()
         try:
             await self._store.set_cursor(target, 0, BOOTSTRAPPING)
@@ -136,7 +134,7 @@ class Bootstrapper:
     def _choose(self, target: str) -> str | None:
         candidates = [
             Candidate(i, self._health.is_up(i), a.state, a.incarnation is not None, self._progress.cursors.get(i, 0))
-            for i, a in self._appliers().items()
+            for i, a in self._sources.items()
         ]
         return choose_source(target, candidates)
 
@@ -150,20 +148,17 @@ class Bootstrapper:
         status.state = "clearing target"
         await _clear(dst, tenants)
         status.state = "waiting for source"
-        source_applier = self._appliers()[source]
+        source_applier = self._sources[source]
         try:
-            await asyncio.wait_for(source_applier.paused.acquire(), SOURCE_LOCK_TIMEOUT_S)
+            async with source_applier.pause(SOURCE_LOCK_TIMEOUT_S) as start:
+                marker = await ensure_marker(self._client, source, create=False)
+                known = source_applier.incarnation
+                if marker is None or known is None or marker.id != known.id:
+                    raise InstanceError(target, f"bootstrap: {source} was replaced meanwhile", retryable=True)
+                status.start_seq, status.state = start, "copying collections"
+                copies = await self._copy_catalog(src, dst, tenants, status)
         except TimeoutError:
             raise InstanceError(target, f"bootstrap: {source} stayed busy", retryable=True) from None
-        try:
-            marker = await ensure_marker(self._client, source, create=False)
-            if marker is None or source_applier.incarnation is None or marker.id != source_applier.incarnation.id:
-                raise InstanceError(target, f"bootstrap: {source} was replaced meanwhile", retryable=True)
-            start = source_applier.cursor
-            status.start_seq, status.state = start, "copying collections"
-            copies = await self._copy_catalog(src, dst, tenants, status)
-        finally:
-            source_applier.paused.release()
         status.state = "copying records"
         for copy in copies:
             await self._copy_records(src, dst, copy, status)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chroma_ha.replication.bootstrap import BOOTSTRAPPING, Candidate, choose_source
-from chroma_ha.replication.drain import LogWatch, NotDrained, touches
+from chroma_ha.catalog.drain import LogWatch, NotDrained, touches
 from chroma_ha.replication.retention import Retention, prune_interval
 from chroma_ha.store import IdMapping, LogStore, NewEntry
 from chroma_ha.store.sqlite import SQLiteStore

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from chroma_ha.errors import InstanceError
-from chroma_ha.gateway.proxy import WATCH_INTERVAL_S, InstanceClient, Upstream
+from chroma_ha.upstream.client import WATCH_INTERVAL_S, InstanceClient, Upstream
 from chroma_ha.local_cluster import free_port
 
 TIMEOUT_S = 0.3

@@ -16,7 +16,6 @@ import pytest
 
 from chroma_ha.app import Gateway
 from chroma_ha.errors import StoreError
-from chroma_ha.gateway.server import serve
 from chroma_ha.local_cluster import ChromaServer, free_port
 from chroma_ha.settings import Settings
 from chroma_ha.store import Applied, Divergence, IdMapping
@@ -49,7 +48,7 @@ def replaying_gateway(tmp_path: Path) -> Iterator[tuple[int, list[ChromaServer],
     stop = asyncio.Event()
     ready = threading.Event()
     gateway = Gateway(settings, store=store)
-    thread = threading.Thread(target=lambda: loop.run_until_complete(serve(gateway, stop, on_ready=ready.set)))
+    thread = threading.Thread(target=lambda: loop.run_until_complete(gateway.serve(stop, on_ready=ready.set)))
     thread.start()
     assert ready.wait(30), "the gateway did not start"
     yield settings.port, servers, store

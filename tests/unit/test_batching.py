@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import orjson
 
-from chroma_ha.replication.batching import Limits, plan_batches
+from chroma_ha.cluster.limits import Limits
+from chroma_ha.replication.batching import plan_batches
 from chroma_ha.store import Entry
 
 WIDE = Limits(max_records=1000, max_bytes=1 << 20)

@@ -10,9 +10,9 @@ import pytest
 
 from chroma_ha.errors import RequestRejected
 from chroma_ha.gateway.deletes import DocumentDeletes, key_values, value_groups
-from chroma_ha.gateway.proxy import Upstream
 from chroma_ha.gateway.reads import ReadResult
 from chroma_ha.gateway.routes import Kind, Route
+from chroma_ha.upstream.client import Upstream
 
 COLLECTION = "5f0c6c1e-0000-4000-8000-000000000001"
 ROUTE = Route(Kind.WRITE, "delete", "default_tenant", "default_database", COLLECTION)
@@ -59,7 +59,7 @@ class FakeReads:
 
 
 def expander(reads: FakeReads, collections: tuple[str, ...] = ()) -> DocumentDeletes:
-    return DocumentDeletes(key="document_id", collections=collections, reads=lambda: reads)  # type: ignore[arg-type, return-value]
+    return DocumentDeletes(key="document_id", collections=collections, reads=reads)  # type: ignore[arg-type]
 
 
 CHUNKS: dict[str, dict[str, Any]] = {

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from chroma_ha.cluster.health import HealthState
 from chroma_ha.gateway.reads import fresh_first
-from chroma_ha.health import HealthState
 
 
 def test_rise_and_fall_counts_keep_one_blip_from_flapping() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from chroma_ha.cluster.stats import ApplierStats, WriteStats
 from chroma_ha.ops.metrics import Metrics, RateTracker, _RequestCounts, percentiles
 from chroma_ha.ops.pressure import InstanceSample, ResourceSample, Sample
-from chroma_ha.replication.applier import ApplierStats
 
 
 def values(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -43,8 +43,17 @@ def test_a_young_tracker_counts_nothing_before_its_first_snapshot() -> None:
     assert rates.rate(5) == 3.0
 
 
+class Alerts:
+    sent = 0
+    failed = 0
+
+
+def metrics_of(stats: dict[str, ApplierStats] | None = None, writes: WriteStats | None = None) -> Metrics:
+    return Metrics(stats or {}, writes or WriteStats(), Alerts())
+
+
 def test_the_registry_is_the_gateways_own_and_parses() -> None:
-    metrics = Metrics()
+    metrics = metrics_of()
     metrics.observe_request("read", "http://a:1", 200, 0.002)
     metrics.observe_request("read", "http://a:1", 200, 0.004)
     metrics.observe_request("write", "log", 201, 0.01)
@@ -79,13 +88,12 @@ def test_the_registry_is_the_gateways_own_and_parses() -> None:
 
 
 def test_applier_counters_and_new_batches_are_read_from_the_stats() -> None:
-    metrics = Metrics()
     stats = ApplierStats(applied_entries=3, applied_batches=2, retries=5)
     stats.batch_sizes.extend([1, 2])
     stats.lags.extend([0.01, 0.02, 0.03])
-    metrics.bind(lambda: {"http://a:1": stats}, lambda: {"log_appended_entries": 3.0})
-    metrics.feed_appliers({"http://a:1": stats})
-    metrics.feed_appliers({"http://a:1": stats})  # nothing new: nothing observed twice
+    metrics = metrics_of({"http://a:1": stats}, WriteStats(appended_entries=3))
+    metrics.feed_appliers()
+    metrics.feed_appliers()  # nothing new: nothing observed twice
     found = values(metrics)
     a = (("instance", "http://a:1"),)
     assert found[("chroma_ha_applier_retries_total", a)] == 5
@@ -96,7 +104,7 @@ def test_applier_counters_and_new_batches_are_read_from_the_stats() -> None:
 
 
 def test_requests_noted_across_a_fold_are_each_counted_once() -> None:
-    metrics = Metrics()
+    metrics = metrics_of()
     noted = _RequestCounts.FOLD_EVERY + 5  # one fold on the way (bounding memory when nothing scrapes), then more
     for n in range(noted):
         metrics.observe_request("read", "http://a:1", 200 if n % 2 else 404, 0.002)

@@ -11,7 +11,7 @@ from chroma_ha.app import Gateway
 from chroma_ha.errors import SettingsError
 from chroma_ha.local_cluster import free_port
 from chroma_ha.ops.monitor import PsutilSampler, ResourceMonitor
-from chroma_ha.ops.pressure import ResourceSample
+from chroma_ha.ops.pressure import ResourceSample, Thresholds
 from chroma_ha.settings import Settings
 
 WINDOW = 60.0
@@ -39,6 +39,17 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     await gw.store.close()
 
 
+def monitor_of(gw: Gateway, sampler: FakeSampler) -> ResourceMonitor:
+    """The gateway's monitor, with the sampler in place of psutil."""
+    s = gw.settings
+    return ResourceMonitor(
+        instances=s.instances, interval=s.monitor_interval, ping_timeout=s.health_timeout,
+        thresholds=Thresholds.from_settings(s), store=gw.store, client=gw.client, health=gw.health,
+        progress=gw.progress, applier_stats=gw.applier_stats, write_stats=gw.write_stats, alerts=gw.alerts,
+        metrics=gw.metrics, limits=gw.limits, sampler=sampler,
+    )
+
+
 async def run(monitor: ResourceMonitor, start: float, seconds: float) -> float:
     t = start
     while t < start + seconds:
@@ -49,7 +60,7 @@ async def run(monitor: ResourceMonitor, start: float, seconds: float) -> float:
 
 async def test_sustained_memory_pressure_is_recommended_once_and_alerted(gateway: Gateway) -> None:
     sampler = FakeSampler()
-    monitor = ResourceMonitor(gateway, sampler=sampler)
+    monitor = monitor_of(gateway, sampler)
     t = await run(monitor, 1000.0, 120)
     assert await gateway.store.recommendations() == []
     sampler.memory = 93.0
@@ -59,16 +70,16 @@ async def test_sustained_memory_pressure_is_recommended_once_and_alerted(gateway
     assert recommendation.details["host_memory_percent"] == 93.0
     assert [a["key"] for a in gateway.alerts.recent if a["status"] == "event"] == ["recommendation:memory"]
     assert "memory" in monitor.tracker.active
-    assert gateway.limits.max_records < gateway.settings.batch_max_records // 2  # shrunk under pressure
+    assert gateway.limits.current.max_records < gateway.settings.batch_max_records // 2  # shrunk under pressure
     sampler.memory = 40.0
     await run(monitor, t, INTERVAL * 2)
     assert monitor.tracker.active == {}
-    assert gateway.limits.max_records == gateway.settings.batch_max_records // 2
+    assert gateway.limits.current.max_records == gateway.settings.batch_max_records // 2
 
 
 async def test_a_short_spike_is_not_recommended(gateway: Gateway) -> None:
     sampler = FakeSampler()
-    monitor = ResourceMonitor(gateway, sampler=sampler)
+    monitor = monitor_of(gateway, sampler)
     t = await run(monitor, 1000.0, 120)
     sampler.memory = 99.0
     t = await run(monitor, t, WINDOW / 3)
@@ -79,7 +90,7 @@ async def test_a_short_spike_is_not_recommended(gateway: Gateway) -> None:
 
 
 async def test_an_unreachable_instance_has_no_heartbeat_and_the_sample_has_the_log(gateway: Gateway) -> None:
-    monitor = ResourceMonitor(gateway, sampler=FakeSampler())
+    monitor = monitor_of(gateway, FakeSampler())
     sample = await monitor.tick(1.0)
     [instance] = sample.instances.values()
     assert instance.heartbeat_seconds is None

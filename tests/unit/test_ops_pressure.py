@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chroma_ha.cluster.limits import Limits
 from chroma_ha.ops.pressure import (
     InstanceSample,
     PressureTracker,
@@ -12,7 +13,6 @@ from chroma_ha.ops.pressure import (
     batch_limits,
     sustained,
 )
-from chroma_ha.replication.batching import Limits
 
 T = Thresholds(window=300, cpu_percent=85, memory_percent=85, lag_seconds=60, backlog_entries=1000, down_ratio=0.5)
 A = "http://a:1"

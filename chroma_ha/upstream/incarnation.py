@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import orjson
 
 from ..errors import InstanceError
-from ..gateway.proxy import InstanceClient
-from ..gateway.routes import API
+from .client import InstanceClient
+from .paths import API
 
 MARKER_TENANT = "chroma_ha_system"
 MARKER_DATABASE = "system"

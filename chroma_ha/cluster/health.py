@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import InstanceError
-from .gateway.proxy import InstanceClient
+from ..errors import InstanceError
+from ..upstream.client import InstanceClient
+from ..upstream.paths import HEARTBEAT
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class HealthState:
     last_error: str = ""
     requests: int = 0
     failures: int = 0
-    outstanding: int = 0
+    outstanding: int = 0  # requests sent to the instance and not yet answered, for least-outstanding balancing
     changed_at: float = field(default_factory=time.time)
 
     def success(self) -> bool:
@@ -54,6 +55,12 @@ class HealthState:
             self.up, self.changed_at = False, time.time()
             return True
         return False
+
+    def request_started(self) -> None:
+        self.outstanding += 1
+
+    def request_ended(self) -> None:
+        self.outstanding -= 1
 
     @property
     def success_rate(self) -> float:
@@ -98,7 +105,7 @@ class HealthMonitor:
 
     async def probe(self, instance: str) -> None:
         try:
-            result = await self._client.request(instance, "GET", "/api/v2/heartbeat", timeout=self._timeout)
+            result = await self._client.request(instance, "GET", HEARTBEAT, timeout=self._timeout)
         except InstanceError as exc:
             self.mark_failure(instance, str(exc))
         else:

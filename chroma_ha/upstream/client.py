@@ -1,4 +1,4 @@
-"""Forward one request to one instance. The only place that speaks HTTP to Chroma servers.
+"""Requests to instances: the only place that speaks HTTP to Chroma servers.
 
 A lean HTTP/1.1 client: one asyncio.Protocol per keep-alive connection, httptools (the parser the gateway's
 own server uses) to parse answers, a LIFO pool of idle connections per instance. It does what a proxy hop
@@ -25,8 +25,6 @@ HOP_HEADERS = frozenset({
     "transfer-encoding", "upgrade", "content-length", "accept-encoding", "content-encoding", "date", "server",
 })
 _HOP_HEADER_BYTES = frozenset(name.encode() for name in HOP_HEADERS)
-# Client headers kept with a logged write, so the applier sends them to every instance (auth included).
-LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
 # Instance answer headers the client sees; the rest describe the instance's hop (length, date, server).
 ANSWER_HEADERS = frozenset({b"content-type", b"chroma-trace-id"})
 MAX_CONNECTIONS_PER_INSTANCE = 256

@@ -1,0 +1,226 @@
+"""The documents of the admin API (health, status, the log's state and statistics, recommendations), built from a
+read-only view of the cluster. The HTTP layer serves them; the CLI and the tests can read them without HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import __version__
+from ..cluster.limits import BatchLimits
+from ..errors import StoreError
+from .alerts import Alerts
+from .dashboard import dashboard_data, dashboard_page
+from .metrics import PROMETHEUS_CONTENT_TYPE, Metrics, percentiles
+from .monitor import ResourceMonitor, log_positions
+from .openapi import admin_openapi
+from .pressure import Sample
+from .view import ClusterView
+
+DIVERGENCES_SHOWN = 100
+
+
+def _limits(limits: BatchLimits) -> dict[str, int]:
+    current = limits.current
+    return {"max_records": current.max_records, "max_bytes": current.max_bytes}
+
+
+class AdminDocuments:
+    def __init__(self, view: ClusterView, monitor: ResourceMonitor, alerts: Alerts, metrics: Metrics) -> None:
+        self.view = view
+        self.monitor = monitor
+        self.alerts = alerts
+        self._metrics = metrics
+
+    async def health(self) -> tuple[dict[str, Any], int]:
+        view = self.view
+        instances = view.settings.instances
+        up = view.health.up_instances()
+        reasons = []
+        try:
+            head = await view.store.head()
+            store_ok = True
+        except StoreError as exc:
+            head, store_ok = 0, False
+            reasons.append(f"store unreachable: {exc}")
+        if not up:
+            reasons.append("no instance is up")
+        lagging = [i for i in up if head - view.progress.cursors.get(i, 0) > 0]
+        down = [i for i in instances if i not in up]
+        if reasons:
+            status = "unhealthy"
+        elif down or lagging:
+            status = "degraded"
+            reasons.extend(f"instance {i} is down" for i in down)
+            reasons.extend(f"instance {i} has not applied the whole log yet" for i in lagging)
+        else:
+            status = "healthy"
+        document = {
+            "status": status,
+            "healthy_instances": f"{len(up)}/{len(instances)}",
+            "store": "ok" if store_ok else "unreachable",
+            "instances": {i: {"up": view.health.is_up(i)} for i in instances},
+            "reasons": reasons,
+        }
+        return document, 200 if status != "unhealthy" else 503
+
+    async def status(self) -> dict[str, Any]:
+        view = self.view
+        health, _ = await self.health()
+        now = time.time()
+        head, positions = await log_positions(view.store, view.progress.cursors, now)
+        latest = self.monitor.latest
+        instances = {}
+        for instance, applier in view.appliers.items():
+            state, position = view.health.states[instance], positions[instance]
+            heartbeat = latest.instances[instance].heartbeat_seconds if latest else None
+            instances[instance] = {
+                "state": applier.state,
+                "up": state.up,
+                "success_rate": round(state.success_rate, 4),
+                "requests": state.requests,
+                "failures": state.failures,
+                "consecutive_failures": state.consecutive_failures,
+                "outstanding": state.outstanding,
+                "last_check": state.last_check,
+                "last_error": state.last_error,
+                "state_since": state.changed_at,
+                "cursor": position.cursor,
+                "pending": position.pending,
+                "lag_seconds": position.lag_seconds,
+                "heartbeat_ms": round(heartbeat * 1000, 2) if heartbeat is not None else None,
+            }
+        return {
+            "version": __version__,
+            "gateway_id": view.settings.gateway_id,
+            "uptime_seconds": round(now - view.started_at, 1),
+            "status": health["status"],
+            "healthy_instances": health["healthy_instances"],
+            "reasons": health["reasons"],
+            "log": {"head": head, "oldest": await view.store.oldest_seq()},
+            "batch_limits": _limits(view.limits),
+            "instances": instances,
+            "alerts_firing": self.alerts.firing_titles(),
+            "settings": view.settings.redacted(),
+        }
+
+    async def wal_status(self) -> dict[str, Any]:
+        view, store = self.view, self.view.store
+        head, positions = await log_positions(store, view.progress.cursors, time.time())
+        instances = {}
+        for instance, applier in view.appliers.items():
+            position = positions[instance]
+            instances[instance] = {
+                "cursor": position.cursor,
+                "pending": position.pending,
+                "lag_seconds": position.lag_seconds,
+                "state": applier.state,
+                "up": view.health.is_up(instance),
+            }
+        divergences = await store.divergences()
+        return {
+            "head": head,
+            "oldest": await store.oldest_seq(),
+            "pending": max((p.pending for p in positions.values()), default=0),
+            "oldest_pending_age_seconds": max((p.lag_seconds for p in positions.values()), default=0.0),
+            "state": "applying" if view.applying() else "idle",
+            "instances": instances,
+            "divergence_count": len(divergences),
+            "divergences": [
+                {
+                    "seq": d.seq, "instance": d.instance, "status": d.status, "expected_status": d.expected_status,
+                    "created_at": d.created_at,
+                }
+                for d in divergences[:DIVERGENCES_SHOWN]
+            ],
+            "bootstrap": view.bootstrap_status(),  # per instance: state, source, start_seq, records
+        }
+
+    def wal_stats(self) -> dict[str, Any]:
+        view, monitor = self.view, self.monitor
+        monitor.update_rates(time.time())
+        stats = view.applier_stats
+        by_instance = {
+            i: {
+                "applied_entries": s.applied_entries,
+                "applied_batches": s.applied_batches,
+                "applied_bytes": s.applied_bytes,
+                "applied_per_second": monitor.applied_by_instance[i].rates(),
+                "batch_sizes": percentiles(s.batch_sizes),
+                "last_batch_size": s.last_batch_size,
+                "retries": s.retries,
+                "rejections": s.rejections,
+                "lag_seconds": {k: round(v, 4) for k, v in percentiles(s.lags).items()},
+            }
+            for i, s in stats.items()
+        }
+        lags = percentiles([x for s in stats.values() for x in s.lags])
+        return {
+            "scope": "this gateway, since it started",
+            "appended": {
+                "entries": view.write_stats.appended_entries,
+                "bytes": view.write_stats.appended_bytes,
+                "per_second": monitor.appended.rates(),
+            },
+            "applied": {
+                "entries": sum(s.applied_entries for s in stats.values()),
+                "bytes": sum(s.applied_bytes for s in stats.values()),
+                "per_second": monitor.applied.rates(),
+            },
+            "batch_sizes": percentiles([n for s in stats.values() for n in s.batch_sizes]),
+            "batch_limits": _limits(view.limits),
+            "deletes_converted": view.write_stats.deletes_converted,
+            "retries": sum(s.retries for s in stats.values()),
+            "rejections": sum(s.rejections for s in stats.values()),
+            "lag_seconds": {k: round(v, 4) for k, v in lags.items()},
+            "instances": by_instance,
+        }
+
+    async def metrics(self, *, as_json: bool) -> tuple[bytes | dict[str, Any], str]:
+        """Prometheus text (the body and its content type), or the latest resource figures as a document."""
+        sample, _, _ = await self.monitor.measure(time.time(), ping=False)
+        if as_json:
+            return resources_document(sample), "application/json"
+        return self._metrics.render(), PROMETHEUS_CONTENT_TYPE
+
+    async def recommendations(self) -> dict[str, Any]:
+        active = self.monitor.tracker.active
+        stored = await self.view.store.recommendations()
+        latest_of_kind: dict[str, int] = {}
+        for r in stored:
+            latest_of_kind.setdefault(r.kind, r.id)
+        return {
+            "current": [{"kind": p.kind, "reason": p.reason, "details": p.details} for p in active.values()],
+            "recommendations": [
+                {
+                    "id": r.id, "created_at": r.created_at, "kind": r.kind, "reason": r.reason, "details": r.details,
+                    "current": r.kind in active and latest_of_kind[r.kind] == r.id,
+                }
+                for r in stored
+            ],
+        }
+
+    @staticmethod
+    def openapi() -> dict[str, Any]:
+        return admin_openapi(__version__)
+
+    @staticmethod
+    def dashboard_page() -> bytes:
+        return dashboard_page()
+
+    async def dashboard_data(self) -> dict[str, Any]:
+        return await dashboard_data(self.view, self.monitor, self.alerts)
+
+
+def resources_document(sample: Sample) -> dict[str, Any]:
+    r = sample.resources
+    return {
+        "at": sample.at,
+        "process": {"cpu_percent": r.process_cpu_percent, "memory_bytes": r.process_memory_bytes},
+        "host": {
+            "cpu_percent": r.host_cpu_percent, "memory_percent": r.host_memory_percent,
+            "memory_available_bytes": r.host_memory_available_bytes, "memory_total_bytes": r.host_memory_total_bytes,
+        },
+        "instances": {i: {"up": s.up, "heartbeat_seconds": s.heartbeat_seconds} for i, s in sample.instances.items()},
+    }

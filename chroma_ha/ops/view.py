@@ -1,0 +1,38 @@
+"""A read-only view of the cluster, for the admin documents and the dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..cluster.health import HealthMonitor
+from ..cluster.limits import BatchLimits
+from ..cluster.progress import Progress
+from ..cluster.stats import ApplierStats, WriteStats
+from ..settings import Settings
+from ..store import LogStore
+
+
+class ApplierView(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What the admin documents and the dashboard read, and nothing they could change."""
+
+    settings: Settings
+    store: LogStore
+    health: HealthMonitor
+    progress: Progress
+    appliers: Mapping[str, ApplierView]
+    applier_stats: Mapping[str, ApplierStats]
+    bootstrap_status: Callable[[], dict[str, Any]]
+    limits: BatchLimits
+    write_stats: WriteStats
+    started_at: float
+
+    def applying(self) -> bool:
+        return any(a.state == "applying" for a in self.appliers.values())
