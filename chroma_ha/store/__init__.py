@@ -1,9 +1,21 @@
-"""The log store: one contract (`LogStore`), a SQLite and a PostgreSQL backend."""
+"""The log store: one contract (`LogStore`); a SQLite, a PostgreSQL and an in-memory backend."""
 
 from __future__ import annotations
 
 from ..settings import Settings
-from .base import Applied, Cursor, Divergence, Entry, IdMapping, LogStore, NewEntry, Outcome, Recommendation
+from .base import (
+    Applied,
+    Cursor,
+    Divergence,
+    Entry,
+    EntryKey,
+    IdMapping,
+    LogStore,
+    NewEntry,
+    Outcome,
+    Recommendation,
+)
+from .memory import MemoryDatabase, MemoryStore
 
 
 def open_store(settings: Settings) -> LogStore:
@@ -18,6 +30,17 @@ def open_store(settings: Settings) -> LogStore:
 
 
 __all__ = [
-    "Applied", "Cursor", "Divergence", "Entry", "IdMapping", "LogStore", "NewEntry", "Outcome",
-    "Recommendation", "open_store",
+    "Applied",
+    "Cursor",
+    "Divergence",
+    "Entry",
+    "EntryKey",
+    "IdMapping",
+    "LogStore",
+    "MemoryDatabase",
+    "MemoryStore",
+    "NewEntry",
+    "Outcome",
+    "Recommendation",
+    "open_store",
 ]

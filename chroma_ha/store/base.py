@@ -1,10 +1,12 @@
 """The store contract: the log, the cursors, the catalog of collection ids, divergences, leases, recommendations.
 
-Two backends implement `LogStore`: SQLite (one gateway) and PostgreSQL (several gateways). One behavioural
-contract suite (tests/contract) runs against both.
+Three backends implement `LogStore`: SQLite (one gateway), PostgreSQL (several gateways) and memory (unit tests,
+no I/O). One behavioural contract suite (tests/contract) runs against all three.
 
 Ordering guarantee every backend gives: `append` returns only once its entries are durable, and an entry with a
 higher `seq` is never visible to `read` before every lower `seq` is (no gaps an applier could pass over).
+Catalog guarantee: `catalog_version` is raised in the same transaction as every change to the id mappings, so
+mappings read after seeing version v are current for as long as the version is still v (read the version first).
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ class NewEntry:
     collection_id: str | None = None
     scope: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    """What an entry's dependents need to know of it, without its payload: the read-your-writes index, retention
+    and lag positions. `canonical_id` is the collection a `create_collection` entry creates (None otherwise)."""
+
+    seq: int
+    created_at: float
+    op: str
+    collection_id: str | None
+    scope: str
+    canonical_id: str | None
 
 
 @dataclass(frozen=True)
@@ -106,7 +121,16 @@ class LogStore(Protocol):
     async def append(self, entries: Sequence[NewEntry]) -> list[int]: ...
     async def head(self) -> int: ...
     async def oldest_seq(self) -> int: ...
-    async def read(self, after: int, limit: int) -> list[Entry]: ...
+    async def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
+        """Up to `limit` entries after `after`, in `seq` order. With `max_bytes`, it stops before the entry that
+        would bring the sum of the returned bodies over `max_bytes`, but returns at least one entry when any
+        exists; bodies beyond those returned are never loaded."""
+        ...
+
+    async def read_keys(self, after: int, limit: int) -> list[EntryKey]:
+        """The keys of up to `limit` entries after `after`, in `seq` order, without reading bodies or headers."""
+        ...
+
     async def outcome(self, seq: int) -> Outcome | None: ...
     async def wait_for_append(self, timeout: float) -> None: ...
     async def prune(self, upto_seq: int) -> int: ...
@@ -126,6 +150,10 @@ class LogStore(Protocol):
     async def record_mappings(self, mappings: Sequence[IdMapping]) -> None: ...
     async def forget_instance(self, instance: str) -> None: ...
     async def scopes(self) -> list[str]: ...
+    async def catalog_version(self) -> int:
+        """A counter raised by every change to the mappings (commit_batch or record_mappings with mappings,
+        forget_instance, reset), shared by every gateway on the store: equal versions, equal mappings."""
+        ...
 
     # divergences, leases, recommendations
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]: ...

@@ -9,6 +9,14 @@ Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connec
 it drops, turns notifications from every gateway into an in-process event. A lost notification only costs the
 waiter's timeout, which is the appliers' poll interval.
 
+Lock order: every transaction that takes more than one of these takes them in this order, so that transactions
+of several gateways queue instead of deadlocking: the `log_head` row, `entries` rows, the catalog version row,
+`collection_ids` rows, `cursors` rows, `intents` rows. The catalog version row also serialises every change to
+the mappings, and readers see the version and the mappings it covers commit together.
+
+Schema: numbered migrations (`sql/postgres/migrations/`) run at `open()`, each in its own transaction under an
+advisory lock, so gateways starting together on one database apply each step once.
+
 Times are read from the database clock, so that gateways with skewed clocks agree on when a lease expires.
 Driver errors (`psycopg.Error`, pool timeouts) are translated into `StoreError` in one place: `_connection`.
 """
@@ -33,6 +41,7 @@ from .base import (
     Cursor,
     Divergence,
     Entry,
+    EntryKey,
     IdMapping,
     NewEntry,
     Outcome,
@@ -40,9 +49,10 @@ from .base import (
     is_divergent,
     load_queries,
 )
+from .migrations import Migration, load_migrations, log_applied, next_migration
 
 Q = load_queries("postgres")
-SCHEMA_VERSION = 1
+MIGRATIONS = load_migrations("postgres")
 
 DEFAULT_MIN_CONNECTIONS = 1
 DEFAULT_MAX_CONNECTIONS = 10
@@ -111,6 +121,15 @@ def _row(e: NewEntry) -> tuple[Any, ...]:
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_loads(orjson.loads, conn)
+
+
+async def _schema_version(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The version the store's schema is at; 0 for a database that has none yet."""
+    exists = await (await conn.execute(Q["schema_exists"])).fetchone()
+    if not (exists and exists[0]):
+        return 0
+    row = await (await conn.execute(Q["schema_version"])).fetchone()
+    return int(row[0]) if row else 0
 
 
 class PostgresStore:
@@ -186,23 +205,26 @@ class PostgresStore:
     async def _open_pool(self) -> None:
         try:
             await self._pool.open(wait=True, timeout=self._connect_timeout)
-            await self._create_schema()
+            await self._migrate()
         except BaseException as exc:
             await self._pool.close()
             if isinstance(exc, psycopg.Error | PoolTimeout):
                 raise StoreError(f"postgres: {exc}") from exc
             raise
 
-    async def _create_schema(self) -> None:
+    async def _migrate(self) -> None:
+        while (step := await self._apply_next_migration()) is not None:
+            log_applied("postgres", step)
+
+    async def _apply_next_migration(self) -> Migration | None:
+        """One step in one transaction; the version is read under the lock, so no step is ever applied twice."""
         async with self._transaction() as conn:
             await conn.execute(Q["schema_lock"])
-            exists = await (await conn.execute(Q["schema_exists"])).fetchone()
-            if not (exists and exists[0]):
-                await conn.execute(Q["create_schema"])
-            row = await (await conn.execute(Q["schema_version"])).fetchone()
-        version = int(row[0]) if row else 0
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"postgres: schema version {version} found, {SCHEMA_VERSION} expected")
+            step = next_migration(MIGRATIONS, await _schema_version(conn))
+            if step is not None:
+                await conn.execute(step.sql)
+                await conn.execute(Q["set_schema_version"], (step.version,))
+        return step
 
     async def close(self) -> None:
         if self._flush_task is not None:
@@ -335,8 +357,15 @@ class PostgresStore:
         row = await self._fetchone(Q["oldest_seq"])
         return int(row[0]) if row else 1
 
-    async def read(self, after: int, limit: int) -> list[Entry]:
-        return [_entry(r) for r in await self._fetchall(Q["read_after"], (after, limit))]
+    async def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
+        if max_bytes is None:
+            rows = await self._fetchall(Q["read_after"], (after, limit))
+        else:
+            rows = await self._fetchall(Q["read_after_bounded"], (after, limit, max_bytes))
+        return [_entry(r) for r in rows]
+
+    async def read_keys(self, after: int, limit: int) -> list[EntryKey]:
+        return [EntryKey(*r) for r in await self._fetchall(Q["read_keys_after"], (after, limit))]
 
     async def outcome(self, seq: int) -> Outcome | None:
         row = await self._fetchone(Q["outcome"], (seq,))
@@ -390,6 +419,7 @@ class PostgresStore:
                         assert row is not None
                         found.append(Divergence(row[0], a.seq, instance, a.status, a.body, first.status, row[1], None))
             if mappings:
+                await conn.execute(Q["raise_catalog_version"])
                 async with conn.cursor() as mcur:
                     await mcur.executemany(
                         Q["upsert_mapping"], [(m.instance, m.canonical_id, m.instance_id) for m in mappings]
@@ -422,14 +452,20 @@ class PostgresStore:
         if not rows:
             return
         async with self._transaction() as conn, conn.cursor() as cur:
+            await cur.execute(Q["raise_catalog_version"])
             await cur.executemany(Q["upsert_mapping"], rows)
 
     async def scopes(self) -> list[str]:
         """Every tenant (`t`) and database (`t/d`) the log has named, pruned entries included."""
         return [r[0] for r in await self._fetchall(Q["scopes"])]
 
+    async def catalog_version(self) -> int:
+        row = await self._fetchone(Q["catalog_version"])
+        return int(row[0]) if row else 0
+
     async def forget_instance(self, instance: str) -> None:
         async with self._transaction() as conn:
+            await conn.execute(Q["raise_catalog_version"])
             await conn.execute(Q["forget_mappings"], (instance,))
             await conn.execute(Q["forget_intents"], (instance,))
 
@@ -464,5 +500,9 @@ class PostgresStore:
             # Holding the counter row keeps appends of every gateway out until the reset commits.
             row = await (await conn.execute(Q["lock_head"])).fetchone()
             head = int(row[0]) if row else 0
-            await conn.execute(Q["reset"])
+            # In the lock order (see the module's docstring), which is why the deletes are not one statement.
+            await conn.execute(Q["reset_log"])
+            await conn.execute(Q["raise_catalog_version"])
+            await conn.execute(Q["reset_mappings"])
             await conn.execute(Q["reset_cursors"], (head,))
+            await conn.execute(Q["reset_bookkeeping"])

@@ -3,14 +3,18 @@
 All writes run on one thread with one connection, so `seq` is assigned and committed in order by construction.
 Appends that arrive while a commit is in flight are committed together by the next one (group commit): one fsync
 for many writes. Reads use a second connection on a second thread, so they never wait behind an fsync.
+
+Schema: numbered migrations (`sql/sqlite/migrations/`) run at `open()`, each in its own BEGIN IMMEDIATE transaction
+that reads the version first, so two processes opening one file never apply a step twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +28,7 @@ from .base import (
     Cursor,
     Divergence,
     Entry,
+    EntryKey,
     IdMapping,
     NewEntry,
     Outcome,
@@ -31,30 +36,88 @@ from .base import (
     is_divergent,
     load_queries,
 )
+from .migrations import Migration, load_migrations, log_applied, next_migration
 
 T = TypeVar("T")
 Q = load_queries("sqlite")
+MIGRATIONS = load_migrations("sqlite")
+_SEMICOLON = re.compile(";")
+BUSY_TIMEOUT_S = 30.0
+WAL_RETRY_S = 0.01
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL. While another connection creates or switches the same file, SQLite answers "database
+    is locked" at once instead of waiting (it would risk a deadlock), so stores opening together try again."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
+
+
 def _entry(row: Sequence[Any]) -> Entry:
     outcome = Outcome(row[11], row[12], row[13]) if row[11] is not None else None
     return Entry(
-        seq=row[0], created_at=row[1], op=row[2], method=row[3], path=row[4], query=row[5],
-        headers=orjson.loads(row[6]), body=row[7], collection_id=row[8], scope=row[9],
-        extra=orjson.loads(row[10]), outcome=outcome,
+        seq=row[0],
+        created_at=row[1],
+        op=row[2],
+        method=row[3],
+        path=row[4],
+        query=row[5],
+        headers=orjson.loads(row[6]),
+        body=row[7],
+        collection_id=row[8],
+        scope=row[9],
+        extra=orjson.loads(row[10]),
+        outcome=outcome,
     )
 
 
 def _divergence(row: Sequence[Any]) -> Divergence:
     return Divergence(*row)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script one by one: `executescript` would commit the transaction a step runs in.
+    A `;` inside a string, a comment or a trigger's body does not end a statement."""
+    start = 0
+    for semicolon in _SEMICOLON.finditer(script):
+        if sqlite3.complete_statement(script[start : semicolon.end()]):
+            yield script[start : semicolon.end()]
+            start = semicolon.end()
+    if script[start:].strip():
+        yield script[start:]
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """The version the file's schema is at; 0 for a file that has none yet."""
+    if not conn.execute(Q["log_meta_exists"]).fetchone()[0]:
+        return 0
+    row = conn.execute(Q["schema_version"]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _apply_next_migration(conn: sqlite3.Connection) -> Migration | None:
+    """One step, inside the caller's write transaction, so the version it read cannot change under it."""
+    step = next_migration(MIGRATIONS, _schema_version(conn))
+    if step is not None:
+        for statement in _statements(step.sql):
+            conn.execute(statement)
+        conn.execute(Q["set_schema_version"], (step.version,))
+    return step
 
 
 class SQLiteStore:
@@ -99,19 +162,23 @@ class SQLiteStore:
 
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-
-        def setup() -> int:
-            self._wconn = _connect(self.path)
-            self._wconn.executescript(Q["create_schema"])
-            return int(self._wconn.execute(Q["head"]).fetchone()[0])
-
-        self._head = await self._run(self._writer, setup)
-        self._rconn = await self._run(self._reader, lambda: _connect(self.path))
+        try:
+            self._wconn = await self._run(self._writer, lambda: _connect(self.path))
+            while (step := await self._write(_apply_next_migration)) is not None:
+                log_applied("sqlite", step)
+            self._head = await self._write(lambda c: int(c.execute(Q["head"]).fetchone()[0]))
+            self._rconn = await self._run(self._reader, lambda: _connect(self.path))
+        except BaseException:
+            # A store that failed to open (a newer schema, say) leaves no connection or thread behind.
+            await self.close()
+            raise
 
     async def close(self) -> None:
         for conn, pool in ((self._wconn, self._writer), (self._rconn, self._reader)):
             if conn is not None:
                 await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        # Closing twice (after a failed open, say) is harmless, as it is for the other stores.
+        self._wconn = self._rconn = None
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
 
@@ -120,8 +187,17 @@ class SQLiteStore:
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
         # serialized here, so that an entry that cannot be stored fails only its own caller
         rows = [
-            (e.op, e.method, e.path, e.query, orjson.dumps(e.headers), e.body, e.collection_id, e.scope,
-             orjson.dumps(e.extra))
+            (
+                e.op,
+                e.method,
+                e.path,
+                e.query,
+                orjson.dumps(e.headers),
+                e.body,
+                e.collection_id,
+                e.scope,
+                orjson.dumps(e.extra),
+            )
             for e in entries
         ]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -176,8 +252,15 @@ class SQLiteStore:
     async def oldest_seq(self) -> int:
         return await self._read(lambda c: int(c.execute(Q["oldest_seq"]).fetchone()[0]))
 
-    async def read(self, after: int, limit: int) -> list[Entry]:
-        return await self._read(lambda c: [_entry(r) for r in c.execute(Q["read_after"], (after, limit))])
+    async def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
+        params: tuple[int, ...] = (after, limit)
+        query = Q["read_after"]
+        if max_bytes is not None:
+            params, query = (after, limit, max_bytes), Q["read_after_bounded"]
+        return await self._read(lambda c: [_entry(r) for r in c.execute(query, params)])
+
+    async def read_keys(self, after: int, limit: int) -> list[EntryKey]:
+        return await self._read(lambda c: [EntryKey(*r) for r in c.execute(Q["read_keys_after"], (after, limit))])
 
     async def outcome(self, seq: int) -> Outcome | None:
         def fetch(c: sqlite3.Connection) -> Outcome | None:
@@ -216,13 +299,13 @@ class SQLiteStore:
                     continue
                 first = Outcome(*row)
                 if first.instance != instance and is_divergent(first, a):
-                    cur = c.execute(
-                        Q["insert_divergence"], (a.seq, instance, a.status, a.body, first.status, now)
+                    cur = c.execute(Q["insert_divergence"], (a.seq, instance, a.status, a.body, first.status, now))
+                    found.append(
+                        Divergence(int(cur.lastrowid or 0), a.seq, instance, a.status, a.body, first.status, now, None)
                     )
-                    found.append(Divergence(
-                        int(cur.lastrowid or 0), a.seq, instance, a.status, a.body, first.status, now, None
-                    ))
-            c.executemany(Q["upsert_mapping"], [(m.instance, m.canonical_id, m.instance_id) for m in mappings])
+            if mappings:
+                c.execute(Q["raise_catalog_version"])
+                c.executemany(Q["upsert_mapping"], [(m.instance, m.canonical_id, m.instance_id) for m in mappings])
             c.execute(Q["upsert_cursor"], (instance, cursor, "", now))
             c.execute(Q["delete_intents_upto"], (instance, cursor))
             return found
@@ -250,14 +333,29 @@ class SQLiteStore:
     async def record_mappings(self, mappings: Sequence[IdMapping]) -> None:
         """Mappings made outside an applier's batch (bootstrap, repair)."""
         rows = [(m.instance, m.canonical_id, m.instance_id) for m in mappings]
-        await self._write(lambda c: c.executemany(Q["upsert_mapping"], rows))
+        if not rows:
+            return
+
+        def record(c: sqlite3.Connection) -> None:
+            c.execute(Q["raise_catalog_version"])
+            c.executemany(Q["upsert_mapping"], rows)
+
+        await self._write(record)
 
     async def scopes(self) -> list[str]:
         """Every tenant (`t`) and database (`t/d`) the log has named, pruned entries included."""
         return await self._read(lambda c: [r[0] for r in c.execute(Q["scopes"])])
 
+    async def catalog_version(self) -> int:
+        def fetch(c: sqlite3.Connection) -> int:
+            row = c.execute(Q["catalog_version"]).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._read(fetch)
+
     async def forget_instance(self, instance: str) -> None:
         def forget(c: sqlite3.Connection) -> None:
+            c.execute(Q["raise_catalog_version"])
             c.execute(Q["forget_mappings"], (instance,))
             c.execute(Q["forget_intents"], (instance,))
 
@@ -305,6 +403,7 @@ class SQLiteStore:
         def reset(c: sqlite3.Connection) -> None:
             head = int(c.execute(Q["head"]).fetchone()[0])
             c.execute(Q["set_pruned_upto"], (head,))
+            c.execute(Q["raise_catalog_version"])
             for statement in Q["reset"].split(";"):
                 if statement.strip():
                     c.execute(statement)

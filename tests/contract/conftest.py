@@ -1,7 +1,8 @@
 """Fixtures of the store contract suite: every backend, opened on an empty store, as many times as a test asks.
 
 PostgreSQL is a real server started once per session (tests/pg.py) with a fresh database per test. When it cannot
-start, the tests that need it fail: they never skip.
+start, the tests that need it fail: they never skip. The memory backend's location is one `MemoryDatabase`, which
+every store opened on it shares, as gateways share a database.
 """
 
 from __future__ import annotations
@@ -15,23 +16,27 @@ import psycopg
 import pytest
 
 from chroma_ha.store.base import LogStore
+from chroma_ha.store.memory import MemoryDatabase, MemoryStore
 from chroma_ha.store.postgres import PostgresStore
 from chroma_ha.store.sqlite import SQLiteStore
 from tests.pg import create_database, drop_database
 
-BACKENDS = ("sqlite", "postgres")
+DURABLE = ("sqlite", "postgres")
+BACKENDS = (*DURABLE, "memory")
 
 
 class Backend:
-    """One empty store location (a SQLite file or a PostgreSQL database) and a way to open stores on it.
+    """One empty store location (a SQLite file, a PostgreSQL database, a memory database) and a way to open stores
+    on it.
 
     Each `open_store()` is a new store object, as a restarted or a second gateway would have.
     """
 
-    def __init__(self, name: str, make: Callable[[], LogStore], location: str) -> None:
+    def __init__(self, name: str, make: Callable[[], LogStore], location: str, damage: Callable[[], None]) -> None:
         self.name = name
         self.location = location
         self._make = make
+        self._damage = damage
         self._open: list[LogStore] = []
 
     async def open_store(self) -> LogStore:
@@ -50,18 +55,32 @@ class Backend:
 
     def drop_log_table(self) -> None:
         """Break the store under its feet, the way a lost or damaged database would."""
-        if self.name == "sqlite":
-            with sqlite3.connect(self.location) as conn:
-                conn.execute("DROP TABLE entries")
-        else:
-            with psycopg.connect(self.location, autocommit=True) as conn:
-                conn.execute("DROP TABLE entries")
+        self._damage()
+
+
+def _drop_sqlite_log(path: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE entries")
+
+
+def _drop_postgres_log(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE entries")
+
+
+def _sqlite_backend(tmp_path: Path) -> Backend:
+    path = str(tmp_path / "log.db")
+    return Backend("sqlite", lambda: SQLiteStore(path), path, lambda: _drop_sqlite_log(path))
+
+
+def _memory_backend() -> Backend:
+    database = MemoryDatabase()
+    return Backend("memory", lambda: MemoryStore(database), "memory", lambda: database.fail("the log is lost"))
 
 
 async def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if name == "sqlite":
-        path = str(tmp_path / "log.db")
-        backend = Backend("sqlite", lambda: SQLiteStore(path), path)
+    if name != "postgres":
+        backend = _sqlite_backend(tmp_path) if name == "sqlite" else _memory_backend()
         try:
             yield backend
         finally:
@@ -70,7 +89,7 @@ async def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) ->
     server: str = request.getfixturevalue("postgres_server")
     dbname = f"contract_{uuid.uuid4().hex[:16]}"
     dsn = create_database(server, dbname)
-    backend = Backend("postgres", lambda: PostgresStore(dsn), dsn)
+    backend = Backend("postgres", lambda: PostgresStore(dsn), dsn, lambda: _drop_postgres_log(dsn))
     try:
         yield backend
     finally:
@@ -87,6 +106,13 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 @pytest.fixture
 async def store(backend: Backend) -> LogStore:
     return await backend.open_store()
+
+
+@pytest.fixture(params=DURABLE)
+async def durable(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """A backend with a schema on disk (SQLite, PostgreSQL), for what concerns that schema: its migrations."""
+    async for b in _backend(request.param, request, tmp_path):
+        yield b
 
 
 @pytest.fixture

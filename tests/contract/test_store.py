@@ -1,7 +1,8 @@
-"""The store contract: what every backend (SQLite, PostgreSQL) must do, tested by behaviour.
+"""The store contract: what every backend (SQLite, PostgreSQL, memory) must do, tested by behaviour.
 
 Tests taking `backend` or `store` run once per backend; tests taking `pg` are about what only a shared store has
-to do: several gateways appending to, reading from and waking on one PostgreSQL database.
+to do: several gateways appending to, reading from and waking on one PostgreSQL database. The schema's migrations,
+which only the durable backends have, are in test_migrations.py.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 
 from chroma_ha.errors import StoreError
-from chroma_ha.store.base import Applied, Entry, IdMapping, LogStore, NewEntry, Outcome
+from chroma_ha.store.base import Applied, Entry, EntryKey, IdMapping, LogStore, NewEntry, Outcome
 from chroma_ha.store.postgres import LISTENER_APPLICATION_NAME, PostgresStore
 from tests.pg import database_uri
 
@@ -124,6 +126,70 @@ async def test_read_pages_after_a_seq(store: LogStore) -> None:
         [],
     ]
     assert [e.seq for e in await store.read(7, 3)] == [8, 9, 10]
+
+
+async def test_read_with_max_bytes_stops_before_the_entry_that_would_exceed_it(store: LogStore) -> None:
+    sizes = [10, 20, 30, 40, 0, 5]
+    payloads = [new_entry(n, bytes([n]) * size) for n, size in enumerate(sizes, 1)]
+    await store.append(payloads)
+    await store.commit_batch("a", [Applied(2, 201, b"done")], 2, [])
+
+    async def seqs(after: int, limit: int, max_bytes: int) -> list[int]:
+        return [e.seq for e in await store.read(after, limit, max_bytes)]
+
+    assert await seqs(0, 100, 30) == [1, 2]  # 10 + 20: exactly the bound
+    assert await seqs(0, 100, 29) == [1]
+    assert await seqs(0, 100, 10_000) == [1, 2, 3, 4, 5, 6]
+    assert await seqs(0, 2, 10_000) == [1, 2]  # the limit still holds
+    assert await seqs(3, 100, 40) == [4, 5]  # an empty body never brings the sum over
+    assert await seqs(4, 100, 4) == [5]
+    assert await seqs(6, 100, 10) == []
+    # What a bounded read returns is what an unbounded one does, payloads and outcomes included.
+    everything = await read_all(store)
+    assert await store.read(0, 100, 60) == everything[:3]
+    assert everything[1].outcome == Outcome(201, b"done", "a")
+    for e in everything:
+        assert same_payload(e, payloads[e.seq - 1])
+
+
+async def test_read_with_max_bytes_returns_at_least_one_entry(store: LogStore) -> None:
+    await store.append([new_entry(1, b"y" * 5000), new_entry(2, b"z")])
+    [big] = await store.read(0, 10, 100)
+    assert (big.seq, big.body) == (1, b"y" * 5000)
+    assert [e.seq for e in await store.read(0, 10, 0)] == [1]
+    assert [e.seq for e in await store.read(1, 10, 0)] == [2]
+    assert await store.read(2, 10, 0) == []
+
+
+async def test_read_keys_are_the_entries_without_their_payload(store: LogStore) -> None:
+    created = NewEntry(
+        op="create_collection",
+        method="POST",
+        path="/api/v2/tenants/t/databases/d/collections",
+        body=b'{"name": "docs"}',
+        scope="t/d",
+        extra={"canonical_id": "canon-9"},
+    )
+    # Only a creation names the collection it creates: an `extra` of another op is no canonical id.
+    renamed = NewEntry(
+        op="update_collection",
+        method="PUT",
+        path="/c",
+        collection_id="canon-9",
+        scope="t/d",
+        extra={"canonical_id": "x"},
+    )
+    await store.append([new_entry(1), created, renamed, new_entry(4)])
+    entries = await read_all(store)
+    keys = await store.read_keys(0, 100)
+    assert keys == [
+        EntryKey(e.seq, e.created_at, e.op, e.collection_id, e.scope, "canon-9" if e.seq == 2 else None)
+        for e in entries
+    ]
+    assert await store.read_keys(1, 2) == keys[1:3]
+    assert await store.read_keys(4, 10) == []
+    await store.prune(2)
+    assert await store.read_keys(0, 10) == keys[2:]
 
 
 async def test_prune_moves_oldest_seq_and_keeps_head(store: LogStore) -> None:
@@ -305,16 +371,56 @@ async def test_mappings_recorded_outside_a_batch_leave_the_cursor_alone(store: L
 
 
 async def test_scopes_named_by_the_log_survive_pruning(store: LogStore) -> None:
-    await store.append([
-        NewEntry(op="create_tenant", method="POST", path="/t", scope="acme"),
-        NewEntry(op="create_database", method="POST", path="/d", scope="acme/main"),
-        NewEntry(op="add", method="POST", path="/a", scope="default_tenant/default_database"),
-        NewEntry(op="heartbeat", method="GET", path="/h", scope=""),
-    ])
+    await store.append(
+        [
+            NewEntry(op="create_tenant", method="POST", path="/t", scope="acme"),
+            NewEntry(op="create_database", method="POST", path="/d", scope="acme/main"),
+            NewEntry(op="add", method="POST", path="/a", scope="default_tenant/default_database"),
+            NewEntry(op="heartbeat", method="GET", path="/h", scope=""),
+        ]
+    )
     expected = ["acme", "acme/main", "default_tenant/default_database"]
     assert await store.scopes() == expected
     await store.prune(4)
     assert await store.scopes() == expected
+
+
+async def test_catalog_version_is_raised_by_every_change_to_the_mappings(store: LogStore) -> None:
+    async def version_after(change: Awaitable[object]) -> int:
+        await change
+        return await store.catalog_version()
+
+    versions = [await store.catalog_version()]
+    versions.append(await version_after(store.commit_batch("a", [], 0, [IdMapping("a", "canon-1", "a-1")])))
+    versions.append(await version_after(store.record_mappings([IdMapping("b", "canon-1", "b-1")])))
+    versions.append(await version_after(store.forget_instance("a")))
+    versions.append(await version_after(store.reset()))
+    assert versions == sorted(set(versions)), f"not raised by each change: {versions}"
+
+
+async def test_catalog_version_stays_while_the_mappings_do(store: LogStore) -> None:
+    await store.record_mappings([IdMapping("a", "canon-1", "a-1")])
+    before = await store.catalog_version()
+    await store.append([new_entry(1), new_entry(2)])
+    await store.commit_batch("a", [Applied(1, 201, b"")], 1, [])
+    await store.commit_batch("b", [Applied(1, 400, b"")], 1, [])
+    await store.record_mappings([])
+    await store.set_cursor("a", 2, "incarnation")
+    await store.record_intent("a", 2)
+    await store.prune(1)
+    await store.acquire_lease("a", "gateway", 30)
+    await store.add_recommendation("cpu", "busy", {})
+    assert await store.catalog_version() == before
+
+
+async def test_catalog_version_is_shared_by_every_store_on_one_database(backend: Backend) -> None:
+    mine, other = await backend.open_store(), await backend.open_store()
+    before = await mine.catalog_version()
+    await other.record_mappings([IdMapping("a", "canon-1", "a-1")])
+    raised = await mine.catalog_version()
+    assert raised > before
+    await backend.close_store(mine)
+    assert await (await backend.open_store()).catalog_version() == raised
 
 
 # --- leases, recommendations -----------------------------------------------------------------------------------

@@ -33,6 +33,25 @@ SELECT seq, created_at, op, method, path, query, headers, body, collection_id, s
        outcome_status, outcome_body, outcome_instance
 FROM entries WHERE seq > %s ORDER BY seq LIMIT %s
 
+-- name: read_after_bounded
+-- Sizes first, bodies only of the entries that fit: octet_length() of a bytea reads the size from the TOAST pointer,
+-- never the value itself. An entry is kept while the running sum stays within the bound, the first one always.
+WITH page AS (
+    SELECT seq, octet_length(body) AS size FROM entries WHERE seq > %s ORDER BY seq LIMIT %s
+), fitting AS (
+    SELECT seq FROM (
+        SELECT seq, sum(size) OVER (ORDER BY seq) AS running, row_number() OVER (ORDER BY seq) AS n FROM page
+    ) AS sized WHERE running <= %s OR n = 1
+)
+SELECT e.seq, e.created_at, e.op, e.method, e.path, e.query, e.headers, e.body, e.collection_id, e.scope, e.extra,
+       e.outcome_status, e.outcome_body, e.outcome_instance
+FROM fitting JOIN entries AS e ON e.seq = fitting.seq ORDER BY e.seq
+
+-- name: read_keys_after
+SELECT seq, created_at, op, collection_id, scope,
+       CASE WHEN op = 'create_collection' THEN extra ->> 'canonical_id' END
+FROM entries WHERE seq > %s ORDER BY seq LIMIT %s
+
 -- name: outcome
 SELECT outcome_status, outcome_body, outcome_instance FROM entries WHERE seq = %s
 
@@ -98,6 +117,13 @@ SELECT instance, canonical_id, instance_id FROM collection_ids ORDER BY instance
 -- name: instance_mappings
 SELECT instance, canonical_id, instance_id FROM collection_ids WHERE instance = %s ORDER BY canonical_id
 
+-- name: catalog_version
+SELECT value FROM log_meta WHERE key = 'catalog_version'
+
+-- name: raise_catalog_version
+-- The row lock is held until commit: changes to the mappings of every gateway are serialised behind it.
+UPDATE log_meta SET value = value + 1 WHERE key = 'catalog_version'
+
 -- name: forget_mappings
 DELETE FROM collection_ids WHERE instance = %s
 
@@ -138,9 +164,13 @@ RETURNING id, created_at
 -- name: recommendations
 SELECT id, created_at, kind, reason, details FROM recommendations ORDER BY id DESC LIMIT %s
 
--- name: reset
-DELETE FROM entries;
-DELETE FROM collection_ids;
+-- name: reset_log
+DELETE FROM entries
+
+-- name: reset_mappings
+DELETE FROM collection_ids
+
+-- name: reset_bookkeeping
 DELETE FROM intents;
 DELETE FROM known_scopes;
 DELETE FROM divergences

@@ -13,6 +13,26 @@ SELECT seq, created_at, op, method, path, query, headers, body, collection_id, s
        outcome_status, outcome_body, outcome_instance
 FROM entries WHERE seq > ? ORDER BY seq LIMIT ?
 
+-- name: read_after_bounded
+-- Sizes first, bodies only of the entries that fit: length() of a BLOB column reads its size from the record header,
+-- never the blob itself. An entry is kept while the running sum stays within the bound, the first one always.
+WITH page AS (
+    SELECT seq, length(body) AS size FROM entries WHERE seq > ? ORDER BY seq LIMIT ?
+), fitting AS (
+    SELECT seq FROM (
+        SELECT seq, SUM(size) OVER (ORDER BY seq) AS running, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM page
+    ) WHERE running <= ? OR n = 1
+)
+SELECT e.seq, e.created_at, e.op, e.method, e.path, e.query, e.headers, e.body, e.collection_id, e.scope, e.extra,
+       e.outcome_status, e.outcome_body, e.outcome_instance
+FROM fitting JOIN entries AS e ON e.seq = fitting.seq ORDER BY e.seq
+
+-- name: read_keys_after
+-- `extra` is stored as a BLOB of JSON text (the driver binds bytes): json_extract needs it as TEXT.
+SELECT seq, created_at, op, collection_id, scope,
+       CASE WHEN op = 'create_collection' THEN json_extract(CAST(extra AS TEXT), '$.canonical_id') END
+FROM entries WHERE seq > ? ORDER BY seq LIMIT ?
+
 -- name: outcome
 SELECT outcome_status, outcome_body, outcome_instance FROM entries WHERE seq = ?
 
@@ -65,6 +85,12 @@ SELECT instance, canonical_id, instance_id FROM collection_ids
 
 -- name: instance_mappings
 SELECT instance, canonical_id, instance_id FROM collection_ids WHERE instance = ?
+
+-- name: catalog_version
+SELECT value FROM log_meta WHERE key = 'catalog_version'
+
+-- name: raise_catalog_version
+UPDATE log_meta SET value = value + 1 WHERE key = 'catalog_version'
 
 -- name: forget_mappings
 DELETE FROM collection_ids WHERE instance = ?
