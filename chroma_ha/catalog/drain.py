@@ -62,7 +62,7 @@ class LogWatch:
         if self.head < 0:
             self.head = await self._store.head()
         while True:
-            entries = await self._store.read(self.head, READ_CHUNK)
+            entries = await self._store.read_keys(self.head, READ_CHUNK)
             if not entries:
                 return self.head
             if entries[0].seq != self.head + 1:

@@ -3,10 +3,14 @@
 Chroma gives a collection a fresh UUID on every server. The catalog maps canonical <-> instance ids, per
 instance, and rewrites paths (canonical -> instance) and response bodies (instance -> canonical). The map lives
 in the store; this class is its in-memory cache, rebuilt from the store at start (memory holds nothing unique).
+
+The store raises its catalog version with every change to the map, so a reload reads the map only when some
+gateway changed it; ids that turned out unknown are remembered briefly, so requests for made-up ids cost no reload.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +19,8 @@ import orjson
 from ..store import IdMapping, LogStore
 
 # Operations whose successful response carries collection models ({"id": ...}) to make canonical.
+UNKNOWN_TTL_S = 1.0  # how long an id the store did not know is taken as unknown without asking again
+MAX_UNKNOWN = 10_000  # remembered unknown ids; past it the memory is cleared (made-up ids cannot grow it)
 COLLECTION_RESPONSES = frozenset({
     "create_collection", "get_collection", "get_collection_by_id", "list_collections",
     "get_collection_by_crn", "update_collection",
@@ -28,14 +34,21 @@ class Catalog:
         self._to_canonical: dict[str, dict[str, str]] = {}
         self._loads_in_flight = 0
         self._journal: list[IdMapping] = []  # learned while a load was reading the store
+        self._version: int | None = None  # the store's catalog version the cache was last loaded at
+        self._unknown: dict[str, float] = {}  # canonical id -> until when it is taken as unknown
 
     async def load(self) -> None:
-        """Replace the cache with the store's map; what appliers learn meanwhile is kept on top of it."""
+        """Replace the cache with the store's map, unless the map has not changed since the last load; what
+        appliers learn meanwhile is kept on top of it."""
         self._loads_in_flight += 1
         try:
+            version = await self._store.catalog_version()  # first: a change after it makes the next load read
+            if version == self._version:
+                return
             stored = await self._store.mappings()  # before clearing: no one may see an empty cache meanwhile
         finally:
             self._loads_in_flight -= 1
+        self._version = version
         learned_meanwhile = self._journal
         if not self._loads_in_flight:
             self._journal = []
@@ -61,10 +74,12 @@ class Catalog:
     def forget(self, instance: str) -> None:
         self._to_instance.pop(instance, None)
         self._to_canonical.pop(instance, None)
+        self._version = None  # the cache no longer holds the store's map: the next load reads it
 
     def clear(self) -> None:
         self._to_instance.clear()
         self._to_canonical.clear()
+        self._version = None
 
     def instance_id(self, instance: str, canonical_id: str) -> str | None:
         return self._to_instance.get(instance, {}).get(canonical_id)
@@ -80,11 +95,20 @@ class Catalog:
         return dict(self._to_instance.get(instance, {}))
 
     async def refresh_if_unknown(self, canonical_id: str) -> bool:
-        """Another gateway may have created it: reload from the store once before calling it unknown."""
+        """Another gateway may have created it: reload from the store (if the map changed) before calling it
+        unknown; an id found unknown a moment ago is answered from memory."""
         if self.is_known(canonical_id):
             return True
+        now = time.monotonic()
+        if self._unknown.get(canonical_id, 0.0) > now:
+            return False
         await self.load()
-        return self.is_known(canonical_id)
+        if self.is_known(canonical_id):
+            return True
+        if len(self._unknown) >= MAX_UNKNOWN:
+            self._unknown.clear()
+        self._unknown[canonical_id] = now + UNKNOWN_TTL_S
+        return False
 
     # --- rewriting ------------------------------------------------------------------------------------------
 

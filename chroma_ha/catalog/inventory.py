@@ -1,7 +1,7 @@
 """What one instance holds (tenants, databases, collections, records), read and written through Chroma's HTTP API.
 
 Used by verify, repair and bootstrap: tools that look at instances one by one, by their own collection ids, as
-opposed to the gateway's request paths, which speak in canonical ids. Every call goes through `InstanceClient`;
+opposed to the gateway's request paths, which speak in canonical ids. Every call goes through the `Transport`;
 an unexpected answer raises `InstanceError` naming the instance, the call and Chroma's message.
 """
 
@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 
 from ..errors import InstanceError
-from ..upstream.client import InstanceClient, Upstream
+from ..upstream.client import Upstream
 from ..upstream.incarnation import MARKER_TENANT
 from ..upstream.paths import API
+from ..upstream.transport import Transport
 
 DEFAULT_TENANT = "default_tenant"
 DEFAULT_DATABASE = "default_database"
@@ -94,7 +95,7 @@ def _collection(tenant: str, database: str, data: dict[str, Any]) -> CollectionI
 class ChromaInstance:
     """One instance, addressed by its URL."""
 
-    def __init__(self, client: InstanceClient, url: str) -> None:
+    def __init__(self, client: Transport, url: str) -> None:
         self.client = client
         self.url = url
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import InstanceError
-from ..upstream.client import InstanceClient
 from ..upstream.paths import HEARTBEAT
+from ..upstream.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ Listener = Callable[[str, bool], None]
 
 class HealthMonitor:
     def __init__(
-        self, instances: tuple[str, ...], client: InstanceClient, *, interval: float, timeout: float,
+        self, instances: tuple[str, ...], client: Transport, *, interval: float, timeout: float,
         rise: int, fall: int,
     ) -> None:
         self.states = {i: HealthState(rise=rise, fall=fall) for i in instances}

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..store import LogStore
-from ..store.base import EntryKey
+from ..store import EntryKey, LogStore
 from .routes import Route
 
 _TENANT_OPS = frozenset({"create_tenant", "update_tenant"})

@@ -13,7 +13,8 @@ from ..catalog.ids import Catalog
 from ..cluster.health import HealthMonitor, HealthState
 from ..cluster.progress import Progress
 from ..errors import InstanceError, RequestRejected, StaleConnection
-from ..upstream.client import HeaderPairs, InstanceClient, Upstream
+from ..upstream.client import HeaderPairs, Upstream
+from ..upstream.transport import Transport
 from .consistency import LogFollower, LogIndex
 from .routes import Route
 
@@ -52,7 +53,7 @@ class ReadPath:
         self,
         *,
         instances: tuple[str, ...],
-        client: InstanceClient,
+        client: Transport,
         catalog: Catalog,
         health: HealthMonitor,
         progress: Progress,

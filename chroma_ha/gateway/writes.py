@@ -14,8 +14,7 @@ from ..cluster.health import HealthMonitor
 from ..cluster.progress import Progress
 from ..cluster.stats import WriteStats
 from ..errors import RequestRejected
-from ..store import LogStore, NewEntry, Outcome
-from ..store.base import EntryKey
+from ..store import EntryKey, LogStore, NewEntry, Outcome
 from ..upstream.client import HeaderPairs
 from .consistency import LogIndex
 from .routes import Route

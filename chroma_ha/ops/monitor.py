@@ -21,8 +21,8 @@ from ..cluster.progress import Progress
 from ..cluster.stats import ApplierStats, WriteStats
 from ..errors import InstanceError, StoreError
 from ..store import Divergence, LogStore
-from ..upstream.client import InstanceClient
 from ..upstream.paths import HEARTBEAT
+from ..upstream.transport import Transport
 from .alerts import Alerts, backlog_alert, divergence_alert, lag_alert, recommendation_alert, store_alert
 from .metrics import Metrics, RateTracker
 from .pressure import (
@@ -94,7 +94,7 @@ class ResourceMonitor:
         ping_timeout: float,
         thresholds: Thresholds,
         store: LogStore,
-        client: InstanceClient,
+        client: Transport,
         health: HealthMonitor,
         progress: Progress,
         applier_stats: Mapping[str, ApplierStats],

@@ -22,14 +22,15 @@ from ..cluster.progress import Progress
 from ..cluster.stats import ApplierStats
 from ..errors import InstanceError, StoreError
 from ..store import Applied, Divergence, Entry, IdMapping, LogStore
-from ..upstream.client import InstanceClient, Upstream
+from ..upstream.client import Upstream
 from ..upstream.incarnation import Incarnation, ensure_marker
+from ..upstream.transport import Transport
 from .backoff import backoff_delay
 from .batching import Batch, plan_batches
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 500
+READ_CHUNK = 500  # entries read ahead at most; the batch limit's bytes bound them too
 # Writes whose replay is not naturally idempotent: an intent is recorded before they are sent.
 CATALOG_WRITES = frozenset({
     "create_tenant", "update_tenant", "create_database", "delete_database",
@@ -59,7 +60,7 @@ class Applier:
         *,
         store: LogStore,
         catalog: Catalog,
-        client: InstanceClient,
+        client: Transport,
         health: HealthMonitor,
         progress: Progress,
         limits: BatchLimits,
@@ -229,7 +230,7 @@ class Applier:
 
     async def _apply_available(self) -> int:
         limits = self._limits.current
-        entries = await self._store.read(self._cursor, READ_CHUNK)
+        entries = await self._store.read(self._cursor, READ_CHUNK, max_bytes=limits.max_bytes)
         if not entries:
             return 0
         if entries[0].seq > self._cursor + 1 and self._bootstrapper is not None:

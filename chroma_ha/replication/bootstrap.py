@@ -33,8 +33,8 @@ from ..cluster.health import HealthMonitor
 from ..cluster.progress import Progress
 from ..errors import InstanceError
 from ..store import IdMapping, LogStore
-from ..upstream.client import InstanceClient
 from ..upstream.incarnation import ensure_marker
+from ..upstream.transport import Transport
 
 if TYPE_CHECKING:
     from .applier import Applier
@@ -98,7 +98,7 @@ class Bootstrapper:
         *,
         store: LogStore,
         catalog: Catalog,
-        client: InstanceClient,
+        client: Transport,
         health: HealthMonitor,
         progress: Progress,
         sources: Mapping[str, Applier],

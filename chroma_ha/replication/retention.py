@@ -67,7 +67,7 @@ class Retention:
         last = 0
         after = await self._store.oldest_seq() - 1
         while after < floor:
-            entries = await self._store.read(after, READ_CHUNK)
+            entries = await self._store.read_keys(after, READ_CHUNK)
             if not entries:
                 break
             for entry in entries:

@@ -6,5 +6,8 @@ here knows about the gateway's own HTTP server, the log or the catalog.
 
 from .client import HeaderPairs, Headers, InstanceClient, Upstream
 from .paths import API, HEARTBEAT
+from .transport import InProcessTransport, Transport
 
-__all__ = ["API", "HEARTBEAT", "HeaderPairs", "Headers", "InstanceClient", "Upstream"]
+__all__ = [
+    "API", "HEARTBEAT", "HeaderPairs", "Headers", "InProcessTransport", "InstanceClient", "Transport", "Upstream",
+]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import orjson
 
 from ..errors import InstanceError
-from .client import InstanceClient
+from .transport import Transport
 from .paths import API
 
 MARKER_TENANT = "chroma_ha_system"
@@ -26,7 +26,7 @@ class Incarnation:
     id: str
 
 
-async def ensure_marker(client: InstanceClient, instance: str, create: bool = True) -> Incarnation | None:
+async def ensure_marker(client: Transport, instance: str, create: bool = True) -> Incarnation | None:
     path = f"{API}/tenants/{MARKER_TENANT}/databases/{MARKER_DATABASE}/collections"
     found = await client.request(instance, "GET", f"{path}/{MARKER_COLLECTION}")
     if found.ok:

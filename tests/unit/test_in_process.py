@@ -1,0 +1,232 @@
+"""The gateway's invariants, fast: a whole gateway in this process, on an in-memory store, in front of Chroma
+instances simulated in memory (tests/fake_chroma.py). No socket, no subprocess; the same invariants are proven
+against real Chroma servers and real processes in tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from chroma_ha.errors import StoreError
+from chroma_ha.store import Applied, Divergence, IdMapping
+from chroma_ha.store.memory import MemoryDatabase, MemoryStore
+from tests.fake_chroma import FakeCluster, call, drained, error, in_process
+
+BASE = "/api/v2/tenants/default_tenant/databases/default_database"
+COLLECTIONS = f"{BASE}/collections"
+
+
+def records(*ids: str, **metadata: Any) -> dict[str, Any]:
+    return {"ids": list(ids), "embeddings": [[1.0, float(n)] for n in range(len(ids))],
+            "metadatas": [dict(metadata) for _ in ids]}
+
+
+async def create(gateway: Any, name: str) -> str:
+    status, body = await call(gateway, "POST", COLLECTIONS, {"name": name})
+    assert status == 200, body
+    return str(body["id"])
+
+
+async def churn(gateway: Any) -> None:
+    """Every kind of write, each answered as Chroma answers it."""
+    assert (await call(gateway, "POST", "/api/v2/tenants", {"name": "t2"}))[0] == 200
+    assert (await call(gateway, "POST", "/api/v2/tenants/t2/databases", {"name": "d2"}))[0] == 200
+    assert (await call(gateway, "DELETE", "/api/v2/tenants/t2/databases/d2"))[0] == 200
+    docs = await create(gateway, "docs")
+    assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a", "b", "c", v=1)))[0] == 201
+    assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/upsert", records("c", "d", v=2)))[0] == 200
+    assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/update", {"ids": ["a"], "documents": ["A"]}))[0] == 200
+    assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/delete", {"ids": ["b"]}))[0] == 200
+    assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/delete", {"where": {"v": 2}}))[0] == 200
+    assert (await call(gateway, "PUT", f"{COLLECTIONS}/{docs}", {"new_name": "renamed", "new_metadata": {"m": 1}}))[0] == 200
+    temp = await create(gateway, "temp")
+    assert (await call(gateway, "POST", f"{COLLECTIONS}/{temp}/add", records("t1")))[0] == 201
+    assert (await call(gateway, "DELETE", f"{COLLECTIONS}/temp"))[0] == 200
+    again = await create(gateway, "temp")  # the same name again: a new collection
+    assert again != temp
+    assert (await call(gateway, "POST", f"{COLLECTIONS}/{again}/add", records("t2")))[0] == 201
+
+
+def assert_churned(cluster: FakeCluster) -> None:
+    first, second = (i.collections() for i in cluster.instances)
+    assert first == second
+    assert set(first) == {"renamed", "temp"}
+    metadata, kept = first["renamed"]
+    assert metadata == {"m": 1} and set(kept) == {"a"}  # b deleted by id; c and d by where
+    assert kept["a"]["documents"] == "A" and kept["a"]["metadatas"] == {"v": 1}
+    assert set(first["temp"][1]) == {"t2"}
+    assert all(set(i.tenants["t2"]) == set() for i in cluster.instances)
+
+
+class CrashingStore(MemoryStore):
+    """Fails once at `step` for every (instance, seq), as a gateway dying right there would: the entry is then
+    applied again. `intent`: after the intent of a catalog write is recorded, before the instance is asked.
+    `commit`: after the instance applied the batch, before its outcome and cursor are recorded."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__()
+        self.step = step
+        self.crashed: set[tuple[str, int]] = set()
+
+    def _crash(self, instance: str, seq: int) -> None:
+        if (instance, seq) not in self.crashed:
+            self.crashed.add((instance, seq))
+            raise StoreError(f"injected: the gateway died at {self.step}")
+
+    async def record_intent(self, instance: str, seq: int) -> None:
+        await super().record_intent(instance, seq)
+        if self.step == "intent":
+            self._crash(instance, seq)
+
+    async def commit_batch(
+        self, instance: str, applied: Sequence[Applied], cursor: int, mappings: Sequence[IdMapping]
+    ) -> list[Divergence]:
+        if self.step == "commit":
+            self._crash(instance, cursor)
+        return await super().commit_batch(instance, applied, cursor, mappings)
+
+
+@pytest.mark.parametrize("step", ["intent", "commit"])
+async def test_every_write_applied_again_after_a_crash_changes_nothing(step: str) -> None:
+    cluster, store = FakeCluster(), CrashingStore(step)
+    async with in_process(cluster, store) as gateway:
+        await churn(gateway)
+        await drained(gateway)
+        assert await store.divergences() == []
+    assert_churned(cluster)
+    # every catalog write (8), or every write (15: each acknowledged before the next), crashed on both instances
+    assert len(store.crashed) == 2 * (8 if step == "intent" else 15)
+
+
+async def test_a_restarted_gateway_brings_an_instance_that_was_down_level_from_the_log() -> None:
+    cluster, database = FakeCluster(), MemoryDatabase()
+    cluster.instances[1].down = True
+    async with in_process(cluster, MemoryStore(database)) as gateway:
+        await churn(gateway)  # acknowledged once instance 0 applied each write
+    cluster.instances[1].down = False
+    async with in_process(cluster, MemoryStore(database)) as gateway:
+        await drained(gateway)
+    assert_churned(cluster)
+
+
+async def test_a_read_fails_over_from_a_failing_a_hung_and_a_dead_instance() -> None:
+    cluster = FakeCluster()
+    # reads go to instance 0 first, and neither probes nor failed reads take it out meanwhile
+    settings = {"INSTANCE_WEIGHTS": "1000,1", "HEALTH_FALL": "1000", "REQUEST_TIMEOUT": "0.2"}
+    async with in_process(cluster, **settings) as gateway:
+        docs = await create(gateway, "docs")
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+        await drained(gateway)
+        first, second = cluster.instances
+        count = ("GET", f"{COLLECTIONS}/{_own(cluster, 0)}/count")
+        first.fail_next = [error(503, "ServiceUnavailable", "busy")]
+        assert (await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")) == (200, 1)
+        first.hung = True  # answers nothing: the read times out there (REQUEST_TIMEOUT) and is asked again
+        assert (await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")) == (200, 1)
+        first.hung, first.down = False, True
+        assert (await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")) == (200, 1)
+        assert first.attempts.count(count) == 3 and count not in first.requests
+        assert second.requests.count(("GET", f"{COLLECTIONS}/{_own(cluster, 1)}/count")) == 3
+
+
+def _own(cluster: FakeCluster, n: int, name: str = "docs") -> str:
+    return cluster.instances[n].tenants["default_tenant"]["default_database"][name].id
+
+
+async def test_a_write_waits_for_progress_and_is_answered_logged_without_it() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster, ACK="all", WRITE_TIMEOUT="0.3") as gateway:
+        docs = await create(gateway, "docs")
+        cluster.instances[1].stalled = True  # up for health, applying nothing
+        status, body = await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+        assert status == 503 and body["error"] == "WriteLogged" and "will still be applied" in body["message"]
+        cluster.instances[1].stalled = False
+        await drained(gateway)
+    assert [set(i.collections()["docs"][1]) for i in cluster.instances] == [{"a"}, {"a"}]
+
+
+async def test_with_ack_one_a_write_is_answered_by_the_instance_that_is_up() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster) as gateway:
+        docs = await create(gateway, "docs")
+        cluster.instances[0].down = True
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a")))[0] == 201
+        assert (await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")) == (200, 1)
+
+
+async def test_a_wiped_instance_is_bootstrapped_from_the_source_cursor_then_follows_the_log() -> None:
+    cluster, store = FakeCluster(), MemoryStore()
+    async with in_process(cluster, store, RETENTION="0.01") as gateway:
+        docs = await create(gateway, "docs")
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a", "b"))
+        await drained(gateway)
+        await _until(lambda: store.oldest_seq(), lambda oldest: oldest > 2)  # the log no longer holds the add
+        wiped = cluster.instances[1]
+        wiped.down = True
+        await _until(lambda: _up(gateway, wiped.url), lambda up: not up)
+        wiped.wipe()
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/upsert", records("c"))  # held back from pruning
+        source_cursor = gateway.progress.cursors[cluster.urls[0]]
+        wiped.down = False
+        status = await _until(lambda: _bootstrap(gateway, wiped.url), lambda s: s.get("state") == "done")
+        assert status["source"] == cluster.urls[0] and status["start_seq"] == source_cursor
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/delete", {"ids": ["a"]})
+        await drained(gateway)
+    first, second = (i.collections() for i in cluster.instances)
+    assert first == second and set(first["docs"][1]) == {"b", "c"}
+
+
+async def _up(gateway: Any, url: str) -> bool:
+    return bool(gateway.health.is_up(url))
+
+
+async def _bootstrap(gateway: Any, url: str) -> dict[str, Any]:
+    return dict(gateway.bootstrap.status_document().get(url, {}))
+
+
+async def _until(read: Any, done: Any, timeout: float = 5.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await read()
+        if done(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached in {timeout}s: last {value!r}")
+        await asyncio.sleep(0.01)
+
+
+class ReadCountingStore(MemoryStore):
+    """Records the bodies' bytes of every `read` of whole entries."""
+
+    def __init__(self, database: MemoryDatabase | None = None) -> None:
+        super().__init__(database)
+        self.reads: list[int] = []
+
+    async def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[Any]:
+        entries = await super().read(after, limit, max_bytes)
+        self.reads.append(sum(len(e.body) for e in entries))
+        return entries
+
+
+async def test_log_reads_are_bounded_by_bytes_and_start_up_reads_no_bodies() -> None:
+    cluster, database = FakeCluster(), MemoryDatabase()
+    megabyte = "x" * (1 << 20)
+    cluster.instances[1].down = True
+    async with in_process(cluster, MemoryStore(database), BATCH_MAX_BYTES=str(4 << 20)) as gateway:
+        docs = await create(gateway, "docs")
+        for n in range(8):  # applied one by one on instance 0, left in the log for instance 1
+            body = {"ids": [f"r{n}"], "embeddings": [[1.0, 2.0]], "documents": [megabyte]}
+            assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", body))[0] == 201
+    store = ReadCountingStore(database)
+    cluster.instances[1].down = False
+    async with in_process(cluster, store, BATCH_MAX_BYTES=str(4 << 20)) as gateway:
+        started_reads = list(store.reads)
+        await drained(gateway)
+        limit = gateway.limits.current.max_bytes
+    assert started_reads == []  # the read index is rebuilt from the entries' keys only
+    assert len(store.reads) > 1 and max(store.reads) <= limit + (1 << 20) + 1000
+    assert [set(i.collections()["docs"][1]) for i in cluster.instances] == [{f"r{n}" for n in range(8)}] * 2
