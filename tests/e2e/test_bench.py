@@ -20,26 +20,51 @@ QUICK_TIMEOUT_S = 180
 def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     report_path = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "chroma_ha", "bench", "--quick", "--json", str(report_path), "--dir",
-         str(tmp_path / "cluster")],
-        capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
+        [
+            sys.executable,
+            "-m",
+            "chroma_ha",
+            "bench",
+            "--quick",
+            "--json",
+            str(report_path),
+            "--dir",
+            str(tmp_path / "cluster"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(report_path.read_text())
 
     figures = report["figures"]
     expected = {
-        "query_qps_direct_c1", "query_qps_gateway_c1", "query_ratio_c1",
-        "query_qps_direct_c8", "query_qps_gateway_c8", "query_ratio_c8",
-        "latency_direct_p50_ms", "latency_direct_p99_ms", "latency_gateway_p50_ms", "latency_gateway_p99_ms",
-        "added_p50_ms", "write_sustainable_per_s", "lag_rate_per_s", "lag_p50_ms", "lag_p99_ms",
+        "query_qps_direct_c1",
+        "query_qps_gateway_c1",
+        "query_ratio_c1",
+        "query_qps_direct_c8",
+        "query_qps_gateway_c8",
+        "query_ratio_c8",
+        "latency_direct_p50_ms",
+        "latency_direct_p99_ms",
+        "latency_gateway_p50_ms",
+        "latency_gateway_p99_ms",
+        "added_p50_ms",
+        "write_sustainable_per_s",
+        "lag_rate_per_s",
+        "lag_p50_ms",
+        "lag_p99_ms",
     }
     assert expected <= figures.keys()
     for name, value in figures.items():
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (name, value)
 
     assert {t["figure"] for t in report["targets"]} == {
-        "query_ratio_c1", "query_ratio_c8", "added_p50_ms", "lag_p99_ms"
+        "query_ratio_c1",
+        "query_ratio_c8",
+        "added_p50_ms",
+        "lag_p99_ms",
     }
     assert all(t["result"] in ("PASS", "MISS") for t in report["targets"])
     assert not any(report["errors"].values()), report["errors"]
@@ -56,13 +81,17 @@ def test_sigterm_stops_the_bench_and_the_cluster_it_started(tmp_path: Path) -> N
     cluster_dir = tmp_path / "cluster"
     run = subprocess.Popen(
         [sys.executable, "-m", "chroma_ha", "bench", "--quick", "--dir", str(cluster_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert run.stderr is not None
         for line in run.stderr:  # the cluster is up once the bench says so
             if line.startswith("cluster up"):
                 break
+        else:
+            raise AssertionError(f"the bench ended without saying the cluster is up (exit code {run.wait()})")
         started = [p for p in _processes_under(cluster_dir) if p.pid != run.pid]
         assert len(started) == 4, started  # two instances, the standalone server, the gateway
         run.send_signal(signal.SIGTERM)
@@ -78,6 +107,7 @@ def test_sigterm_stops_the_bench_and_the_cluster_it_started(tmp_path: Path) -> N
 def _processes_under(folder: Path) -> list[psutil.Process]:
     """Processes that name `folder` or run in it: the bench itself, its Chroma servers and its gateway."""
     return [
-        process for process in psutil.process_iter(["cmdline", "cwd"])
+        process
+        for process in psutil.process_iter(["cmdline", "cwd"])
         if str(folder) in " ".join(process.info["cmdline"] or []) or str(folder) in (process.info["cwd"] or "")
     ]

@@ -6,31 +6,51 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import chromadb
 import httpx
 
 from chroma_ha.local_cluster import free_port
+from tests.harness import wait_for
 
 
 def run_up(data_dir: Path, port: int, chroma_port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "chroma_ha", "up", "--dir", str(data_dir), "--port", str(port),
-         "--chroma-port", str(chroma_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "chroma_ha",
+            "up",
+            "--dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--chroma-port",
+            str(chroma_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+
+    def healthy() -> str:
         assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["healthy_instances"] == "2/2":
-                return process
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError("chroma-ha up did not come up")
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["healthy_instances"]
+
+    try:
+        wait_for(
+            "chroma-ha up to serve with both instances up",
+            healthy,
+            90,
+            until=lambda shown: shown == "2/2",
+            ignoring=(httpx.HTTPError, ValueError),
+        )
+    except BaseException:  # it must not outlive a failed start
+        if process.poll() is None:
+            stop(process)
+        raise
+    return process
 
 
 def stop(process: subprocess.Popen[bytes]) -> str:
@@ -64,12 +84,14 @@ def test_up_serves_stops_cleanly_and_picks_up_where_it_left_off(tmp_path: Path) 
 
 def test_serve_refuses_a_bad_setting_naming_it(tmp_path: Path) -> None:
     env = {**os.environ, "CHROMA_HA_INSTANCES": "http://127.0.0.1:1", "CHROMA_HA_ACK": "sometimes"}
-    result = subprocess.run([sys.executable, "-m", "chroma_ha", "serve"], env=env, capture_output=True,
-                            timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "chroma_ha", "serve"], env=env, capture_output=True, timeout=60, cwd=tmp_path
+    )
     assert result.returncode != 0
     assert b"ack" in result.stderr and b"sometimes" in result.stderr
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
-    result = subprocess.run([sys.executable, "-m", "chroma_ha", "serve"], env=env, capture_output=True,
-                            timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "chroma_ha", "serve"], env=env, capture_output=True, timeout=60, cwd=tmp_path
+    )
     assert result.returncode != 0 and b"instances" in result.stderr

@@ -11,7 +11,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,17 @@ from tests.harness import GatewayProcess
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--remote-debugging-port=0", "--window-size=1400,1150", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--window-size=1400,1150",
+    "--hide-scrollbars",
 )
 
 
@@ -84,7 +92,9 @@ class DevTools:
 async def headless_page(profile: Path) -> AsyncIterator[DevTools]:
     browser = subprocess.Popen(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
     try:
         port_file = profile / "DevToolsActivePort"
@@ -112,12 +122,9 @@ async def headless_page(profile: Path) -> AsyncIterator[DevTools]:
 
 
 @pytest.fixture
-def busy_gateway(tmp_path: Path, chroma_pair: list[ChromaServer]) -> GatewayProcess:
+def busy_gateway(gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]) -> GatewayProcess:
     """A gateway with some history: writes, then an instance killed while more writes wait for it."""
-    gateway = GatewayProcess(
-        [s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gateway",
-        env={"CHROMA_HA_MONITOR_INTERVAL": "0.25"},
-    ).start()
+    gateway = gateway_with({"CHROMA_HA_MONITOR_INTERVAL": "0.25"})
     col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("board", embedding_function=None)
     for n in range(10):
         col.add(ids=[f"a{n}-{k}" for k in range(20)], embeddings=[[float(n), float(k)] for k in range(20)])
@@ -133,29 +140,26 @@ async def test_the_dashboard_renders_instances_and_charts_without_errors(
     tmp_path: Path, busy_gateway: GatewayProcess, chroma_pair: list[ChromaServer]
 ) -> None:
     gateway, down = busy_gateway, chroma_pair[1].url
-    try:
-        async with headless_page(tmp_path / "chromium-profile") as page:
-            await page.send("Page.navigate", url=f"{gateway.url}/dashboard")
-            deadline = time.monotonic() + 30
-            while await page.evaluate("document.body && document.body.dataset.ready") != "1":
-                assert time.monotonic() < deadline, f"the dashboard never rendered: {page.errors()}"
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(3.5)  # one self-refresh more
-            shown = await page.evaluate("""(() => ({
-                status: document.getElementById('status').textContent,
-                rows: [...document.querySelectorAll('#instances tbody tr')].map(
-                    tr => ({url: tr.dataset.instance, up: tr.dataset.up})),
-                charts: [...document.querySelectorAll('svg.chart')].map(svg => ({
-                    id: svg.id,
-                    lines: [...svg.querySelectorAll('polyline')].map(
-                        p => p.getAttribute('points').split(' ').filter(Boolean).length)})),
-                alerts: [...document.querySelectorAll('#alerts li')].map(li => li.textContent),
-                external: [...document.querySelectorAll('script[src], link[rel=stylesheet], img[src]')].length,
-            }))()""")
-            png = await page.send("Page.captureScreenshot", format="png")
-            errors = page.errors()
-    finally:
-        gateway.stop()
+    async with headless_page(tmp_path / "chromium-profile") as page:
+        await page.send("Page.navigate", url=f"{gateway.url}/dashboard")
+        deadline = time.monotonic() + 30
+        while await page.evaluate("document.body && document.body.dataset.ready") != "1":
+            assert time.monotonic() < deadline, f"the dashboard never rendered: {page.errors()}"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(3.5)  # one self-refresh more
+        shown = await page.evaluate("""(() => ({
+            status: document.getElementById('status').textContent,
+            rows: [...document.querySelectorAll('#instances tbody tr')].map(
+                tr => ({url: tr.dataset.instance, up: tr.dataset.up})),
+            charts: [...document.querySelectorAll('svg.chart')].map(svg => ({
+                id: svg.id,
+                lines: [...svg.querySelectorAll('polyline')].map(
+                    p => p.getAttribute('points').split(' ').filter(Boolean).length)})),
+            alerts: [...document.querySelectorAll('#alerts li')].map(li => li.textContent),
+            external: [...document.querySelectorAll('script[src], link[rel=stylesheet], img[src]')].length,
+        }))()""")
+        png = await page.send("Page.captureScreenshot", format="png")
+        errors = page.errors()
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "dashboard.png").write_bytes(base64.b64decode(png["data"]))
     assert errors == []

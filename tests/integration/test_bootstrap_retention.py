@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from chroma_ha.replication.bootstrap import BOOTSTRAPPING, Candidate, choose_source
 from chroma_ha.catalog.drain import LogWatch, NotDrained, touches
+from chroma_ha.replication.bootstrap import BOOTSTRAPPING, Candidate, choose_source
 from chroma_ha.replication.retention import Retention, prune_interval
 from chroma_ha.store import IdMapping, LogStore, NewEntry
 from chroma_ha.store.sqlite import SQLiteStore
@@ -69,7 +69,8 @@ async def test_scopes_outlive_pruning_and_mappings_can_be_recorded_alone(store: 
     await store.record_mappings([IdMapping("i1", "C", "x1"), IdMapping("i2", "C", "x2")])
     await store.record_mappings([IdMapping("i2", "C", "x3")])
     assert sorted(await store.mappings(), key=lambda m: m.instance) == [
-        IdMapping("i1", "C", "x1"), IdMapping("i2", "C", "x3"),
+        IdMapping("i1", "C", "x1"),
+        IdMapping("i2", "C", "x3"),
     ]
     await store.reset()
     assert await store.scopes() == []

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import chromadb
@@ -33,13 +32,8 @@ def instance_ids(servers: list[ChromaServer], name: str) -> list[set[str]]:
 
 
 @pytest.fixture
-def expanding_gateway(tmp_path: Path, chroma_pair: list[ChromaServer]) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(
-        [s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw",
-        env={"CHROMA_HA_DELETE_EXPAND_KEY": KEY, "CHROMA_HA_DELETE_EXPAND_COLLECTIONS": "docs,other-docs"},
-    ).start()
-    yield process
-    process.stop()
+def expanding_gateway(gateway_with: Callable[..., GatewayProcess]) -> GatewayProcess:
+    return gateway_with({"CHROMA_HA_DELETE_EXPAND_KEY": KEY, "CHROMA_HA_DELETE_EXPAND_COLLECTIONS": "docs,other-docs"})
 
 
 def test_a_delete_by_document_id_removes_every_chunk_on_every_instance(
@@ -117,9 +111,10 @@ def test_every_kind_of_delete_reaches_every_instance_across_a_restart(
     col = client.create_collection("kinds", embedding_function=None)
     ids = [f"r{n}" for n in range(40)]
     col.add(
-        ids=ids, embeddings=[[float(n), 1.0] for n in range(40)],
-        metadatas=[{"group": n % 4} for n in range(40)], documents=[f"text {n} {'odd' if n % 2 else 'even'}"
-                                                                    for n in range(40)],
+        ids=ids,
+        embeddings=[[float(n), 1.0] for n in range(40)],
+        metadatas=[{"group": n % 4} for n in range(40)],
+        documents=[f"text {n} {'odd' if n % 2 else 'even'}" for n in range(40)],
     )
     chroma_pair[1].kill()
     col.delete(ids=["r0", "r1", "does-not-exist"])
@@ -140,9 +135,7 @@ def test_a_delete_with_limit_removes_the_same_records_on_every_instance(
     gateway: GatewayProcess, chroma_pair: list[ChromaServer]
 ) -> None:
     """`limit` picks records in each instance's storage order; the gateway resolves them once, as ids."""
-    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection(
-        "limited", embedding_function=None
-    )
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("limited", embedding_function=None)
     col.add(ids=["z", "a", "m", "q"], embeddings=[[1.0, 0.0]] * 4, metadatas=[{"k": 1}] * 4)
     gateway.wait_drained()
     # Give the second instance a different storage order, as a bootstrap copy would have.

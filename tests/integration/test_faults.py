@@ -8,15 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import chromadb
 import httpx
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, snapshot, start_chroma
+from tests.harness import GatewayProcess, on_every_store, snapshot
 
 DIM = 4
+API = "/api/v2/tenants/default_tenant/databases/default_database"
 
 
 def vector(rng: random.Random) -> list[float]:
@@ -96,56 +96,53 @@ def assert_matches_model(writer: Writer, servers: list[ChromaServer]) -> None:
             assert rid in writer.model, f"record {rid} was deleted (acknowledged) but is back"
 
 
-def test_instance_sigkilled_and_restarted_mid_stream(tmp_path: Path, store_url: str) -> None:
-    servers = start_chroma(tmp_path, 2)
-    gateway = GatewayProcess([s.url for s in servers], store_url, tmp_path / "gw").start()
-    try:
-        writer, thread = start_writer(gateway.port, seed=7)
-        reads_ok = 0
-        reader = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).get_collection("stream")
-        time.sleep(1.5)
-        servers[0].kill()
-        for _ in range(20):  # reads keep working while one instance is dead
-            reader.count()
-            reads_ok += 1
-            time.sleep(0.1)
-        servers[0].start()
-        time.sleep(1.5)
-        writer.stop.set()
-        thread.join(30)
-        assert writer.failed == [], "no write may fail while the other instance is up"
-        assert writer.acked > 20 and reads_ok == 20
-        gateway.wait_drained()
-        assert_matches_model(writer, servers)
-        assert gateway.wal_status()["divergences"] == []
-    finally:
-        gateway.stop()
-        for s in servers:
-            s.stop()
+def stop_writer(writer: Writer, thread: threading.Thread) -> None:
+    writer.stop.set()
+    thread.join(30)
+    assert not thread.is_alive(), "the writer did not stop within 30s"
 
 
-def test_gateway_sigkilled_mid_stream_loses_no_acknowledged_write(tmp_path: Path, store_url: str) -> None:
-    servers = start_chroma(tmp_path, 2)
-    gateway = GatewayProcess([s.url for s in servers], store_url, tmp_path / "gw").start()
-    try:
-        writer, thread = start_writer(gateway.port, seed=11)
-        time.sleep(2.0)
-        gateway.kill()
-        acked_at_kill = writer.acked
-        time.sleep(0.5)
-        gateway.start()
-        time.sleep(1.5)
-        writer.stop.set()
-        thread.join(30)
-        assert writer.acked > acked_at_kill > 10, "the stream went on before and after the crash"
-        gateway.wait_drained()
-        assert_matches_model(writer, servers)
-        health = httpx.get(f"{gateway.url}/health").json()
-        assert health["healthy_instances"] == "2/2"
-    finally:
-        gateway.stop()
-        for s in servers:
-            s.stop()
+@on_every_store
+def test_instance_sigkilled_and_restarted_mid_stream(gateway: GatewayProcess, chroma_pair: list[ChromaServer]) -> None:
+    servers = chroma_pair
+    writer, thread = start_writer(gateway.port, seed=7)
+    stream = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).get_collection("stream", embedding_function=None)
+    count_url = f"{gateway.url}{API}/collections/{stream.id}/count"
+    time.sleep(1.5)
+    servers[0].kill()
+    reads = []
+    for _ in range(20):  # reads keep working while one instance is dead, from the live one, which is fresh
+        answer = httpx.get(count_url, timeout=10)
+        reads.append((answer.status_code, answer.headers.get("x-chroma-ha-stale-by"), type(answer.json())))
+        time.sleep(0.1)
+    servers[0].start()
+    time.sleep(1.5)
+    stop_writer(writer, thread)
+    assert writer.failed == [], "no write may fail while the other instance is up"
+    assert writer.acked > 20
+    assert reads == [(200, None, int)] * 20, reads
+    gateway.wait_drained()
+    assert_matches_model(writer, servers)
+    assert gateway.wal_status()["divergences"] == []
+
+
+@on_every_store
+def test_gateway_sigkilled_mid_stream_loses_no_acknowledged_write(
+    gateway: GatewayProcess, chroma_pair: list[ChromaServer]
+) -> None:
+    writer, thread = start_writer(gateway.port, seed=11)
+    time.sleep(2.0)
+    gateway.kill()
+    acked_at_kill = writer.acked
+    time.sleep(0.5)
+    gateway.start()
+    time.sleep(1.5)
+    stop_writer(writer, thread)
+    assert writer.acked > acked_at_kill > 10, "the stream went on before and after the crash"
+    gateway.wait_drained()
+    assert_matches_model(writer, chroma_pair)
+    health = httpx.get(f"{gateway.url}/health").json()
+    assert health["healthy_instances"] == "2/2"
 
 
 def test_a_read_sent_to_a_hung_instance_is_answered_by_the_other(
@@ -190,7 +187,8 @@ def test_a_read_whose_only_fresh_instance_dies_waits_for_the_other_to_catch_up(
         resume.start()  # the lagging one applies it a second into the read
         read = httpx.post(
             f"{gateway.url}/api/v2/tenants/default_tenant/databases/default_database/collections/{col.id}/get",
-            json={"ids": ["a", "b"], "include": []}, timeout=30,
+            json={"ids": ["a", "b"], "include": []},
+            timeout=30,
         )
     finally:
         resume.cancel()

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import chromadb
@@ -15,20 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import chroma_ha
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, wait_for
 
 FAST_MONITOR = {"CHROMA_HA_MONITOR_INTERVAL": "0.25"}
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 def get(gateway: GatewayProcess, path: str, **headers: str) -> dict[str, Any]:
@@ -50,17 +38,15 @@ def scrape(gateway: GatewayProcess) -> dict[tuple[str, tuple[tuple[str, str], ..
 def add(gateway: GatewayProcess, start: int, count: int) -> None:
     client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
     col = client.get_or_create_collection("ops", embedding_function=None)
-    col.add(ids=[f"r{n}" for n in range(start, start + count)],
-            embeddings=[[float(n), 1.0, 0.5] for n in range(start, start + count)])
+    col.add(
+        ids=[f"r{n}" for n in range(start, start + count)],
+        embeddings=[[float(n), 1.0, 0.5] for n in range(start, start + count)],
+    )
 
 
 @pytest.fixture
-def monitored(tmp_path: Path, chroma_pair: list[ChromaServer]) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(
-        [s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gateway", env=FAST_MONITOR
-    ).start()
-    yield process
-    process.stop()
+def monitored(gateway_with: Callable[..., GatewayProcess]) -> GatewayProcess:
+    return gateway_with(FAST_MONITOR)
 
 
 def test_endpoints_follow_an_instance_killed_lagging_and_back(
@@ -84,19 +70,26 @@ def test_endpoints_follow_an_instance_killed_lagging_and_back(
     stats_before = get(gateway, "/wal/stats")
 
     b.kill()
-    wait_until(lambda: get(gateway, "/health")["healthy_instances"] == "1/2", what="b seen down")
+    wait_for("b seen down", lambda: get(gateway, "/health"), until=lambda h: h["healthy_instances"] == "1/2")
     degraded = httpx.get(f"{gateway.url}/health", timeout=10)
     assert degraded.status_code == 200 and degraded.json()["status"] == "degraded"
     assert any(b.url in reason for reason in degraded.json()["reasons"])
     down = get(gateway, "/status")["instances"][b.url]
     assert not down["up"] and down["consecutive_failures"] >= 2 and down["last_error"]
     assert down["success_rate"] < 1
-    later = wait_until(lambda: (s := get(gateway, "/status")["instances"][b.url])["last_check"] > down["last_check"]
-                       and s, what="another health check")
+    later = wait_for(
+        "another health check",
+        lambda: get(gateway, "/status")["instances"][b.url],
+        until=lambda shown: shown["last_check"] > down["last_check"],
+    )
     assert later["consecutive_failures"] > down["consecutive_failures"]
 
     add(gateway, 50, 50)  # acknowledged by a; b lags behind the log
-    lagging = wait_until(lambda: (w := get(gateway, "/wal/status"))["instances"][b.url]["pending"] > 0 and w)
+    lagging = wait_for(
+        "b behind the log",
+        lambda: get(gateway, "/wal/status"),
+        until=lambda wal: wal["instances"][b.url]["pending"] > 0,
+    )
     assert lagging["instances"][a.url]["pending"] == 0
     assert lagging["instances"][b.url]["state"] in ("down", "retrying")
     time.sleep(0.5)
@@ -118,7 +111,7 @@ def test_endpoints_follow_an_instance_killed_lagging_and_back(
 
     b.start()
     gateway.wait_drained()
-    wait_until(lambda: get(gateway, "/health")["status"] == "healthy", what="healthy again")
+    wait_for("healthy again", lambda: get(gateway, "/health"), until=lambda h: h["status"] == "healthy")
     back = get(gateway, "/status")
     assert back["healthy_instances"] == "2/2" and back["reasons"] == []
     assert back["instances"][b.url]["up"] and back["instances"][b.url]["consecutive_failures"] == 0
@@ -140,8 +133,11 @@ def test_metrics_parse_and_counters_move_with_traffic(monitored: GatewayProcess)
     before = scrape(gateway)
 
     def reads(m: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
-        return sum(v for (name, labels), v in m.items()
-                   if name == "chroma_ha_requests_total" and ("route_class", "read") in labels)
+        return sum(
+            v
+            for (name, labels), v in m.items()
+            if name == "chroma_ha_requests_total" and ("route_class", "read") in labels
+        )
 
     def writes(m: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
         key = ("chroma_ha_request_duration_seconds_count", (("instance", "log"), ("route_class", "write")))
@@ -154,15 +150,19 @@ def test_metrics_parse_and_counters_move_with_traffic(monitored: GatewayProcess)
         col.get(ids=["r1"])
     col.add(ids=["x1"], embeddings=[[0.0, 0.0, 1.0]])
     httpx.get(f"{gateway.url}/api/v2/heartbeat")
-    httpx.post(f"{gateway.url}/api/v2/tenants/default_tenant/databases/default_database/collections/{col.id}/add",
-               content=b"{not json")
+    httpx.post(
+        f"{gateway.url}/api/v2/tenants/default_tenant/databases/default_database/collections/{col.id}/add",
+        content=b"{not json",
+    )
     after = scrape(gateway)
     assert reads(after) >= reads(before) + 5
     answered = sum(by_labels(after, route_class="read", instance=i, status="200") for i in gateway.instances)
     assert answered == reads(after)  # every read was answered by an instance and labelled with it
-    for labels in ({"route_class": "local", "instance": "gateway", "status": "200"},
-                   {"route_class": "write", "instance": "gateway", "status": "400"},
-                   {"route_class": "write", "instance": "log", "status": "201"}):
+    for labels in (
+        {"route_class": "local", "instance": "gateway", "status": "200"},
+        {"route_class": "write", "instance": "gateway", "status": "400"},
+        {"route_class": "write", "instance": "log", "status": "201"},
+    ):
         assert by_labels(after, **labels) == by_labels(before, **labels) + 1, labels
     assert writes(after) == writes(before) + 1
     assert after[("chroma_ha_log_head_seq", ())] == before[("chroma_ha_log_head_seq", ())] + 1
@@ -176,56 +176,51 @@ def test_metrics_parse_and_counters_move_with_traffic(monitored: GatewayProcess)
     assert set(figures["instances"]) == set(gateway.instances)
 
 
-def test_admin_routes_need_the_token_when_one_is_set(tmp_path: Path, chroma_pair: list[ChromaServer]) -> None:
+def test_admin_routes_need_the_token_when_one_is_set(gateway_with: Callable[..., GatewayProcess]) -> None:
     token = "t0ken-for-tests"
-    gateway = GatewayProcess(
-        [s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gateway",
-        env={"CHROMA_HA_ADMIN_TOKEN": token},
-    ).start()
-    try:
-        for path in ("/status", "/wal/status", "/wal/stats", "/recommendations", "/admin/openapi.json",
-                     "/dashboard/data"):
-            refused = httpx.get(f"{gateway.url}{path}", headers={"authorization": "Bearer wrong"}, timeout=10)
-            assert refused.status_code == 401, path
-            assert refused.json()["error"] == "Unauthorized"
-            assert httpx.get(f"{gateway.url}{path}", headers={"authorization": f"Bearer {token}"}).status_code == 200
-            assert httpx.get(f"{gateway.url}{path}", headers={"x-chroma-ha-token": token}).status_code == 200
-        page = httpx.get(f"{gateway.url}/dashboard", timeout=10)
-        assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic")
-        assert httpx.get(f"{gateway.url}/dashboard", auth=("admin", token), timeout=10).status_code == 200
-        assert httpx.get(f"{gateway.url}/health", timeout=10).status_code == 200
-        assert httpx.get(f"{gateway.url}/metrics", timeout=10).status_code == 200
-        status = get(gateway, "/status", authorization=f"Bearer {token}")
-        assert status["settings"]["admin_token"] == "***" and token not in str(status)
-        spec = get(gateway, "/admin/openapi.json", authorization=f"Bearer {token}")
-        assert spec["openapi"].startswith("3.") and {"/health", "/status", "/wal/status", "/wal/stats", "/metrics",
-                                                      "/recommendations", "/dashboard"} <= set(spec["paths"])
-    finally:
-        gateway.stop()
+    gateway = gateway_with({"CHROMA_HA_ADMIN_TOKEN": token})
+    for path in ("/status", "/wal/status", "/wal/stats", "/recommendations", "/admin/openapi.json", "/dashboard/data"):
+        refused = httpx.get(f"{gateway.url}{path}", headers={"authorization": "Bearer wrong"}, timeout=10)
+        assert refused.status_code == 401, path
+        assert refused.json()["error"] == "Unauthorized"
+        assert httpx.get(f"{gateway.url}{path}", headers={"authorization": f"Bearer {token}"}).status_code == 200
+        assert httpx.get(f"{gateway.url}{path}", headers={"x-chroma-ha-token": token}).status_code == 200
+    page = httpx.get(f"{gateway.url}/dashboard", timeout=10)
+    assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic")
+    assert httpx.get(f"{gateway.url}/dashboard", auth=("admin", token), timeout=10).status_code == 200
+    assert httpx.get(f"{gateway.url}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{gateway.url}/metrics", timeout=10).status_code == 200
+    status = get(gateway, "/status", authorization=f"Bearer {token}")
+    assert status["settings"]["admin_token"] == "***" and token not in str(status)
+    spec = get(gateway, "/admin/openapi.json", authorization=f"Bearer {token}")
+    assert spec["openapi"].startswith("3.") and {
+        "/health",
+        "/status",
+        "/wal/status",
+        "/wal/stats",
+        "/metrics",
+        "/recommendations",
+        "/dashboard",
+    } <= set(spec["paths"])
 
 
 def test_sustained_pressure_over_a_lowered_threshold_is_recommended(
-    tmp_path: Path, chroma_pair: list[ChromaServer]
+    gateway_with: Callable[..., GatewayProcess],
 ) -> None:
-    gateway = GatewayProcess(
-        [s.url for s in chroma_pair], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gateway",
-        env={**FAST_MONITOR, "CHROMA_HA_MEMORY_THRESHOLD": "0.001", "CHROMA_HA_PRESSURE_WINDOW": "1"},
-    ).start()
-    try:
-        # (a busy test machine may add a cpu recommendation of its own: look at the memory ones)
-        def memory() -> list[dict[str, Any]]:
-            return [r for r in get(gateway, "/recommendations")["recommendations"] if r["kind"] == "memory"]
+    gateway = gateway_with({**FAST_MONITOR, "CHROMA_HA_MEMORY_THRESHOLD": "0.001", "CHROMA_HA_PRESSURE_WINDOW": "1"})
 
-        [found] = wait_until(memory, what="a memory recommendation")
-        assert found["current"] and "memory" in found["reason"] and found["details"]["host_memory_percent"] > 0
-        time.sleep(1.0)  # more samples, still over the threshold
-        document = get(gateway, "/recommendations")
-        assert "memory" in [c["kind"] for c in document["current"]]
-        assert len(memory()) == 1  # one per episode, not one per sample
-        board = get(gateway, "/dashboard/data")
-        assert "memory" in [r["kind"] for r in board["recommendations"]]
-        assert any(a["key"] == "recommendation:memory" for a in board["alerts"])
-        limits = get(gateway, "/status")["batch_limits"]
-        assert limits["max_records"] < get(gateway, "/status")["settings"]["batch_max_records"] // 2
-    finally:
-        gateway.stop()
+    # (a busy test machine may add a cpu recommendation of its own: look at the memory ones)
+    def memory() -> list[dict[str, Any]]:
+        return [r for r in get(gateway, "/recommendations")["recommendations"] if r["kind"] == "memory"]
+
+    [found] = wait_for("a memory recommendation", memory)
+    assert found["current"] and "memory" in found["reason"] and found["details"]["host_memory_percent"] > 0
+    time.sleep(1.0)  # more samples, still over the threshold
+    document = get(gateway, "/recommendations")
+    assert "memory" in [c["kind"] for c in document["current"]]
+    assert len(memory()) == 1  # one per episode, not one per sample
+    board = get(gateway, "/dashboard/data")
+    assert "memory" in [r["kind"] for r in board["recommendations"]]
+    assert any(a["key"] == "recommendation:memory" for a in board["alerts"])
+    limits = get(gateway, "/status")["batch_limits"]
+    assert limits["max_records"] < get(gateway, "/status")["settings"]["batch_max_records"] // 2

@@ -20,8 +20,7 @@ from chroma_ha.local_cluster import ChromaServer, free_port
 from chroma_ha.settings import Settings
 from chroma_ha.store import Applied, Divergence, IdMapping
 from chroma_ha.store.sqlite import SQLiteStore
-from tests.harness import snapshot, start_chroma, wait_drained
-from tests.integration.test_writes import catalog_and_data_churn
+from tests.harness import catalog_and_data_churn, snapshot, wait_drained
 
 
 class CrashBeforeCommitStore(SQLiteStore):
@@ -39,10 +38,20 @@ class CrashBeforeCommitStore(SQLiteStore):
 
 
 @pytest.fixture
-def replaying_gateway(tmp_path: Path) -> Iterator[tuple[int, list[ChromaServer], CrashBeforeCommitStore]]:
-    servers = start_chroma(tmp_path, 2)
-    settings = Settings(instances=tuple(s.url for s in servers), port=free_port(), backoff_base=0.01,
-                        backoff_cap=0.05, health_interval=0.25)
+def replaying_gateway(
+    tmp_path: Path, chroma_pair: list[ChromaServer]
+) -> Iterator[tuple[int, list[ChromaServer], CrashBeforeCommitStore]]:
+    """A gateway in this process (so that its store can be the one above) in front of `chroma_pair`."""
+    settings = Settings.load(
+        {
+            "instances": tuple(s.url for s in chroma_pair),
+            "port": free_port(),
+            "backoff_base": 0.01,
+            "backoff_cap": 0.05,
+            "health_interval": 0.25,
+        },
+        env={},
+    )
     store = CrashBeforeCommitStore(str(tmp_path / "wal.db"))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
@@ -50,16 +59,19 @@ def replaying_gateway(tmp_path: Path) -> Iterator[tuple[int, list[ChromaServer],
     gateway = Gateway(settings, store=store)
     thread = threading.Thread(target=lambda: loop.run_until_complete(gateway.serve(stop, on_ready=ready.set)))
     thread.start()
-    assert ready.wait(30), "the gateway did not start"
-    yield settings.port, servers, store
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(15)
-    loop.close()
-    for s in servers:
-        s.stop()
+    try:
+        assert ready.wait(30), "the gateway did not start"
+        yield settings.http.port, chroma_pair, store
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
+        assert not thread.is_alive(), "the gateway did not stop within 15s"
+        loop.close()
 
 
-def test_every_write_replayed_after_a_crash_before_commit_changes_nothing(replaying_gateway) -> None:
+def test_every_write_replayed_after_a_crash_before_commit_changes_nothing(
+    replaying_gateway: tuple[int, list[ChromaServer], CrashBeforeCommitStore],
+) -> None:
     port, servers, store = replaying_gateway
     catalog_and_data_churn(port)
     wait_drained(f"http://127.0.0.1:{port}")

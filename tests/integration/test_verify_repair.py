@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +10,9 @@ import chromadb
 import httpx
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, snapshot
+from tests.harness import GatewayProcess, run_cli, snapshot
 
 TENANT, DATABASE = "acme", "projects"
-
-
-def run_cli(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    """The command with the gateway's own settings, from the environment, and no terminal to ask questions on."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
-    env.update({"CHROMA_HA_INSTANCES": ",".join(gateway.instances), "CHROMA_HA_STORE": gateway.store})
-    return subprocess.run(
-        [sys.executable, "-m", "chroma_ha", *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, timeout=300, cwd=gateway.workdir,
-    )
 
 
 def report(gateway: GatewayProcess, path: Path) -> tuple[int, dict[str, Any]]:
@@ -36,16 +23,21 @@ def report(gateway: GatewayProcess, path: Path) -> tuple[int, dict[str, Any]]:
 
 def populate(gateway: GatewayProcess) -> None:
     httpx.post(f"{gateway.url}/api/v2/tenants", json={"name": TENANT}, timeout=10).raise_for_status()
-    httpx.post(f"{gateway.url}/api/v2/tenants/{TENANT}/databases", json={"name": DATABASE},
-               timeout=10).raise_for_status()
+    httpx.post(
+        f"{gateway.url}/api/v2/tenants/{TENANT}/databases", json={"name": DATABASE}, timeout=10
+    ).raise_for_status()
     default = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
     other = chromadb.HttpClient(host="127.0.0.1", port=gateway.port, tenant=TENANT, database=DATABASE)
     for client, name, size in ((default, "articles", 1200), (default, "empty-one", 0), (other, "tickets", 30)):
         col = client.create_collection(name, metadata={"owner": name}, embedding_function=None)
         for start in range(0, size, 400):
             n = range(start, min(size, start + 400))
-            col.add(ids=[f"{name}-{i}" for i in n], embeddings=[[i / 7, 1.0, -i / 3] for i in n],
-                    metadatas=[{"i": i, "even": i % 2 == 0} for i in n], documents=[f"{name} text {i}" for i in n])
+            col.add(
+                ids=[f"{name}-{i}" for i in n],
+                embeddings=[[i / 7, 1.0, -i / 3] for i in n],
+                metadatas=[{"i": i, "even": i % 2 == 0} for i in n],
+                documents=[f"{name} text {i}" for i in n],
+            )
     gateway.wait_drained()
 
 
@@ -56,7 +48,8 @@ def test_verify_finds_a_record_changed_behind_the_gateway_and_repair_fixes_it(
     code, clean = report(gateway, tmp_path / "clean.json")
     assert code == 0 and clean["ok"] and clean["differences"] == []
     assert sorted(c["collection"] for c in clean["collections"]) == [
-        "acme/projects/tickets", "default_tenant/default_database/articles",
+        "acme/projects/tickets",
+        "default_tenant/default_database/articles",
         "default_tenant/default_database/empty-one",
     ]
 
@@ -125,6 +118,6 @@ def test_verify_reports_an_unreachable_instance(
     populate(gateway)
     chroma_pair[1].kill()
     done = run_cli(gateway, "verify", "--wait", "1", "--json", str(tmp_path / "down.json"))
-    assert done.returncode == 1
+    assert done.returncode == 1, done.stdout + done.stderr
     found = json.loads((tmp_path / "down.json").read_text())
     assert [d["where"] for d in found["differences"] if d["kind"] == "unreachable"] == [chroma_pair[1].url]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from pathlib import Path
 
 import chromadb
 import httpx
@@ -11,7 +11,7 @@ import pytest
 from chromadb.errors import InvalidArgumentError
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, snapshot, start_chroma, wait_until_identical
+from tests.harness import GatewayProcess, catalog_and_data_churn, snapshot, wait_until_identical
 
 API = "/api/v2/tenants/default_tenant/databases/default_database"
 
@@ -47,8 +47,9 @@ def test_malformed_writes_get_a_clear_4xx_and_are_not_logged(
 ) -> None:
     col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("bad", embedding_function=None)
     head = gateway.wal_status()["head"]
-    response = httpx.post(f"{gateway.url}{API}/collections/{col.id}/add", content=body,
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{gateway.url}{API}/collections/{col.id}/add", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status
     assert needle in response.content and response.json()["error"] == "InvalidArgumentError"
     assert gateway.wal_status()["head"] == head
@@ -62,13 +63,22 @@ def test_oversized_body_gets_413_and_is_not_logged(
     gateway = gateway_with({"CHROMA_HA_MAX_BODY_BYTES": "1000"})
     col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("big", embedding_function=None)
     head = gateway.wal_status()["head"]
-    with pytest.raises(Exception, match="larger than the gateway's limit"):
+    too_large = {
+        "error": "PayloadTooLarge",
+        "message": "The request body is larger than the gateway's limit of 1000 bytes (max_body_bytes)",
+    }
+    # The official client knows no error of that name: it raises a bare Exception carrying the gateway's answer.
+    with pytest.raises(Exception, match="larger than the gateway's limit") as raised:
         col.add(ids=[f"id{n}" for n in range(100)], embeddings=[[0.5, 0.5]] * 100)
+    assert type(raised.value) is Exception and json.loads(str(raised.value)) == too_large
+    sized = httpx.post(f"{gateway.url}{API}/collections/{col.id}/add", json={"ids": ["y" * 1200]})
+    assert (sized.status_code, sized.json()) == (413, too_large)
     streamed = httpx.post(  # no Content-Length: the limit holds while the chunks arrive
-        f"{gateway.url}{API}/collections/{col.id}/add", content=iter([b'{"ids": ["', b"x" * 600, b"x" * 600, b'"]}']),
+        f"{gateway.url}{API}/collections/{col.id}/add",
+        content=iter([b'{"ids": ["', b"x" * 600, b"x" * 600, b'"]}']),
         headers={"content-type": "application/json"},
     )
-    assert streamed.status_code == 413 and streamed.json()["error"] == "PayloadTooLarge"
+    assert (streamed.status_code, streamed.json()) == (413, too_large)
     assert gateway.wal_status()["head"] == head
     col.add(ids=["small"], embeddings=[[0.5, 0.5]])
     assert col.count() == 1
@@ -127,8 +137,9 @@ def test_write_timeout_answers_503_saying_the_write_is_logged(
     col = client.create_collection("late", embedding_function=None)
     for s in chroma_pair:
         s.kill()
-    response = httpx.post(f"{gateway.url}{API}/collections/{col.id}/add",
-                          json={"ids": ["x"], "embeddings": [[1.0, 2.0]]}, timeout=10)
+    response = httpx.post(
+        f"{gateway.url}{API}/collections/{col.id}/add", json={"ids": ["x"], "embeddings": [[1.0, 2.0]]}, timeout=10
+    )
     assert response.status_code == 503
     assert "logged as seq" in response.json()["message"]
     for s in chroma_pair:
@@ -137,44 +148,15 @@ def test_write_timeout_answers_503_saying_the_write_is_logged(
     assert [direct_count(s, "late") for s in chroma_pair] == [1, 1]
 
 
-def catalog_and_data_churn(port: int) -> None:
-    client = chromadb.HttpClient(host="127.0.0.1", port=port)
-    admin = chromadb.AdminClient(chromadb.Settings(
-        chroma_api_impl="chromadb.api.fastapi.FastAPI", chroma_server_host="127.0.0.1", chroma_server_http_port=port
-    ))
-    admin.create_database("extra")
-    admin.create_database("dropped")
-    admin.delete_database("dropped")
-    col = client.create_collection("first", metadata={"v": 1}, embedding_function=None)
-    col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["A", "B"])
-    col.upsert(ids=["b", "c"], embeddings=[[0.5, 0.5], [0.2, 0.8]])
-    col.update(ids=["a"], embeddings=[[0.9, 0.1]], documents=["A2"])
-    col.delete(ids=["c"])
-    col.modify(name="renamed", metadata={"v": 2})
-    same = client.get_or_create_collection("renamed", embedding_function=None)
-    assert same.id == col.id
-    temp = client.create_collection("temp", embedding_function=None)
-    temp.add(ids=["t"], embeddings=[[1.0, 1.0]])
-    client.delete_collection("temp")
-    reborn = client.create_collection("temp", embedding_function=None)
-    reborn.add(ids=["t2"], embeddings=[[2.0, 2.0]])
-
-
-def test_a_wiped_instance_is_rebuilt_from_the_log(tmp_path: Path) -> None:
-    servers = start_chroma(tmp_path, 2)
-    gateway = GatewayProcess([s.url for s in servers], f"sqlite:///{tmp_path / 'wal.db'}", tmp_path / "gw").start()
-    try:
-        catalog_and_data_churn(gateway.port)
-        gateway.wait_drained()
-        servers[1].wipe()
-        servers[1].start()
-        wait_until_identical([servers[0].url, servers[1].url])
-        assert snapshot(servers[1].url) == snapshot(servers[0].url)
-        assert snapshot(servers[1].url)["renamed"]["records"]
-        client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
-        servers[0].kill()  # reads by canonical id now go to the rebuilt instance
-        assert client.get_collection("renamed").count() == 2
-    finally:
-        gateway.stop()
-        for s in servers:
-            s.stop()
+def test_a_wiped_instance_is_rebuilt_from_the_log(gateway: GatewayProcess, chroma_pair: list[ChromaServer]) -> None:
+    servers = chroma_pair
+    catalog_and_data_churn(gateway.port)
+    gateway.wait_drained()
+    servers[1].wipe()
+    servers[1].start()
+    rebuilt = wait_until_identical([servers[0].url, servers[1].url])
+    assert snapshot(servers[1].url) == snapshot(servers[0].url) == rebuilt
+    assert snapshot(servers[1].url)["renamed"]["records"]
+    client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
+    servers[0].kill()  # reads by canonical id now go to the rebuilt instance
+    assert client.get_collection("renamed").count() == 2
