@@ -3,6 +3,7 @@
 #   bash run.sh up [flags]     the embedded default: local Chroma servers behind the gateway, SQLite log
 #   bash run.sh test [args]    the whole test suite (starts its own Chroma servers and PostgreSQL)
 #   bash run.sh bench [flags]  the benchmark against direct Chroma
+#   bash run.sh lint           ruff (lint and format), mypy, and the import layers (lint-imports)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,11 +31,19 @@ browser() {
     fi
 }
 
+lint() {
+    "$VENV/bin/ruff" check chroma_ha tests bench
+    "$VENV/bin/ruff" format --check chroma_ha tests bench
+    "$VENV/bin/python" -m mypy chroma_ha
+    "$VENV/bin/lint-imports"
+}
+
 command="${1:-}"
 shift || true
 case "$command" in
     up) setup; exec "$VENV/bin/chroma-ha" up "$@" ;;
     test) setup; browser; exec "$VENV/bin/python" -m pytest "$@" ;;
     bench) setup; exec "$VENV/bin/chroma-ha" bench "$@" ;;
-    *) echo "usage: bash run.sh up|test|bench [args]" >&2; exit 2 ;;
+    lint) setup; lint ;;
+    *) echo "usage: bash run.sh up|test|bench|lint [args]" >&2; exit 2 ;;
 esac

@@ -332,9 +332,7 @@ def settings_for(cluster: FakeCluster, **extra: str) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def in_process(
-    cluster: FakeCluster, store: LogStore | None = None, **extra: str
-) -> AsyncIterator[Gateway]:
+async def in_process(cluster: FakeCluster, *, store: LogStore | None = None, **extra: str) -> AsyncIterator[Gateway]:
     """A started gateway (no HTTP server: requests go to `call`), stopped after the block."""
     transport = cluster.transport(float({**FAST, **extra}["REQUEST_TIMEOUT"]))
     gateway = Gateway(settings_for(cluster, **extra), store=store or MemoryStore(), transport=transport)

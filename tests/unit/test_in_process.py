@@ -93,7 +93,7 @@ class CrashingStore(MemoryStore):
 @pytest.mark.parametrize("step", ["intent", "commit"])
 async def test_every_write_applied_again_after_a_crash_changes_nothing(step: str) -> None:
     cluster, store = FakeCluster(), CrashingStore(step)
-    async with in_process(cluster, store) as gateway:
+    async with in_process(cluster, store=store) as gateway:
         await churn(gateway)
         await drained(gateway)
         assert await store.divergences() == []
@@ -105,10 +105,10 @@ async def test_every_write_applied_again_after_a_crash_changes_nothing(step: str
 async def test_a_restarted_gateway_brings_an_instance_that_was_down_level_from_the_log() -> None:
     cluster, database = FakeCluster(), MemoryDatabase()
     cluster.instances[1].down = True
-    async with in_process(cluster, MemoryStore(database)) as gateway:
+    async with in_process(cluster, store=MemoryStore(database)) as gateway:
         await churn(gateway)  # acknowledged once instance 0 applied each write
     cluster.instances[1].down = False
-    async with in_process(cluster, MemoryStore(database)) as gateway:
+    async with in_process(cluster, store=MemoryStore(database)) as gateway:
         await drained(gateway)
     assert_churned(cluster)
 
@@ -116,8 +116,7 @@ async def test_a_restarted_gateway_brings_an_instance_that_was_down_level_from_t
 async def test_a_read_fails_over_from_a_failing_a_hung_and_a_dead_instance() -> None:
     cluster = FakeCluster()
     # reads go to instance 0 first, and neither probes nor failed reads take it out meanwhile
-    settings = {"INSTANCE_WEIGHTS": "1000,1", "HEALTH_FALL": "1000", "REQUEST_TIMEOUT": "0.2"}
-    async with in_process(cluster, **settings) as gateway:
+    async with in_process(cluster, INSTANCE_WEIGHTS="1000,1", HEALTH_FALL="1000", REQUEST_TIMEOUT="0.2") as gateway:
         docs = await create(gateway, "docs")
         await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
         await drained(gateway)
@@ -160,7 +159,7 @@ async def test_with_ack_one_a_write_is_answered_by_the_instance_that_is_up() -> 
 
 async def test_a_wiped_instance_is_bootstrapped_from_the_source_cursor_then_follows_the_log() -> None:
     cluster, store = FakeCluster(), MemoryStore()
-    async with in_process(cluster, store, RETENTION="0.01") as gateway:
+    async with in_process(cluster, store=store, RETENTION="0.01") as gateway:
         docs = await create(gateway, "docs")
         await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a", "b"))
         await drained(gateway)
@@ -216,14 +215,14 @@ async def test_log_reads_are_bounded_by_bytes_and_start_up_reads_no_bodies() -> 
     cluster, database = FakeCluster(), MemoryDatabase()
     megabyte = "x" * (1 << 20)
     cluster.instances[1].down = True
-    async with in_process(cluster, MemoryStore(database), BATCH_MAX_BYTES=str(4 << 20)) as gateway:
+    async with in_process(cluster, store=MemoryStore(database), BATCH_MAX_BYTES=str(4 << 20)) as gateway:
         docs = await create(gateway, "docs")
         for n in range(8):  # applied one by one on instance 0, left in the log for instance 1
             body = {"ids": [f"r{n}"], "embeddings": [[1.0, 2.0]], "documents": [megabyte]}
             assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", body))[0] == 201
     store = ReadCountingStore(database)
     cluster.instances[1].down = False
-    async with in_process(cluster, store, BATCH_MAX_BYTES=str(4 << 20)) as gateway:
+    async with in_process(cluster, store=store, BATCH_MAX_BYTES=str(4 << 20)) as gateway:
         started_reads = list(store.reads)
         await drained(gateway)
         limit = gateway.limits.current.max_bytes
