@@ -1,5 +1,5 @@
-"""The instance client against a real socket that stops answering: both ways of asking time out, and the
-connection that timed out is never used again."""
+"""The instance client against a real socket that stops answering, or never finishes its answer: both ways of
+asking time out at their deadline, and the connection that timed out is never used again."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from chroma_ha.errors import InstanceError
-from chroma_ha.upstream.client import WATCH_INTERVAL_S, InstanceClient, Upstream
 from chroma_ha.local_cluster import free_port
+from chroma_ha.upstream.client import WATCH_INTERVAL_S, InstanceClient, Upstream
 
 TIMEOUT_S = 0.3
 # The event loop's clock is read once per iteration, at millisecond resolution: a deadline can fall a little early.
@@ -72,3 +72,28 @@ async def test_a_request_answered_by_callback_times_out(silent_after_one) -> Non
     assert time.monotonic() - started >= TIMEOUT_S - CLOCK_SLACK_S
     assert not client.send_now(url, "GET", "/third", answered=lambda up, error: None), "no idle connection is left"
     await client.close()
+
+
+async def drips_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with a head and then a byte of body now and then, never reaching the length it announced."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n")
+    try:
+        while True:
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(WATCH_INTERVAL_S / 4)
+    except ConnectionError:
+        pass  # the client gave up on it, as it should
+
+
+async def test_an_answer_that_never_ends_is_cut_at_the_deadline() -> None:
+    port = free_port()
+    server = await asyncio.start_server(drips_forever, "127.0.0.1", port)
+    client = InstanceClient(request_timeout=30.0)
+    started = time.monotonic()
+    with pytest.raises(InstanceError, match=f"no answer within {TIMEOUT_S:g}s"):
+        await client.request(f"http://127.0.0.1:{port}", "GET", "/", timeout=TIMEOUT_S)
+    assert time.monotonic() - started >= TIMEOUT_S - CLOCK_SLACK_S
+    await client.close()
+    server.close()
