@@ -12,12 +12,11 @@ import orjson
 from ..errors import InstanceError, RequestRejected
 from .http_server import HttpRequest, HttpResponse
 from .reads import STALE_HEADER, ReadPath, ReadResult
-from .routes import Kind, Route, classify
+from .routes import Kind, Route, allowed_methods, classify
 from .writes import WritePath, rejection_body
 
 log = logging.getLogger(__name__)
 
-API_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _STALE_HEADER = STALE_HEADER.encode()
 
 # How each API request is counted: (route kind, who answered, status, seconds).
@@ -84,8 +83,10 @@ class ChromaApi:
 
     async def _answer(self, route: Route, request: HttpRequest) -> tuple[HttpResponse, str]:
         method = request.method
-        if method not in API_METHODS:
-            return HttpResponse.error(405, "MethodNotAllowed", f"{method} is not allowed"), "gateway"
+        if route.kind is Kind.UNKNOWN:
+            return unknown_route(request.path), "gateway"
+        if route.kind is Kind.UNREPLICABLE:
+            return not_replicable(route), "gateway"
         try:
             if route.kind is Kind.WRITE:
                 if route.op == "reset":
@@ -119,6 +120,23 @@ class ChromaApi:
         if refused:
             return HttpResponse(*refused[0])
         return HttpResponse(200, b"true")
+
+
+def unknown_route(path: str) -> HttpResponse:
+    """As Chroma answers a request no route of its API takes: 405 with `allow` where another method would be
+    taken, else 404; neither has a body."""
+    methods = allowed_methods(unquote_path(path))
+    if methods:
+        return HttpResponse(405, b"", [(b"allow", ",".join(methods).encode())])
+    return HttpResponse(404, b"", [])
+
+
+def not_replicable(route: Route) -> HttpResponse:
+    return HttpResponse.error(
+        501, "NotImplementedError",
+        f"'{route.op}' changes one Chroma server in a way the gateway cannot replay on every instance, so the "
+        "gateway does not offer it.",
+    )
 
 
 def unquote_path(path: str) -> str:

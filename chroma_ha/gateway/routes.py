@@ -1,6 +1,8 @@
 """Classify a request by method and path into what the gateway does with it. Pure: no I/O.
 
-The table follows Chroma 1.5's HTTP API v2 (its `/openapi.json`).
+The table follows Chroma 1.5's HTTP API v2 (its `/openapi.json`; a test checks that every route there has a kind
+here). It fails closed: a request the table does not know is answered by the gateway as Chroma answers an unknown
+route, and never forwarded to one instance, where a write would change that instance alone.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ class Kind(Enum):
     LOCAL = "local"  # answered by the gateway for the whole cluster
     READ = "read"  # forwarded to one eligible instance
     WRITE = "write"  # logged, then applied to every instance
-    OTHER = "other"  # forwarded to one instance, answered unchanged
-    UNKNOWN = "unknown"
+    UNREPLICABLE = "unreplicable"  # a change the log cannot replay on every instance (fork, attached functions): 501
+    UNKNOWN = "unknown"  # not a route of Chroma's API: 404, or 405 where another method would match
 
 
 @dataclass(frozen=True)
@@ -80,23 +82,30 @@ _TABLE: list[tuple[str, str, Kind, str]] = [
     ("GET", _C + r"/fork_count", Kind.READ, "fork_count"),
     ("GET", _C + r"/indexing_status", Kind.READ, "indexing_status"),
     ("GET", _C + r"/functions/(?P<function>[^/]+)", Kind.READ, "get_attached_function"),
-    ("POST", _C + r"/fork", Kind.OTHER, "fork"),
-    ("POST", _C + r"/functions/attach", Kind.OTHER, "attach_function"),
-    ("POST", _C + r"/attached_functions/(?P<function>[^/]+)/detach", Kind.OTHER, "detach_function"),
+    ("POST", _C + r"/fork", Kind.UNREPLICABLE, "fork"),
+    ("POST", _C + r"/functions/attach", Kind.UNREPLICABLE, "attach_function"),
+    ("POST", _C + r"/attached_functions/(?P<function>[^/]+)/detach", Kind.UNREPLICABLE, "detach_function"),
     ("GET", r"/collections/(?P<crn>[^/]+)", Kind.READ, "get_collection_by_crn"),
 ]
-_COMPILED = [(m, re.compile(API + p + r"/?$"), k, op) for m, p, k, op in _TABLE]
+_COMPILED = [(m, re.compile(API + p), k, op) for m, p, k, op in _TABLE]  # no trailing slash, as Chroma
 
 @functools.lru_cache(maxsize=4096)  # clients repeat the same few paths; a Route is immutable
 def classify(method: str, path: str) -> Route:
     for m, pattern, kind, op in _COMPILED:
         if m != method:
             continue
-        match = pattern.match(path)
+        match = pattern.fullmatch(path)
         if match:
             groups = match.groupdict()
             return Route(kind, op, groups.get("tenant"), groups.get("database"), groups.get("collection"))
     return Route(Kind.UNKNOWN, "unknown")
+
+
+@functools.lru_cache(maxsize=1024)
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """The methods some route of the table answers at `path` (for a 405's `allow`), HEAD with GET, as Chroma."""
+    methods = sorted({m for m, pattern, _, _ in _COMPILED if pattern.fullmatch(path)})
+    return tuple(sorted([*methods, "HEAD"])) if "GET" in methods else tuple(methods)
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

@@ -14,6 +14,7 @@ import pytest
 from chroma_ha.errors import StoreError
 from chroma_ha.store import Applied, Divergence, IdMapping
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
+from chroma_ha.gateway.http_server import HttpRequest
 from tests.fake_chroma import FakeCluster, call, drained, error, in_process
 
 BASE = "/api/v2/tenants/default_tenant/databases/default_database"
@@ -229,3 +230,31 @@ async def test_log_reads_are_bounded_by_bytes_and_start_up_reads_no_bodies() -> 
     assert started_reads == []  # the read index is rebuilt from the entries' keys only
     assert len(store.reads) > 1 and max(store.reads) <= limit + (1 << 20) + 1000
     assert [set(i.collections()["docs"][1]) for i in cluster.instances] == [{f"r{n}" for n in range(8)}] * 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("POST", "/api/v2/nothing-here", 404, None),
+        ("GET", "/api/v2/heartbeat/", 404, None),  # Chroma takes no trailing slash
+        ("POST", "/api/v2/tenants/default_tenant/databases/", 404, None),
+        ("DELETE", "/api/v2/tenants/default_tenant", 405, b"GET,HEAD,PATCH"),
+        ("GET", f"{COLLECTIONS}/docs/add", 405, b"POST"),
+        ("OPTIONS", "/api/v2/heartbeat", 405, b"GET,HEAD"),
+        ("POST", f"{COLLECTIONS}/11111111-1111-4111-8111-111111111111/fork", 501, None),
+        ("POST", f"{COLLECTIONS}/11111111-1111-4111-8111-111111111111/functions/attach", 501, None),
+    ],
+)
+async def test_a_route_the_gateway_does_not_replicate_is_answered_by_it_and_never_forwarded(
+    method: str, path: str, status: int, allow: bytes | None
+) -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster) as gateway:
+        response = await gateway.routes(HttpRequest(method, path, "", [], b"{}"))
+    assert response.status == status
+    assert dict(response.headers).get(b"allow") == allow
+    if status == 501:
+        assert b"NotImplementedError" in response.body and b"cannot replay" in response.body
+    else:
+        assert response.body == b""  # as Chroma answers an unknown route
+    assert all((method, path) not in i.attempts for i in cluster.instances)
