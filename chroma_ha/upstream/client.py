@@ -232,7 +232,7 @@ class _Connection(asyncio.Protocol):
         self.max_bytes = max_bytes
         self.status, self.keep_alive = 0, True
         self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
+        self.body: bytes | bytearray = b""
         self.received, self.head_done, self.head_only, self.framed = 0, False, False, False
         self.deadline, self.limit = 0.0, 0.0
 
@@ -278,7 +278,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.finished is None:  # bytes after the answer, in the same read
             raise _Misbehaved("the instance sent more than one answer to one request")
-        self.headers, self.body, self.head_done, self.framed = [], [], False, False
+        self.headers, self.body, self.head_done, self.framed = [], b"", False, False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.head_done:  # a trailer: it describes the transfer, never the answer
@@ -301,7 +301,14 @@ class _Connection(asyncio.Protocol):
             raise _Stop
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        # one piece (most answers) is kept as it came; more are joined as they come, never held as a list of
+        # pieces: an answer in one-byte chunks would take many times its size
+        if not self.body:
+            self.body = body
+        elif isinstance(self.body, bytearray):
+            self.body += body
+        else:
+            self.body = bytearray(self.body) + body
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -328,7 +335,9 @@ class _Connection(asyncio.Protocol):
             finished(self, error)
 
     def answer(self) -> Upstream:
-        return Upstream(self.status, self.headers, self.body[0] if len(self.body) == 1 else b"".join(self.body))
+        body, headers = self.body, self.headers
+        self.body, self.headers = b"", []  # an idle connection holds on to no answer
+        return Upstream(self.status, headers, body if isinstance(body, bytes) else bytes(body))
 
 
 def _reason(error: Exception) -> Exception:

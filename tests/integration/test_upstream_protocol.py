@@ -5,6 +5,7 @@ when it reuses a connection (only in step) and when it sends a request twice (on
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
@@ -416,3 +417,24 @@ async def test_an_answer_head_past_its_limit_fails_before_the_deadline(serve, cl
     with pytest.raises(InstanceError, match=f"MAX_ANSWER_HEAD_BYTES \\({MAX_ANSWER_HEAD_BYTES} bytes\\)"):
         await client.request(instance.url, "GET", "/")
     await asyncio.wait_for(instance.hung_up.wait(), PATIENCE_S)
+
+
+async def test_an_answer_in_one_byte_chunks_takes_less_memory_than_it_takes_on_the_wire(serve, client) -> None:
+    chunks, piece = 160, b"1\r\nx\r\n" * 1000
+
+    async def one_byte_chunks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(chunks):
+            writer.write(piece)
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+
+    instance = await serve(one_byte_chunks)
+    tracemalloc.start()
+    try:
+        upstream = await client.request(instance.url, "GET", "/")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert upstream.body == b"x" * (chunks * 1000)
+    assert peak < chunks * len(piece), peak
