@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 import uuid
@@ -97,12 +98,14 @@ class FakeChroma:
         self.attempts.append((method, path))
         if self.down:
             raise InstanceError(self.url, "ConnectionRefusedError: [Errno 111] Connection refused")
-        while self.hung or self.stalled and path != "/api/v2/heartbeat":
+        while self.hung or (self.stalled and path != "/api/v2/heartbeat"):
             await asyncio.sleep(0.01)
         if self.fail_next:
             return self.fail_next.pop(0)
         self.requests.append((method, path))
-        payload = orjson.loads(body) if body else {}
+        payload = json.loads(body, object_pairs_hook=_no_duplicates) if body else {}
+        if isinstance(payload, Upstream):
+            return payload
         params = {k: v[0] for k, v in parse_qs(query).items()}
         for route_method, pattern, respond in _ROUTES:
             match = pattern.fullmatch(path)
@@ -229,7 +232,7 @@ class FakeChroma:
                 return error(400, "DuplicateIDError", "Expected IDs to be unique")
             for n, rid in enumerate(ids):
                 record = {name: payload[name][n] for name in FIELDS if payload.get(name) is not None}
-                if op == "add" and rid in found.records or op == "update" and rid not in found.records:
+                if (op == "add" and rid in found.records) or (op == "update" and rid not in found.records):
                     continue
                 if op == "add":
                     found.records[rid] = {name: record.get(name) for name in FIELDS}
@@ -255,6 +258,15 @@ class FakeChroma:
     def count(self, payload: Any, params: dict[str, str], tenant: str, database: str, collection: str) -> Upstream:
         found = self._records(collection)
         return found if isinstance(found, Upstream) else answer(200, len(found.records))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any] | Upstream:
+    """Chroma refuses a body whose object names a field twice (its answer is a 422)."""
+    seen = [name for name, _ in pairs]
+    for name in seen:
+        if seen.count(name) > 1:
+            return error(422, "ChromaError", f"Failed to deserialize the JSON body: duplicate field `{name}`")
+    return dict(pairs)
 
 
 def _page(items: list[Any], params: dict[str, str]) -> list[Any]:

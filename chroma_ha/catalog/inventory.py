@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 import orjson
 
@@ -79,10 +80,19 @@ class Records:
 
 
 def tenants_of(scopes: Sequence[str]) -> list[str]:
-    """Tenants named by the store's scopes (`t` or `t/d`), the default one always, never the gateway's own (its
-    incarnation marker differs on every instance by design)."""
-    names = {scope.split("/", 1)[0] for scope in scopes} | {DEFAULT_TENANT}
+    """Tenants named by the store's scopes (`t` or `t/d`, names percent-encoded), the default one always, never
+    the gateway's own (its incarnation marker differs on every instance by design)."""
+    names = {unquote(scope.split("/", 1)[0]) for scope in scopes} | {DEFAULT_TENANT}
     return sorted(names - {MARKER_TENANT, ""})
+
+
+def _segment(name: str) -> str:
+    """A name as one path segment: whatever it holds (a slash, a space, a snowman), it stays one segment."""
+    return quote(name, safe="")
+
+
+def _database(tenant: str, database: str) -> str:
+    return f"/tenants/{_segment(tenant)}/databases/{_segment(database)}"
 
 
 def _collection(tenant: str, database: str, data: dict[str, Any]) -> CollectionInfo:
@@ -116,13 +126,13 @@ class ChromaInstance:
     # --- reading --------------------------------------------------------------------------------------------
 
     async def tenant_exists(self, tenant: str) -> bool:
-        return (await self._call("GET", f"/tenants/{tenant}", allow=(404,))).ok
+        return (await self._call("GET", f"/tenants/{_segment(tenant)}", allow=(404,))).ok
 
     async def databases(self, tenant: str) -> list[str]:
         names: list[str] = []
         while True:
             page = await self._call(
-                "GET", f"/tenants/{tenant}/databases", query=f"limit={LIST_PAGE}&offset={len(names)}"
+                "GET", f"/tenants/{_segment(tenant)}/databases", query=f"limit={LIST_PAGE}&offset={len(names)}"
             )
             found = [d["name"] for d in orjson.loads(page.body)]
             names.extend(found)
@@ -133,7 +143,7 @@ class ChromaInstance:
         found: list[CollectionInfo] = []
         while True:
             page = await self._call(
-                "GET", f"/tenants/{tenant}/databases/{database}/collections",
+                "GET", f"{_database(tenant, database)}/collections",
                 query=f"limit={LIST_PAGE}&offset={len(found)}",
             )
             items = orjson.loads(page.body)
@@ -142,11 +152,11 @@ class ChromaInstance:
                 return found
 
     async def collection(self, tenant: str, database: str, name: str) -> CollectionInfo | None:
-        got = await self._call("GET", f"/tenants/{tenant}/databases/{database}/collections/{name}", allow=(404,))
+        got = await self._call("GET", f"{_database(tenant, database)}/collections/{_segment(name)}", allow=(404,))
         return _collection(tenant, database, orjson.loads(got.body)) if got.ok else None
 
     def _records_path(self, c: CollectionInfo, action: str) -> str:
-        return f"/tenants/{c.tenant}/databases/{c.database}/collections/{c.id}/{action}"
+        return f"{_database(c.tenant, c.database)}/collections/{c.id}/{action}"
 
     async def count(self, c: CollectionInfo) -> int:
         return int(orjson.loads((await self._call("GET", self._records_path(c, "count"))).body))
@@ -183,10 +193,10 @@ class ChromaInstance:
         await self._call("POST", "/tenants", {"name": tenant}, allow=(409,))
 
     async def create_database(self, tenant: str, database: str) -> None:
-        await self._call("POST", f"/tenants/{tenant}/databases", {"name": database}, allow=(409,))
+        await self._call("POST", f"/tenants/{_segment(tenant)}/databases", {"name": database}, allow=(409,))
 
     async def delete_database(self, tenant: str, database: str) -> None:
-        await self._call("DELETE", f"/tenants/{tenant}/databases/{database}", allow=(404,))
+        await self._call("DELETE", _database(tenant, database), allow=(404,))
 
     async def create_collection(self, like: CollectionInfo) -> CollectionInfo:
         """A collection with the name, metadata and configuration of `like` (its schema carries both)."""
@@ -195,14 +205,14 @@ class ChromaInstance:
             payload["schema"] = like.schema
         elif like.configuration is not None:
             payload["configuration"] = like.configuration
-        got = await self._call("POST", f"/tenants/{like.tenant}/databases/{like.database}/collections", payload)
+        got = await self._call("POST", f"{_database(like.tenant, like.database)}/collections", payload)
         return _collection(like.tenant, like.database, orjson.loads(got.body))
 
     async def delete_collection(self, c: CollectionInfo) -> None:
-        await self._call("DELETE", f"/tenants/{c.tenant}/databases/{c.database}/collections/{c.name}", allow=(404,))
+        await self._call("DELETE", f"{_database(c.tenant, c.database)}/collections/{_segment(c.name)}", allow=(404,))
 
     async def set_metadata(self, c: CollectionInfo, metadata: dict[str, Any] | None) -> None:
-        path = f"/tenants/{c.tenant}/databases/{c.database}/collections/{c.id}"
+        path = f"{_database(c.tenant, c.database)}/collections/{c.id}"
         await self._call("PUT", path, {"new_metadata": metadata or {}})
 
     async def add(self, c: CollectionInfo, records: Records) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
 import orjson
 
@@ -13,6 +12,7 @@ from ..errors import InstanceError, RequestRejected
 from .http_server import HttpRequest, HttpResponse
 from .reads import STALE_HEADER, ReadPath, ReadResult
 from .routes import Kind, Route, allowed_methods, classify
+from .validation import reserved_tenant
 from .writes import WritePath, rejection_body
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class ChromaApi:
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        route = classify(request.method, unquote_path(request.path))
+        route = classify(request.method, request.path)
         try:
             response, answered_by = await self._answer(route, request)
         except Exception:
@@ -59,7 +59,7 @@ class ChromaApi:
     def forward_now(self, request: HttpRequest, respond: Callable[[HttpResponse], None]) -> bool:
         """A fresh read forwarded at once and answered by callback (see `ReadPath.forward_now`); False when the
         request takes the general path (`__call__`)."""
-        route = classify(request.method, unquote_path(request.path))
+        route = classify(request.method, request.path)
         if route.kind is not Kind.READ:
             return False
         started = time.perf_counter()
@@ -87,6 +87,8 @@ class ChromaApi:
             return unknown_route(request.path), "gateway"
         if route.kind is Kind.UNREPLICABLE:
             return not_replicable(route), "gateway"
+        if route.kind is Kind.RESERVED:
+            return rejected(reserved_tenant()), "gateway"
         try:
             if route.kind is Kind.WRITE:
                 if route.op == "reset":
@@ -125,7 +127,7 @@ class ChromaApi:
 def unknown_route(path: str) -> HttpResponse:
     """As Chroma answers a request no route of its API takes: 405 with `allow` where another method would be
     taken, else 404; neither has a body."""
-    methods = allowed_methods(unquote_path(path))
+    methods = allowed_methods(path)
     if methods:
         return HttpResponse(405, b"", [(b"allow", ",".join(methods).encode())])
     return HttpResponse(404, b"", [])
@@ -137,10 +139,6 @@ def not_replicable(route: Route) -> HttpResponse:
         f"'{route.op}' changes one Chroma server in a way the gateway cannot replay on every instance, so the "
         "gateway does not offer it.",
     )
-
-
-def unquote_path(path: str) -> str:
-    return unquote(path) if "%" in path else path
 
 
 def _read_answer(read: ReadResult) -> HttpResponse:

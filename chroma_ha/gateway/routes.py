@@ -11,7 +11,9 @@ import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import quote, unquote
 
+from ..upstream.incarnation import MARKER_TENANT
 from ..upstream.paths import API
 
 
@@ -21,6 +23,7 @@ class Kind(Enum):
     WRITE = "write"  # logged, then applied to every instance
     UNREPLICABLE = "unreplicable"  # a change the log cannot replay on every instance (fork, attached functions): 501
     UNKNOWN = "unknown"  # not a route of Chroma's API: 404, or 405 where another method would match
+    RESERVED = "reserved"  # the gateway's own bookkeeping tenant: refused on every route
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Route:
     tenant: str | None = None
     database: str | None = None
     collection: str | None = None  # the path's collection segment: a name or an id
+    # tenant, database and collection as names, percent-decoded (a path segment may encode "/" or any character)
 
     @functools.cached_property
     def collection_uuid(self) -> str | None:
@@ -38,10 +42,15 @@ class Route:
 
     @property
     def scope(self) -> str:
-        """What a listing of this route covers, for read-your-writes: `tenant/database`, `tenant`, or ``."""
-        if self.database is not None:
-            return f"{self.tenant}/{self.database}"
-        return self.tenant or ""
+        """What a listing of this route covers, for read-your-writes: `tenant/database`, `tenant`, or ``; each
+        name percent-encoded, so a `/` in a name cannot be taken for the separator."""
+        return scope_of(self.tenant, self.database)
+
+
+def scope_of(tenant: str | None, database: str | None = None) -> str:
+    if tenant is None:
+        return ""
+    return quote(tenant, safe="") if database is None else f"{quote(tenant, safe='')}/{quote(database, safe='')}"
 
 
 _T = r"/tenants/(?P<tenant>[^/]+)"
@@ -96,7 +105,10 @@ def classify(method: str, path: str) -> Route:
             continue
         match = pattern.fullmatch(path)
         if match:
-            groups = match.groupdict()
+            groups = {name: unquote(value) for name, value in match.groupdict().items()}
+            tenant = groups.get("tenant") or groups.get("crn", "").partition(":")[0] or None
+            if tenant == MARKER_TENANT:
+                kind = Kind.RESERVED
             return Route(kind, op, groups.get("tenant"), groups.get("database"), groups.get("collection"))
     return Route(Kind.UNKNOWN, "unknown")
 

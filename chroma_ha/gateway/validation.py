@@ -7,11 +7,13 @@ Chroma, whose answer becomes the entry's outcome.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 from ..errors import RequestRejected
+from ..upstream.incarnation import MARKER_TENANT
 
 _RECORD_OPS = frozenset({"add", "upsert", "update"})
 _OPTIONAL_LISTS = ("embeddings", "metadatas", "documents", "uris")
@@ -23,6 +25,52 @@ _BODY_REQUIRED = frozenset({
 
 def _reject(message: str) -> RequestRejected:
     return RequestRejected(400, message, "InvalidArgumentError")
+
+
+def reserved_tenant() -> RequestRejected:
+    return RequestRejected(
+        403, f"The tenant '{MARKER_TENANT}' is reserved for the gateway's own bookkeeping", "AuthorizationError"
+    )
+
+
+# Chroma 1.5's rules for names, with its own messages: a tenant needs 3 characters; a database and a collection
+# 3-512 of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..", not an IPv4 address.
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+_IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}")
+
+
+def tenant_name_problem(name: str) -> str | None:
+    if len(name) < 3:
+        return f'Validation error: name: Validation error: length [{{"value": String("{name}"), "min": Number(3)}}]'
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """What Chroma says of a database or collection name it refuses (without its prefix), or None."""
+    if not _NAME.fullmatch(name):
+        return (
+            "Expected a name containing 3-512 characters from [a-zA-Z0-9._-], starting and ending with a "
+            f"character in [a-zA-Z0-9]. Got: {name}"
+        )
+    if ".." in name:
+        return f"Expected a name that does not contains two consecutive periods (..). Got {name}"
+    if _IPV4.fullmatch(name):
+        return f"Expected a name that is not a valid ip address. Got {name}"
+    return None
+
+
+def _check_name(op: str, name: str) -> None:
+    if op == "create_tenant":
+        if name == MARKER_TENANT:
+            raise reserved_tenant()
+        problem = tenant_name_problem(name)
+    elif op == "create_database":
+        problem = name_problem(name)
+    else:  # a collection's name, created or renamed
+        problem = name_problem(name)
+        problem = f"Validation error: name: {problem}" if problem else None
+    if problem:
+        raise _reject(problem)
 
 
 def parse_body(op: str, body: bytes) -> dict[str, Any] | None:
@@ -49,12 +97,15 @@ def validate(op: str, payload: dict[str, Any]) -> None:
     elif op in ("create_collection", "create_database", "create_tenant"):
         if not isinstance(payload.get("name"), str):
             raise _reject(f"{op}: 'name' must be a string")
+        _check_name(op, payload["name"])
         if op == "create_collection":
             _optional(payload, "metadata", dict)
             _optional(payload, "configuration", dict)
             _optional(payload, "get_or_create", bool)
     elif op == "update_collection":
         _optional(payload, "new_name", str)
+        if payload.get("new_name") is not None:
+            _check_name(op, payload["new_name"])
         _optional(payload, "new_metadata", dict)
         _optional(payload, "new_configuration", dict)
 

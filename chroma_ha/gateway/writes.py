@@ -65,6 +65,10 @@ class WritePath:
         self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes
     ) -> WriteResult:
         payload = parse_body(route.op, body)
+        if payload is not None:
+            # logged as parsed: an instance applying the entry alone, and one applying it merged into a batch,
+            # see the same request (a duplicated key, say, cannot be refused by one and taken by the other)
+            body = orjson.dumps(payload)
         canonical = route.collection_uuid
         if canonical is not None and not await self._catalog.refresh_if_unknown(canonical):
             raise RequestRejected(404, f"Collection [{canonical}] does not exist.", "NotFoundError")

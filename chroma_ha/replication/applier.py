@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import quote
 
 import orjson
 
@@ -307,7 +308,7 @@ class Applier:
             conflict = response
             name = orjson.loads(entry.body).get("name", "")
             response = await self._client.request(
-                self.instance, "GET", f"{entry.path}/{name}", headers=entry.headers
+                self.instance, "GET", f"{entry.path}/{quote(name, safe='')}", headers=entry.headers
             )
             if not response.ok:
                 return response.status, response.body, []

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from chroma_ha.errors import StoreError
+from chroma_ha.gateway.http_server import HttpRequest
 from chroma_ha.store import Applied, Divergence, IdMapping
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
-from chroma_ha.gateway.http_server import HttpRequest
 from tests.fake_chroma import FakeCluster, call, drained, error, in_process
 
 BASE = "/api/v2/tenants/default_tenant/databases/default_database"
@@ -34,9 +34,9 @@ async def create(gateway: Any, name: str) -> str:
 
 async def churn(gateway: Any) -> None:
     """Every kind of write, each answered as Chroma answers it."""
-    assert (await call(gateway, "POST", "/api/v2/tenants", {"name": "t2"}))[0] == 200
-    assert (await call(gateway, "POST", "/api/v2/tenants/t2/databases", {"name": "d2"}))[0] == 200
-    assert (await call(gateway, "DELETE", "/api/v2/tenants/t2/databases/d2"))[0] == 200
+    assert (await call(gateway, "POST", "/api/v2/tenants", {"name": "team"}))[0] == 200
+    assert (await call(gateway, "POST", "/api/v2/tenants/team/databases", {"name": "dbx"}))[0] == 200
+    assert (await call(gateway, "DELETE", "/api/v2/tenants/team/databases/dbx"))[0] == 200
     docs = await create(gateway, "docs")
     assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a", "b", "c", v=1)))[0] == 201
     assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/upsert", records("c", "d", v=2)))[0] == 200
@@ -60,7 +60,7 @@ def assert_churned(cluster: FakeCluster) -> None:
     assert metadata == {"m": 1} and set(kept) == {"a"}  # b deleted by id; c and d by where
     assert kept["a"]["documents"] == "A" and kept["a"]["metadatas"] == {"v": 1}
     assert set(first["temp"][1]) == {"t2"}
-    assert all(set(i.tenants["t2"]) == set() for i in cluster.instances)
+    assert all(set(i.tenants["team"]) == set() for i in cluster.instances)
 
 
 class CrashingStore(MemoryStore):
@@ -258,3 +258,91 @@ async def test_a_route_the_gateway_does_not_replicate_is_answered_by_it_and_neve
     else:
         assert response.body == b""  # as Chroma answers an unknown route
     assert all((method, path) not in i.attempts for i in cluster.instances)
+
+
+async def test_a_body_naming_a_field_twice_is_applied_alike_alone_and_in_a_batch() -> None:
+    cluster, store = FakeCluster(), MemoryStore()
+    async with in_process(cluster, store=store) as gateway:
+        docs = await create(gateway, "docs")
+        await drained(gateway)
+        cluster.instances[1].down = True  # it will apply both adds in one merged call
+        twice = b'{"ids":["d1"],"embeddings":[[1,2]],"ids":["d1"]}'
+        path = f"{COLLECTIONS}/{docs}/add"
+        answer = await gateway.routes(HttpRequest("POST", path, "", [(b"content-type", b"application/json")], twice))
+        assert answer.status == 201
+        assert (await call(gateway, "POST", path, {"ids": ["d2"], "embeddings": [[3.0, 4.0]]}))[0] == 201
+        cluster.instances[1].down = False
+        await drained(gateway)
+        assert await store.divergences() == []
+        assert gateway.applier_stats[cluster.urls[1]].batch_sizes[-1] == 2
+    assert [set(i.collections()["docs"][1]) for i in cluster.instances] == [{"d1", "d2"}] * 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v2/tenants", {"name": "chroma_ha_system"}),
+        ("GET", "/api/v2/tenants/chroma_ha_system", None),
+        ("GET", "/api/v2/tenants/chroma_ha_system/databases", None),
+        ("DELETE", "/api/v2/tenants/chroma_ha_system/databases/system", None),
+        ("GET", "/api/v2/tenants/chroma_ha_system/databases/system/collections/incarnation", None),
+        ("DELETE", "/api/v2/tenants/chroma_ha_system/databases/system/collections/incarnation", None),
+        ("POST", "/api/v2/tenants/chroma_ha_system/databases/system/collections", {"name": "mine"}),
+        ("GET", "/api/v2/collections/chroma_ha_system:system:incarnation", None),
+        ("GET", "/api/v2/tenants/chroma%5Fha%5Fsystem/databases", None),  # the same name, percent-encoded
+    ],
+)
+async def test_the_gateways_own_tenant_is_refused_on_every_route(method: str, path: str, body: Any) -> None:
+    cluster, store = FakeCluster(), MemoryStore()
+    async with in_process(cluster, store=store) as gateway:
+        status, answer = await call(gateway, method, path, body)
+        head = await store.head()
+    assert status == 403 and answer["error"] == "AuthorizationError" and "reserved" in answer["message"]
+    assert head == 0
+    assert all((method, path) not in i.attempts for i in cluster.instances)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": "ab"}, "3-512 characters"),
+        ({"name": "a..b"}, "two consecutive periods"),
+        ({"name": "10.0.0.1"}, "not a valid ip address"),
+        ({"name": "snow☃"}, "3-512 characters"),
+    ],
+)
+async def test_a_name_chroma_refuses_is_refused_with_its_message_before_it_is_logged(
+    body: dict[str, str], message: str
+) -> None:
+    cluster, store = FakeCluster(), MemoryStore()
+    async with in_process(cluster, store=store) as gateway:
+        status, answer = await call(gateway, "POST", COLLECTIONS, body)
+        head = await store.head()
+    assert (status, answer["error"]) == (400, "InvalidArgumentError") and message in answer["message"]
+    assert answer["message"].startswith("Validation error: name: ")
+    assert head == 0
+
+
+async def test_a_tenant_named_with_any_character_is_replicated_and_bootstrapped() -> None:
+    cluster, store = FakeCluster(), MemoryStore()
+    tenant = "a/b ☃%"
+    quoted = "a%2Fb%20%E2%98%83%25"
+    async with in_process(cluster, store=store, RETENTION="0.01") as gateway:
+        assert (await call(gateway, "POST", "/api/v2/tenants", {"name": tenant}))[0] == 200
+        assert (await call(gateway, "POST", f"/api/v2/tenants/{quoted}/databases", {"name": "dbx"}))[0] == 200
+        status, created = await call(gateway, "POST", f"/api/v2/tenants/{quoted}/databases/dbx/collections",
+                                     {"name": "docs"})
+        assert status == 200
+        base = f"/api/v2/tenants/{quoted}/databases/dbx/collections/{created['id']}"
+        assert (await call(gateway, "POST", f"{base}/add", records("a", "b")))[0] == 201
+        await drained(gateway)
+        await _until(lambda: store.oldest_seq(), lambda oldest: oldest > 4)  # pruned: a wipe needs a bootstrap
+        wiped = cluster.instances[1]
+        wiped.down = True
+        await _until(lambda: _up(gateway, wiped.url), lambda up: not up)
+        wiped.wipe()
+        wiped.down = False
+        await _until(lambda: _bootstrap(gateway, wiped.url), lambda s: s.get("state") == "done")
+        assert (await call(gateway, "GET", f"{base}/count")) == (200, 2)
+    first, second = (i.collections(tenant, "dbx") for i in cluster.instances)
+    assert first == second and set(first["docs"][1]) == {"a", "b"}
