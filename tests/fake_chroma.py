@@ -5,7 +5,8 @@ Each `FakeChroma` answers the part of Chroma 1.5's HTTP API v2 the gateway uses,
 gateway depends on them: an `add` of existing ids changes nothing, an `update` of missing ids changes nothing, a
 `delete` of missing ids succeeds, a second create of a name is a 409 unless `get_or_create`, every server gives a
 collection its own fresh id. Faults are switches: `down` (no connection), `hung` (no answer), `stalled` (heartbeats
-answered, nothing else), `wipe()`, and `fail_next` (answers to give instead of the next ones).
+answered, nothing else), `wipe()`, `fail_next` (answers to give instead of the next ones), and `poison` (an
+answer to give to every request it returns one for).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class FakeChroma:
     hung: bool = False
     stalled: bool = False
     fail_next: list[Upstream] = field(default_factory=list)
+    poison: Callable[[str, str, Any], Upstream | None] | None = None  # (method, path, payload) -> answer or None
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request sent to it
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request answered
 
@@ -106,6 +108,9 @@ class FakeChroma:
         payload = json.loads(body, object_pairs_hook=_no_duplicates) if body else {}
         if isinstance(payload, Upstream):
             return payload
+        poisoned = self.poison(method, path, payload) if self.poison is not None else None
+        if poisoned is not None:
+            return poisoned
         params = {k: v[0] for k, v in parse_qs(query).items()}
         for route_method, pattern, respond in _ROUTES:
             match = pattern.fullmatch(path)

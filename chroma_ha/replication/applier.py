@@ -1,8 +1,10 @@
 """One applier per instance: applies log entries to it in `seq` order and owns its cursor.
 
 The loop waits for "new entries, or the poll interval, or stop"; a lost wake-up only costs a poll interval.
-Transient failures (connection errors, timeouts, 5xx, 429) are retried with capped backoff, forever: an entry never
-vanishes. A deterministic rejection (a 4xx for the payload) is the entry's outcome on this instance.
+Transient failures (connection errors, timeouts, 5xx, 429) are retried with capped backoff: an entry never
+vanishes. A deterministic rejection (a 4xx for the payload) is the entry's outcome on this instance. So is a
+failure that is the entry's own: the same 5xx or timeout `GIVE_UP_AFTER` times in a row, alone (split out of its
+batch), while the instance answers a heartbeat. Connection failures and 429 are retried as long as they last.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from ..errors import InstanceError, StoreError
 from ..store import Applied, Divergence, Entry, IdMapping, LogStore
 from ..upstream.client import Upstream
 from ..upstream.incarnation import Incarnation, ensure_marker
+from ..upstream.paths import HEARTBEAT
 from ..upstream.transport import Transport
 from .backoff import backoff_delay
 from .batching import Batch, plan_batches
+from .strikes import Strikes
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 500  # entries read ahead at most; the batch limit's bytes bound them too
+GIVE_UP_AFTER = 5  # the same failure of one entry, alone, while its instance answers: then it is its outcome
+ALIVE_TIMEOUT_S = 2.0
 # Writes whose replay is not naturally idempotent: an intent is recorded before they are sent.
 CATALOG_WRITES = frozenset({
     "create_tenant", "update_tenant", "create_database", "delete_database",
@@ -41,6 +47,14 @@ CATALOG_WRITES = frozenset({
 _ALREADY_DONE = {
     "create_tenant": 409, "create_database": 409, "delete_database": 404, "delete_collection": 404,
 }
+
+
+class _Transient(InstanceError):
+    """An answer to retry (5xx, 429), kept: it becomes the entry's outcome if the entry is given up."""
+
+    def __init__(self, instance: str, response: Upstream) -> None:
+        super().__init__(instance, f"answered {response.status}: {response.body[:200]!r}", retryable=True)
+        self.response = response
 
 
 def is_transient(response: Upstream) -> bool:
@@ -94,6 +108,7 @@ class Applier:
         self._lease_until = 0.0
         self._must_check = True
         self._paused = asyncio.Lock()
+        self._strikes = Strikes(GIVE_UP_AFTER)
         health.on_change(self._on_health_change)
 
     @property
@@ -260,12 +275,15 @@ class Applier:
         if len(batch.entries) == 1:
             return await self._apply_one(batch.entries[0])
         first = batch.entries[0]
-        response = await self._send(first, batch.body)
-        if response.ok:
+        try:
+            response: Upstream | None = await self._send(first, batch.body)
+        except InstanceError:
+            response = None  # one entry may be the cause: apply them one by one to see
+        if response is not None and response.ok:
             body = self._catalog.canonical_body(self.instance, first.op, response.status, response.body)
             return [Applied(e.seq, response.status, body) for e in batch.entries], []
         applied: list[Applied] = []
-        for entry in batch.entries:  # rejected as a whole: find each entry's own outcome
+        for entry in batch.entries:  # rejected or failed as a whole: find each entry's own outcome
             one, _ = await self._apply_one(entry)
             applied.extend(one)
         return applied, []
@@ -276,7 +294,13 @@ class Applier:
             replay = await self._store.has_intent(self.instance, entry.seq)
             if not replay:
                 await self._store.record_intent(self.instance, entry.seq)
-        response = await self._send(entry, body_to_apply(entry))
+        try:
+            response = await self._send(entry, body_to_apply(entry))
+        except InstanceError as exc:
+            given_up = await self._given_up(entry, exc)
+            if given_up is None:
+                raise
+            return [given_up], []
         if response.status == 404 and entry.collection_id and await self._learn_mapping(entry.collection_id):
             response = await self._send(entry, body_to_apply(entry))
         mappings: list[IdMapping] = []
@@ -290,6 +314,27 @@ class Applier:
         ids = {m.instance_id: m.canonical_id for m in mappings}
         body = _with_ids(body, ids) if ids else self._catalog.canonical_body(self.instance, entry.op, status, body)
         return [Applied(entry.seq, status, body)], mappings
+
+    async def _given_up(self, entry: Entry, failure: InstanceError) -> Applied | None:
+        """The entry's outcome when this failure is its own (see `Strikes`), else None: retry it."""
+        answer = failure.response if isinstance(failure, _Transient) else None
+        if answer is not None and answer.status == 429:
+            return None
+        signature = f"{answer.status} {answer.body[:200]!r}" if answer is not None else str(failure)
+        if not self._strikes.failed(entry.seq, signature) or not await self._answers_heartbeat():
+            return None
+        log.error("seq %d failed %d times on %s (%s) while it answers: recorded as its outcome there",
+                  entry.seq, GIVE_UP_AFTER, self.instance, signature)
+        if answer is not None:
+            return Applied(entry.seq, answer.status, answer.body)
+        message = f"The instance failed this write {GIVE_UP_AFTER} times: {failure}"
+        return Applied(entry.seq, 504, orjson.dumps({"error": "GatewayTimeout", "message": message}))
+
+    async def _answers_heartbeat(self) -> bool:
+        try:
+            return (await self._client.request(self.instance, "GET", HEARTBEAT, timeout=ALIVE_TIMEOUT_S)).ok
+        except InstanceError:
+            return False
 
     async def _learn_mapping(self, canonical_id: str) -> bool:
         """True when the store maps the collection to another id here than we knew: `repair` re-created it."""
@@ -328,7 +373,7 @@ class Applier:
             self.instance, entry.method, path, query=entry.query, headers=entry.headers, body=body
         )
         if is_transient(response):
-            raise InstanceError(self.instance, f"answered {response.status}: {response.body[:200]!r}")
+            raise _Transient(self.instance, response)
         return response
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from chroma_ha.errors import StoreError
 from chroma_ha.gateway.http_server import HttpRequest
+from chroma_ha.replication.applier import GIVE_UP_AFTER
 from chroma_ha.store import Applied, Divergence, IdMapping
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
 from tests.fake_chroma import FakeCluster, call, drained, error, in_process
@@ -346,3 +347,31 @@ async def test_a_tenant_named_with_any_character_is_replicated_and_bootstrapped(
         assert (await call(gateway, "GET", f"{base}/count")) == (200, 2)
     first, second = (i.collections(tenant, "dbx") for i in cluster.instances)
     assert first == second and set(first["docs"][1]) == {"a", "b"}
+
+
+async def test_an_entry_that_keeps_failing_alone_is_given_up_and_the_instance_goes_on() -> None:
+    cluster, store = FakeCluster(), MemoryStore()
+    stuck = cluster.instances[1]
+
+    def poison(method: str, path: str, payload: Any) -> Any:
+        ids = payload.get("ids") if isinstance(payload, dict) else None
+        return error(500, "InternalError", "boom") if ids and "poison" in ids else None
+
+    async with in_process(cluster, store=store) as gateway:
+        docs = await create(gateway, "docs")
+        await drained(gateway)
+        stuck.down = True  # both adds wait for it, and are then merged into one call
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("fine")))[0] == 201
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("poison")))[0] == 201
+        stuck.poison, stuck.down = poison, False
+        await drained(gateway)
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("after")))[0] == 201
+        await drained(gateway)
+        [divergence] = await store.divergences()
+        assert (divergence.instance, divergence.status, divergence.expected_status) == (stuck.url, 500, 201)
+        assert any(a["key"].startswith("divergence:") for a in gateway.alerts.recent)
+    assert set(stuck.collections()["docs"][1]) == {"fine", "after"}  # split out of its batch, then given up
+    assert set(cluster.instances[0].collections()["docs"][1]) == {"fine", "poison", "after"}
+    adds = [p for _, p in stuck.attempts if p.endswith("/add")]
+    # retried a bounded number of times, not forever: each round the merged call, then the two alone
+    assert GIVE_UP_AFTER * 3 <= len(adds) <= GIVE_UP_AFTER * 3 + 2
