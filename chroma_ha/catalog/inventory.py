@@ -110,11 +110,15 @@ class ChromaInstance:
         self.url = url
 
     async def _call(
-        self, method: str, path: str, payload: Any = None, *, query: str = "", allow: Sequence[int] = ()
+        self, method: str, path: str, payload: Any = None, *, query: str = "", allow: Sequence[int] = (),
+        idempotent: bool = True,
     ) -> Upstream:
+        """Every call here is harmless to send twice (an add of existing ids, a create that allows its 409, a
+        delete that allows its 404) but for creating a collection, which says so."""
         body = orjson.dumps(payload) if payload is not None else b""
         response = await self.client.request(
-            self.url, method, f"{API}{path}", query=query, headers=_JSON if body else None, body=body
+            self.url, method, f"{API}{path}", query=query, headers=_JSON if body else None, body=body,
+            idempotent=idempotent,
         )
         if not response.ok and response.status not in allow:
             message = response.body[:300].decode("utf-8", "replace")
@@ -205,7 +209,8 @@ class ChromaInstance:
             payload["schema"] = like.schema
         elif like.configuration is not None:
             payload["configuration"] = like.configuration
-        got = await self._call("POST", f"{_database(like.tenant, like.database)}/collections", payload)
+        path = f"{_database(like.tenant, like.database)}/collections"
+        got = await self._call("POST", path, payload, idempotent=False)  # sent twice, it answers 409
         return _collection(like.tenant, like.database, orjson.loads(got.body))
 
     async def delete_collection(self, c: CollectionInfo) -> None:

@@ -238,7 +238,7 @@ class ReadPath:
         try:
             return await self._client.request(
                 instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
-                query=query, headers=headers, body=body,
+                query=query, headers=headers, body=body, idempotent=True,  # a read, POST get/query/search too
             )
         except InstanceError as exc:
             return exc

@@ -369,8 +369,11 @@ class Applier:
 
     async def _send(self, entry: Entry, body: bytes) -> Upstream:
         path = self._catalog.path_for(self.instance, entry.path, entry.collection_id)
+        # A data write sent twice changes nothing more; a catalog write's second answer (a 409, a 404) is only
+        # read as "already done" on a replay its intent vouches for, so the applier retries it itself.
         response = await self._client.request(
-            self.instance, entry.method, path, query=entry.query, headers=entry.headers, body=body
+            self.instance, entry.method, path, query=entry.query, headers=entry.headers, body=body,
+            idempotent=entry.op not in CATALOG_WRITES,
         )
         if is_transient(response):
             raise _Transient(self.instance, response)

@@ -40,7 +40,9 @@ async def ensure_marker(client: Transport, instance: str, create: bool = True) -
     ]
     response = None
     for step_path, payload in steps:
-        response = await client.request(instance, "POST", step_path, headers=_JSON, body=orjson.dumps(payload))
+        response = await client.request(
+            instance, "POST", step_path, headers=_JSON, body=orjson.dumps(payload), idempotent=True  # 409: done
+        )
         if not response.ok and response.status != 409:
             raise InstanceError(instance, f"cannot create the incarnation marker: {response.status}")
     assert response is not None

@@ -18,9 +18,10 @@ from .client import Answered, Headers, Upstream
 class Transport(Protocol):
     async def request(
         self, instance: str, method: str, path: str, *, query: str = "", headers: Headers = None,
-        body: bytes = b"", timeout: float | None = None,
+        body: bytes = b"", timeout: float | None = None, idempotent: bool | None = None,
     ) -> Upstream:
-        """The instance's answer; InstanceError when it gives none (refused, reset, timed out)."""
+        """The instance's answer; InstanceError when it gives none (refused, reset, timed out). `idempotent`: may
+        the request be sent again when a kept-alive connection turns out closed (None: only GET and HEAD)?"""
         ...
 
     def send_now(
@@ -49,7 +50,7 @@ class InProcessTransport:
 
     async def request(
         self, instance: str, method: str, path: str, *, query: str = "", headers: Headers = None,
-        body: bytes = b"", timeout: float | None = None,
+        body: bytes = b"", timeout: float | None = None, idempotent: bool | None = None,
     ) -> Upstream:
         limit = timeout or self._timeout
         try:
