@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .settings import ENV_PREFIX, definition
+
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
@@ -70,9 +72,11 @@ class ChromaServer:
             env["ALLOW_RESET"] = "TRUE"
         log = open(self.data_dir / "chroma.log", "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [chroma_executable(), "run", "--path", str(self.data_dir), "--port", str(self.port),
-             "--host", "127.0.0.1"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            [chroma_executable(), "run", "--path", str(self.data_dir), "--port", str(self.port), "--host", "127.0.0.1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
         log.close()
@@ -113,7 +117,11 @@ class GatewayProcess:
     """
 
     def __init__(
-        self, instances: list[str], store: str, workdir: Path, env: dict[str, str] | None = None,
+        self,
+        instances: list[str],
+        store: str,
+        workdir: Path,
+        env: dict[str, str] | None = None,
         port: int | None = None,
     ) -> None:
         self.instances = instances
@@ -137,13 +145,15 @@ class GatewayProcess:
         return self.process.pid
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
-        env.update({
-            "CHROMA_HA_INSTANCES": ",".join(self.instances),
-            "CHROMA_HA_STORE": self.store,
-            "CHROMA_HA_HOST": "127.0.0.1",
-            "CHROMA_HA_PORT": str(self.port),
-        })
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        env.update(
+            {
+                definition("instances").variable: ",".join(self.instances),
+                definition("store").variable: self.store,
+                definition("host").variable: "127.0.0.1",
+                definition("port").variable: str(self.port),
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -151,8 +161,13 @@ class GatewayProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chroma_ha", "serve"], env=self.environment(), cwd=self.workdir,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [sys.executable, "-m", "chroma_ha", "serve"],
+                env=self.environment(),
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.wait_ready(timeout)
         return self

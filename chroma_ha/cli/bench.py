@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..errors import SettingsError
+from ..settings import definition
+
 
 def _gateway_env(pairs: tuple[str, ...]) -> dict[str, str]:
     env = {}
@@ -14,7 +17,10 @@ def _gateway_env(pairs: tuple[str, ...]) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise click.UsageError(f"bad setting gateway-setting: expected NAME=VALUE, got {pair!r}")
-        env["CHROMA_HA_" + name.strip().upper()] = value
+        try:
+            env[definition(name.strip().lower()).variable] = value
+        except SettingsError as exc:
+            raise click.UsageError(f"bad setting gateway-setting: {exc}") from None
     return env
 
 
@@ -22,19 +28,45 @@ def _gateway_env(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--quick", is_flag=True, help="A smoke run of about ten seconds (tiny data, short windows)")
 @click.option("--records", type=int, default=None, help="Records in the query collection [5000]")
 @click.option("--dim", type=int, default=None, help="Embedding dimensions [128]")
-@click.option("--seconds", "throughput_seconds", type=float, default=None,
-              help="Query throughput window per target and concurrency, in paired rounds of 0.25 s [10]")
+@click.option(
+    "--seconds",
+    "throughput_seconds",
+    type=float,
+    default=None,
+    help="Query throughput window per target and concurrency, in paired rounds of 0.25 s [10]",
+)
 @click.option("--saturation-seconds", type=float, default=None, help="Closed-loop write window [8]")
 @click.option("--lag-seconds", "paced_seconds", type=float, default=None, help="Paced write window for lag [12]")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON to this file")
-@click.option("--dir", "work_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the cluster's data and logs in this folder (default: a temporary folder, removed)")
-@click.option("--gateway-setting", "gateway_settings", multiple=True, metavar="NAME=VALUE",
-              help="A gateway setting for this run, e.g. ack=all (becomes CHROMA_HA_ACK); repeatable")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the report as JSON to this file",
+)
+@click.option(
+    "--dir",
+    "work_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the cluster's data and logs in this folder (default: a temporary folder, removed)",
+)
+@click.option(
+    "--gateway-setting",
+    "gateway_settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A gateway setting for this run, e.g. ack=all (becomes CHROMA_HA_ACK); repeatable",
+)
 def bench(
-    quick: bool, records: int | None, dim: int | None, throughput_seconds: float | None,
-    saturation_seconds: float | None, paced_seconds: float | None, json_path: Path | None, work_dir: Path | None,
+    quick: bool,
+    records: int | None,
+    dim: int | None,
+    throughput_seconds: float | None,
+    saturation_seconds: float | None,
+    paced_seconds: float | None,
+    json_path: Path | None,
+    work_dir: Path | None,
     gateway_settings: tuple[str, ...],
 ) -> None:
     """Benchmark the gateway against direct Chroma on a local 2-instance cluster; print PASS/MISS per target."""
@@ -46,8 +78,11 @@ def bench(
 
     try:
         config = (BenchConfig.quick() if quick else BenchConfig()).with_overrides(
-            records=records, dim=dim, throughput_seconds=throughput_seconds,
-            saturation_seconds=saturation_seconds, paced_seconds=paced_seconds,
+            records=records,
+            dim=dim,
+            throughput_seconds=throughput_seconds,
+            saturation_seconds=saturation_seconds,
+            paced_seconds=paced_seconds,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

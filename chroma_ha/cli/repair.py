@@ -8,6 +8,7 @@ made), 1 when something could not be repaired, 2 on a usage error.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ from rich.console import Console
 from ..catalog.drain import LogWatch
 from ..catalog.repair import Repair, RepairResult
 from .context import BarTracker, Deployment, deployment, may_ask, progress_bar, write_json
-from .options import deployment_options, load_settings
+from .options import load_settings, setting_options
 
 
 async def choose_reference(d: Deployment) -> str:
@@ -30,8 +31,14 @@ async def choose_reference(d: Deployment) -> str:
 
 
 async def run_repair(
-    settings_flags: dict[str, object], reference: str | None, targets: tuple[str, ...], *, dry_run: bool,
-    assume_yes: bool, wait: float, console: Console,
+    settings_flags: Mapping[str, object],
+    reference: str | None,
+    targets: tuple[str, ...],
+    *,
+    dry_run: bool,
+    assume_yes: bool,
+    wait: float,
+    console: Console,
 ) -> list[RepairResult]:
     settings = load_settings(**settings_flags)
     async with deployment(settings, settings.request_timeout) as d:
@@ -41,8 +48,10 @@ async def run_repair(
             raise click.UsageError("the reference cannot also be a target")
         if not chosen:
             raise click.UsageError("nothing to repair: there is only one instance")
-        console.print(f"reference: {ref.url}; targets: {', '.join(t.url for t in chosen)}"
-                      + (" (dry run: nothing is changed)" if dry_run else ""))
+        console.print(
+            f"reference: {ref.url}; targets: {', '.join(t.url for t in chosen)}"
+            + (" (dry run: nothing is changed)" if dry_run else "")
+        )
         if not dry_run and not assume_yes and may_ask() and not click.confirm("Repair these targets?"):
             raise click.Abort()
         tenants = await d.tenants()
@@ -50,8 +59,15 @@ async def run_repair(
         results = []
         for target in chosen:
             with progress_bar() as bar:
-                repair = Repair(ref, target, store=d.store, watch=watch, dry_run=dry_run, drain_timeout=wait,
-                                tracker=BarTracker(bar))
+                repair = Repair(
+                    ref,
+                    target,
+                    store=d.store,
+                    watch=watch,
+                    dry_run=dry_run,
+                    drain_timeout=wait,
+                    tracker=BarTracker(bar),
+                )
                 results.append(await repair.run(tenants))
         return results
 
@@ -70,29 +86,56 @@ def print_results(results: list[RepairResult], dry_run: bool, console: Console) 
 
 
 @click.command()
-@deployment_options
 @click.option("--reference", default=None, help="The in-sync instance to copy from (default: chosen from the log)")
 @click.option("--target", "targets", multiple=True, help="An instance to repair; repeat (default: all others)")
 @click.option("--dry-run", is_flag=True, help="Only say what would be done")
 @click.option("--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation at a terminal")
-@click.option("--wait", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for the log to drain before each step")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write what was done as JSON to this file")
+@click.option(
+    "--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for the log to drain before each step"
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write what was done as JSON to this file",
+)
+@setting_options
 def repair(
-    instances: tuple[str, ...], store: str | None, reference: str | None, targets: tuple[str, ...], dry_run: bool,
-    assume_yes: bool, wait: float, json_path: Path | None,
+    reference: str | None,
+    targets: tuple[str, ...],
+    dry_run: bool,
+    assume_yes: bool,
+    wait: float,
+    json_path: Path | None,
+    **settings_flags: object,
 ) -> None:
     """Make target instances identical to a reference: copy what is missing or different, remove the rest."""
     console = Console(soft_wrap=True, highlight=False)
-    results = asyncio.run(run_repair(
-        {"instances": instances, "store": store}, reference, targets, dry_run=dry_run, assume_yes=assume_yes,
-        wait=wait, console=console,
-    ))
+    results = asyncio.run(
+        run_repair(
+            settings_flags,
+            reference,
+            targets,
+            dry_run=dry_run,
+            assume_yes=assume_yes,
+            wait=wait,
+            console=console,
+        )
+    )
     print_results(results, dry_run, console)
-    write_json(json_path, [
-        {"target": r.target, "reference": r.reference, "dry_run": dry_run, "ok": r.ok,
-         "actions": [a.as_dict() for a in r.actions], "failures": r.failures}
-        for r in results
-    ])
+    write_json(
+        json_path,
+        [
+            {
+                "target": r.target,
+                "reference": r.reference,
+                "dry_run": dry_run,
+                "ok": r.ok,
+                "actions": [a.as_dict() for a in r.actions],
+                "failures": r.failures,
+            }
+            for r in results
+        ],
+    )
     raise SystemExit(0 if all(r.ok for r in results) else 1)

@@ -10,7 +10,7 @@ import uvloop
 from ..app import Gateway, serve_until_signalled
 from ..errors import SettingsError
 from ..settings import Settings
-from .options import deployment_options, load_settings
+from .options import load_settings, setting_options
 
 
 def run_gateway(settings: Settings) -> None:
@@ -23,11 +23,7 @@ def run_gateway(settings: Settings) -> None:
 
 
 @click.command()
-@deployment_options
-@click.option("--host", default=None, help="Address to listen on [CHROMA_HA_HOST, default 127.0.0.1]")
-@click.option("--port", type=int, default=None, help="Port to listen on [CHROMA_HA_PORT, default 8000]")
-@click.option("--ack", type=click.Choice(["one", "all", "log"]), default=None, help="Ack policy [CHROMA_HA_ACK]")
-@click.option("--write-timeout", type=float, default=None, help="Seconds a write waits for its ack policy")
+@setting_options
 def serve(**flags: object) -> None:
-    """Run the gateway in front of the given Chroma instances."""
+    """Run the gateway in front of the given Chroma instances; every setting is a flag or a CHROMA_HA_* variable."""
     run_gateway(load_settings(**flags))

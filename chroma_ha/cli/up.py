@@ -19,11 +19,21 @@ class _Stopped(Exception):
 
 @click.command()
 @click.option("--instances", "count", type=int, default=2, show_default=True, help="How many Chroma servers")
-@click.option("--dir", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("chroma-ha-data"),
-              show_default=True, help="Folder for the servers' data and the log")
+@click.option(
+    "--dir",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("chroma-ha-data"),
+    show_default=True,
+    help="Folder for the servers' data and the log",
+)
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Gateway port")
-@click.option("--chroma-port", type=int, default=None,
-              help="Port of the first Chroma server (others follow); default: gateway port + 1")
+@click.option(
+    "--chroma-port",
+    type=int,
+    default=None,
+    help="Port of the first Chroma server (others follow); default: gateway port + 1",
+)
 def up(count: int, data_dir: Path, port: int, chroma_port: int | None) -> None:
     """Start COUNT local Chroma servers, the SQLite log and the gateway; Ctrl-C stops them all."""
     if count < 1:
@@ -34,6 +44,7 @@ def up(count: int, data_dir: Path, port: int, chroma_port: int | None) -> None:
     settings = load_settings(
         instances=tuple(s.url for s in servers), store=f"sqlite:///{data_dir / 'wal.db'}", port=port
     )
+
     def stopped(signum: int, frame: object) -> None:
         raise _Stopped  # while the servers start; once the gateway runs, it stops on the signal itself
 

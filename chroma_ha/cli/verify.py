@@ -6,6 +6,7 @@ Exit status: 0 when they agree, 1 on any difference (an unreachable instance inc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -15,11 +16,11 @@ from ..catalog.compare import Report
 from ..catalog.drain import LogWatch, NotDrained
 from ..catalog.survey import DEFAULT_PAGE, Survey
 from .context import BarTracker, deployment, progress_bar, write_json
-from .options import deployment_options, load_settings
+from .options import load_settings, setting_options
 
 
-async def run_verify(instances: tuple[str, ...], store: str | None, page_size: int, wait: float) -> Report:
-    settings = load_settings(instances=instances, store=store)
+async def run_verify(settings_flags: Mapping[str, object], page_size: int, wait: float) -> Report:
+    settings = load_settings(**settings_flags)
     async with deployment(settings, settings.request_timeout) as d:
         notes = []
         try:
@@ -61,16 +62,31 @@ def print_report(report: Report, console: Console) -> None:
 
 
 @click.command()
-@deployment_options
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON to this file")
-@click.option("--page-size", type=click.IntRange(1, 10000), default=DEFAULT_PAGE, show_default=True,
-              help="Records per `get` request")
-@click.option("--wait", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for every instance to apply the whole log before comparing")
-def verify(instances: tuple[str, ...], store: str | None, json_path: Path | None, page_size: int, wait: float) -> None:
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the report as JSON to this file",
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 10000),
+    default=DEFAULT_PAGE,
+    show_default=True,
+    help="Records per `get` request",
+)
+@click.option(
+    "--wait",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for every instance to apply the whole log before comparing",
+)
+@setting_options
+def verify(json_path: Path | None, page_size: int, wait: float, **settings_flags: object) -> None:
     """Compare every collection on every instance (with `get`, page by page); exit 1 on any difference."""
-    report = asyncio.run(run_verify(instances, store, page_size, wait))
+    report = asyncio.run(run_verify(settings_flags, page_size, wait))
     print_report(report, Console(soft_wrap=True))
     write_json(json_path, report.as_dict())
     raise SystemExit(0 if report.ok else 1)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..cluster.limits import Limits
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from ..settings import MonitorSettings
 
 HISTORY_S = 3600.0  # samples kept: the dashboard's hour, which also covers any pressure window
 BACKLOG_GROWTH = 1.5  # a backlog that never drained and grew by half over the window is "growing"
@@ -69,11 +69,11 @@ class Thresholds:
     down_ratio: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
+    def from_settings(cls, monitor: MonitorSettings) -> Thresholds:
         return cls(
-            window=settings.pressure_window, cpu_percent=settings.cpu_threshold,
-            memory_percent=settings.memory_threshold, lag_seconds=settings.lag_threshold,
-            backlog_entries=settings.backlog_threshold, down_ratio=settings.down_ratio_threshold,
+            window=monitor.pressure_window, cpu_percent=monitor.cpu_threshold,
+            memory_percent=monitor.memory_threshold, lag_seconds=monitor.lag_threshold,
+            backlog_entries=monitor.backlog_threshold, down_ratio=monitor.down_ratio_threshold,
         )
 
 

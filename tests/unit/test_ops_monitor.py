@@ -12,7 +12,7 @@ from chroma_ha.errors import SettingsError
 from chroma_ha.local_cluster import free_port
 from chroma_ha.ops.monitor import PsutilSampler, ResourceMonitor
 from chroma_ha.ops.pressure import ResourceSample, Thresholds
-from chroma_ha.settings import Settings
+from chroma_ha.settings import HealthSettings, MonitorSettings, Settings
 
 WINDOW = 60.0
 INTERVAL = 5.0
@@ -29,8 +29,10 @@ class FakeSampler:
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     settings = Settings(
-        instances=(f"http://127.0.0.1:{free_port()}",), store=f"sqlite:///{tmp_path / 'wal.db'}",
-        pressure_window=WINDOW, health_timeout=0.2,
+        instances=(f"http://127.0.0.1:{free_port()}",),
+        store=f"sqlite:///{tmp_path / 'wal.db'}",
+        monitor=MonitorSettings(pressure_window=WINDOW),
+        health=HealthSettings(timeout=0.2),
     )
     gw = Gateway(settings)
     await gw.store.open()
@@ -43,10 +45,20 @@ def monitor_of(gw: Gateway, sampler: FakeSampler) -> ResourceMonitor:
     """The gateway's monitor, with the sampler in place of psutil."""
     s = gw.settings
     return ResourceMonitor(
-        instances=s.instances, interval=s.monitor_interval, ping_timeout=s.health_timeout,
-        thresholds=Thresholds.from_settings(s), store=gw.store, client=gw.client, health=gw.health,
-        progress=gw.progress, applier_stats=gw.applier_stats, write_stats=gw.write_stats, alerts=gw.alerts,
-        metrics=gw.metrics, limits=gw.limits, sampler=sampler,
+        instances=s.instances,
+        interval=s.monitor.interval,
+        ping_timeout=s.health.timeout,
+        thresholds=Thresholds.from_settings(s.monitor),
+        store=gw.store,
+        client=gw.client,
+        health=gw.health,
+        progress=gw.progress,
+        applier_stats=gw.applier_stats,
+        write_stats=gw.write_stats,
+        alerts=gw.alerts,
+        metrics=gw.metrics,
+        limits=gw.limits,
+        sampler=sampler,
     )
 
 
@@ -70,11 +82,12 @@ async def test_sustained_memory_pressure_is_recommended_once_and_alerted(gateway
     assert recommendation.details["host_memory_percent"] == 93.0
     assert [a["key"] for a in gateway.alerts.recent if a["status"] == "event"] == ["recommendation:memory"]
     assert "memory" in monitor.tracker.active
-    assert gateway.limits.current.max_records < gateway.settings.batch_max_records // 2  # shrunk under pressure
+    # shrunk under pressure
+    assert gateway.limits.current.max_records < gateway.settings.replication.batch_max_records // 2
     sampler.memory = 40.0
     await run(monitor, t, INTERVAL * 2)
     assert monitor.tracker.active == {}
-    assert gateway.limits.current.max_records == gateway.settings.batch_max_records // 2
+    assert gateway.limits.current.max_records == gateway.settings.replication.batch_max_records // 2
 
 
 async def test_a_short_spike_is_not_recommended(gateway: Gateway) -> None:
@@ -124,5 +137,5 @@ def test_a_bad_operations_setting_is_named(env: dict[str, str], setting: str) ->
 
 def test_operations_settings_come_from_the_environment() -> None:
     settings = Settings.load(env={"CHROMA_HA_LAG_THRESHOLD": "5", "CHROMA_HA_ADMIN_TOKEN": "s3cret"})
-    assert settings.lag_threshold == 5.0
+    assert settings.monitor.lag_threshold == 5.0
     assert settings.redacted()["admin_token"] == "***"
