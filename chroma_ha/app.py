@@ -37,6 +37,7 @@ from .settings import Settings
 from .store import LogStore, open_store
 from .upstream.client import InstanceClient
 from .upstream.incarnation import ensure_marker
+from .upstream.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -45,50 +46,53 @@ STOP_GRACE_S = 5.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings, store: LogStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: LogStore | None = None, transport: Transport | None = None) -> None:
+        """`store` and `transport` default to what the settings name: the configured store, the network."""
         s = settings
         self.settings = s
         self.started_at = time.time()
         # what everything below talks through: the log store and the instances
         self.store = store or open_store(s)
-        self.client = InstanceClient(s.request_timeout)
+        self.client = transport or InstanceClient(s.request_timeout)
         # the shared view of the cluster
         self.catalog = Catalog(self.store)
         self.progress = Progress(s.instances)
         self.health = HealthMonitor(
-            s.instances, self.client, interval=s.health_interval, timeout=s.health_timeout, rise=s.health_rise,
-            fall=s.health_fall,
+            s.instances, self.client, interval=s.health.interval, timeout=s.health.timeout, rise=s.health.rise,
+            fall=s.health.fall,
         )
-        self.limits = BatchLimits(Limits(s.batch_max_records, s.batch_max_bytes))
+        self.limits = BatchLimits(Limits(s.replication.batch_max_records, s.replication.batch_max_bytes))
         self.applier_stats = {i: ApplierStats() for i in s.instances}
         self.write_stats = WriteStats()
         self.alerts = Alerts(
-            slack_webhook=s.slack_webhook, alert_webhook=s.alert_webhook, gateway_id=s.gateway_id,
-            dedup_window=s.alert_dedup_window, min_interval=s.alert_min_interval,
-            rate_per_minute=s.alert_rate_per_minute,
+            slack_webhook=s.alerts.slack_webhook, alert_webhook=s.alerts.webhook, gateway_id=s.gateway_id,
+            dedup_window=s.alerts.dedup_window, min_interval=s.alerts.min_interval,
+            rate_per_minute=s.alerts.rate_per_minute,
         )
         self.health.on_change(self.alerts.instance_changed)
         self.bootstrap, self.appliers = self._replication()
-        self.retention = Retention(self.store, s.instances, s.retention)
+        self.retention = Retention(self.store, s.instances, s.replication.retention)
         self.index = LogIndex()
         self.follower = LogFollower(self.store, self.index)
         self.reads = ReadPath(
             instances=s.instances, client=self.client, catalog=self.catalog, health=self.health,
             progress=self.progress, index=self.index, weights={i: s.weight(i) for i in s.instances},
-            read_wait=s.read_wait, stale_reads=s.stale_reads, follower=self.follower if s.is_postgres else None,
+            read_wait=s.consistency.read_wait, stale_reads=s.consistency.stale_reads,
+            follower=self.follower if s.is_postgres else None,
         )
         documents = DocumentDeletes(
-            key=s.delete_expand_key, collections=s.delete_expand_collections, reads=self.reads
-        ) if s.delete_expand_key else None
+            key=s.deletes.expand_key, collections=s.deletes.expand_collections, reads=self.reads
+        ) if s.deletes.expand_key else None
         self.writes = WritePath(
             store=self.store, catalog=self.catalog, progress=self.progress, health=self.health, index=self.index,
-            ack=s.ack, write_timeout=s.write_timeout, poll_interval=s.poll_interval, stats=self.write_stats,
+            ack=s.consistency.ack, write_timeout=s.consistency.write_timeout,
+            poll_interval=s.replication.poll_interval, stats=self.write_stats,
             expander=LimitedDeletes(self.reads, documents),
         )
         self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts)
         self.monitor = ResourceMonitor(
-            instances=s.instances, interval=s.monitor_interval, ping_timeout=s.health_timeout,
-            thresholds=Thresholds.from_settings(s), store=self.store, client=self.client, health=self.health,
+            instances=s.instances, interval=s.monitor.interval, ping_timeout=s.health.timeout,
+            thresholds=Thresholds.from_settings(s.monitor), store=self.store, client=self.client, health=self.health,
             progress=self.progress, applier_stats=self.applier_stats, write_stats=self.write_stats,
             alerts=self.alerts, metrics=self.metrics, limits=self.limits,
         )
@@ -100,9 +104,9 @@ class Gateway:
         self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
         self.api = ChromaApi(
             reads=self.reads, writes=self.writes, observe=self.metrics.observe_request,
-            reset=self.reset if s.allow_reset else None,
+            reset=self.reset if s.admin.allow_reset else None,
         )
-        self.routes = Routes(self.api, admin_routes(self.documents, s.admin_token))
+        self.routes = Routes(self.api, admin_routes(self.documents, s.admin.token))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -120,8 +124,9 @@ class Gateway:
             appliers[instance] = Applier(
                 instance, store=self.store, catalog=self.catalog, client=self.client, health=self.health,
                 progress=self.progress, limits=self.limits, stats=self.applier_stats[instance], owner=owner,
-                poll_interval=s.poll_interval, backoff_base=s.backoff_base, backoff_cap=s.backoff_cap,
-                lease_ttl=s.lease_ttl, on_divergence=self.alerts.divergence, bootstrapper=bootstrap,
+                poll_interval=s.replication.poll_interval, backoff_base=s.replication.backoff_base,
+                backoff_cap=s.replication.backoff_cap, lease_ttl=s.replication.lease_ttl,
+                on_divergence=self.alerts.divergence, bootstrapper=bootstrap,
             )
         return bootstrap, appliers
 
@@ -171,7 +176,7 @@ class Gateway:
                 if applier.state == "standby" and instance in cursors:
                     self.progress.set_cursor(instance, cursors[instance].seq)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(stop.wait(), self.settings.replication.poll_interval)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -187,14 +192,14 @@ class Gateway:
         """Start, answer on the configured host and port until `stop` is set, then stop gracefully."""
         settings = self.settings
         await self.start()
-        server = HttpServer(self.routes, max_body_bytes=settings.max_body_bytes)
+        server = HttpServer(self.routes, max_body_bytes=settings.http.max_body_bytes)
         try:
             try:
-                await server.start(settings.host, settings.port)
+                await server.start(settings.http.host, settings.http.port)
             except OSError as exc:
-                where = f"{settings.host}:{settings.port}"
+                where = f"{settings.http.host}:{settings.http.port}"
                 raise SettingsError("port", f"cannot listen on {where}: {exc.strerror or exc}") from exc
-            log.info("gateway listening on http://%s:%d", settings.host, settings.port)
+            log.info("gateway listening on http://%s:%d", settings.http.host, settings.http.port)
             if on_ready is not None:
                 on_ready()
             await stop.wait()
@@ -209,7 +214,7 @@ class Gateway:
                 await paused.enter_async_context(applier.pause())
             answers = []
             for instance in self.settings.instances:
-                response = await self.client.request(instance, "POST", "/api/v2/reset")
+                response = await self.client.request(instance, "POST", "/api/v2/reset", idempotent=True)
                 answers.append((instance, response.status, response.body))
             await self.store.reset()
             self.catalog.clear()

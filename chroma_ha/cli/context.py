@@ -18,13 +18,14 @@ from ..catalog.inventory import ChromaInstance, tenants_of
 from ..settings import Settings
 from ..store import LogStore, open_store
 from ..upstream.client import InstanceClient
+from ..upstream.transport import Transport
 
 
 @dataclass
 class Deployment:
     settings: Settings
     store: LogStore
-    client: InstanceClient
+    client: Transport
     instances: list[ChromaInstance]
 
     def instance(self, url: str) -> ChromaInstance:
