@@ -361,10 +361,5 @@ def test_the_readme_table_lists_only_settings() -> None:
     assert readme_settings() - {d.name.upper() for d in DEFINITIONS} == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the README's table lacks 14 settings (request timeout, backoff, gateway id, monitor and alert "
-    "thresholds): remove this mark once the table lists them",
-)
 def test_the_readme_table_lists_every_setting() -> None:
     assert sorted(d.name.upper() for d in DEFINITIONS if d.name.upper() not in readme_settings()) == []
