@@ -16,15 +16,28 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
-from .errors import SettingsError
-
-ENV_PREFIX = "CHROMA_HA_"
+from ..errors import SettingsError
+from .fields import Definition, _Checked, setting, walk
+from .rules import (
+    OneOf,
+    at_least_one,
+    fraction,
+    hidden,
+    instance_urls,
+    not_empty,
+    not_negative,
+    password_hidden,
+    percentage,
+    port_number,
+    positive,
+    positive_weights,
+    store_url,
+    webhook_url,
+)
 
 DEFAULT_STORE = "sqlite:///chroma_ha.db"
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
@@ -59,137 +72,6 @@ DEFAULT_DOWN_RATIO_THRESHOLD = 0.5
 DEFAULT_ALERT_DEDUP_WINDOW_S = 3600.0
 DEFAULT_ALERT_MIN_INTERVAL_S = 30.0
 DEFAULT_ALERT_RATE_PER_MINUTE = 20
-
-Rule = Callable[[Any], "str | None"]  # what is wrong with a value, or None when nothing is
-
-
-# --- rules ------------------------------------------------------------------------------------------------------
-
-
-def positive(value: float) -> str | None:
-    return None if value > 0 else f"must be positive, got {value}"
-
-
-def not_negative(value: float) -> str | None:
-    return None if value >= 0 else "must not be negative"
-
-
-def at_least_one(value: int) -> str | None:
-    return None if value >= 1 else f"must be at least 1, got {value}"
-
-
-def percentage(value: float) -> str | None:
-    return None if 0 < value <= 100 else f"expected a percentage in (0, 100], got {value}"
-
-
-def fraction(value: float) -> str | None:
-    return None if 0 < value <= 1 else f"expected a fraction in (0, 1], got {value}"
-
-
-def port_number(value: int) -> str | None:
-    return None if 0 < value < 65536 else f"expected 1-65535, got {value}"
-
-
-def not_empty(value: str) -> str | None:
-    return None if value else "must not be empty"
-
-
-def store_url(value: str) -> str | None:
-    if value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        return None
-    return f"expected sqlite:///path.db or postgresql://..., got {password_hidden(value)!r}"
-
-
-def instance_urls(urls: tuple[str, ...]) -> str | None:
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return f"not an http(s) URL: {url!r}"
-    return "the same instance is listed twice" if len(set(urls)) != len(urls) else None
-
-
-def webhook_url(url: str) -> str | None:
-    """Empty (no webhook) or an http(s) URL; a webhook is a secret, so the message never repeats it."""
-    return None if not url or urlsplit(url).scheme in ("http", "https") else "not an http(s) URL"
-
-
-def positive_weights(weights: tuple[float, ...]) -> str | None:
-    return None if all(w > 0 for w in weights) else "weights must be positive"
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """A rule: the value is one of `choices` (the flags offer them as a choice)."""
-
-    choices: tuple[str, ...]
-
-    def __call__(self, value: str) -> str | None:
-        return None if value in self.choices else f"expected one of {', '.join(self.choices)}, got {value!r}"
-
-
-# --- redaction --------------------------------------------------------------------------------------------------
-
-
-def hidden(value: str) -> str:
-    return "***" if value else value
-
-
-def password_hidden(dsn: str) -> str:
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:  # not even a URL: it may still hold a password
-        return "***"
-    return dsn.replace(f":{password}@", ":***@") if password else dsn
-
-
-# --- how a setting is defined -----------------------------------------------------------------------------------
-
-_ABOUT = "chroma_ha.setting"
-
-
-@dataclass(frozen=True)
-class _About:
-    name: str
-    rule: Rule | None
-    help: str
-    redact: Callable[[Any], Any] | None
-    shown_default: str | None
-    flag: str | None
-    repeatable: bool
-
-
-def setting(
-    name: str,
-    default: Any,
-    rule: Rule | None,
-    help: str,
-    *,
-    factory: Callable[[], Any] | None = None,
-    redact: Callable[[Any], Any] | None = None,
-    shown_default: str | None = None,
-    flag: str | None = None,
-    repeatable: bool = False,
-) -> Any:
-    """A field of a settings group, with what defines it as a setting: its flat public `name`, its `default` (or a
-    `factory` of it), its `rule` and its `help`. A `redact`ed value is shown through that function in /status.
-    `flag` replaces `--<name>`, and a `repeatable` flag is given once per item."""
-    about = _About(name, rule, help, redact, shown_default, flag, repeatable)
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={_ABOUT: about})
-    return dataclasses.field(default=default, metadata={_ABOUT: about})
-
-
-class _Checked:
-    """Checks every setting of a group when the group is built, naming the flat setting when one is bad."""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(cast(Any, self)):
-            about = f.metadata.get(_ABOUT)
-            if about is not None and about.rule is not None:
-                problem = about.rule(getattr(self, f.name))
-                if problem is not None:
-                    raise SettingsError(about.name, problem)
-
 
 # --- the groups -------------------------------------------------------------------------------------------------
 
@@ -484,122 +366,8 @@ class Settings(_Checked):
         return cls(**top, **{group: _GROUPS[group](**fields) for group, fields in grouped.items()})
 
 
-# --- the definitions, walked from the fields --------------------------------------------------------------------
+DEFINITIONS, _GROUPS = walk(Settings)
 
-
-@dataclass(frozen=True)
-class Definition:
-    """One setting: where it lives (`settings.<group>.<field>`, or `settings.<field>` when `group` is None), its flat
-    public `name`, its type (`kind`, from the annotation), its rule, help, default as shown, and its flag."""
-
-    name: str
-    group: str | None
-    field: str
-    kind: Any
-    read: Callable[[str], Any]
-    rule: Rule | None
-    help: str
-    redact: Callable[[Any], Any] | None
-    shown_default: str
-    flag: str
-    repeatable: bool
-
-    @property
-    def variable(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-    @property
-    def path(self) -> str:
-        return self.field if self.group is None else f"{self.group}.{self.field}"
-
-    def parse(self, text: str) -> Any:
-        """The value of a variable (or a flag given as text), as the annotated type."""
-        try:
-            return self.read(text)
-        except ValueError as exc:
-            raise SettingsError(self.name, f"cannot read {text!r}: {exc}") from None
-
-    def value_in(self, settings: Settings) -> Any:
-        holder = settings if self.group is None else getattr(settings, self.group)
-        return getattr(holder, self.field)
-
-
-def _split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _read_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _reader(name: str, kind: Any) -> Callable[[str], Any]:
-    """How text becomes a value of the annotated type: bool, int, float, str, or a tuple of str, int or float."""
-    if kind is bool:
-        return _read_bool
-    if kind in (int, float, str):
-        return cast(Callable[[str], Any], kind)
-    args = typing.get_args(kind)
-    if typing.get_origin(kind) is tuple and len(args) == 2 and args[1] is Ellipsis and args[0] in (str, int, float):
-        item = args[0]
-        return lambda text: tuple(item(part) for part in _split_list(text))
-    raise TypeError(f"setting {name}: no way to read a {kind!r} from text")
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if value == "" or value == ():
-        return "none"
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _define(group: str | None, f: dataclasses.Field[Any], kind: Any) -> Definition:
-    about = f.metadata.get(_ABOUT)
-    if not isinstance(about, _About):
-        raise TypeError(f"settings field {group}.{f.name} is not defined with setting()")
-    shown = about.shown_default if about.shown_default is not None else _shown(f.default)
-    return Definition(
-        name=about.name,
-        group=group,
-        field=f.name,
-        kind=kind,
-        read=_reader(about.name, kind),
-        rule=about.rule,
-        help=about.help,
-        redact=about.redact,
-        shown_default=shown,
-        flag=about.flag or "--" + about.name.replace("_", "-"),
-        repeatable=about.repeatable,
-    )
-
-
-def _walk() -> tuple[tuple[Definition, ...], dict[str, type]]:
-    definitions: list[Definition] = []
-    groups: dict[str, type] = {}
-    hints = typing.get_type_hints(Settings)
-    for f in dataclasses.fields(Settings):
-        if _ABOUT in f.metadata:
-            definitions.append(_define(None, f, hints[f.name]))
-            continue
-        groups[f.name] = group = hints[f.name]
-        group_hints = typing.get_type_hints(group)
-        definitions.extend(_define(f.name, g, group_hints[g.name]) for g in dataclasses.fields(group))
-    names = [d.name for d in definitions]
-    if len(set(names)) != len(names):
-        raise TypeError(f"two settings share a name: {sorted(n for n in names if names.count(n) > 1)}")
-    return tuple(definitions), groups
-
-
-DEFINITIONS, _GROUPS = _walk()
 _BY_NAME = {d.name: d for d in DEFINITIONS}
 
 
