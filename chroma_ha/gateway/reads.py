@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from collections.abc import Set as AbstractSet
@@ -34,17 +35,26 @@ class ReadResult:
 Delivered = Callable[["ReadResult | BaseException"], None]
 
 
+def _exponential() -> float:
+    return random.expovariate(1.0)
+
+
 def fresh_first(
-    states: Mapping[str, HealthState], cursors: Mapping[str, int], weights: Mapping[str, float], required: int
+    states: Mapping[str, HealthState], cursors: Mapping[str, int], weights: Mapping[str, float], required: int,
+    draw: Callable[[], float] = _exponential,
 ) -> list[str]:
-    """Instances that are up and have applied `required`, least outstanding requests first (scaled by weight);
-    ties keep the configured order. Pure, and lean: every read asks it."""
+    """Instances that are up and have applied `required`, in the order to ask them. Lean: every read asks it.
+
+    The order is a weighted race: each instance draws an exponential time (`draw`) scaled by its outstanding
+    requests plus one and divided by its weight, and the earliest goes first. An idle instance then comes first with
+    a chance proportional to its weight (3:1 weights send three reads in four to the first, even from a client
+    that sends one read at a time), and a busy one proportionally less often."""
     fresh = []
     for instance, state in states.items():
         if state.up and cursors.get(instance, 0) >= required:
             fresh.append(instance)
     if len(fresh) > 1:
-        fresh.sort(key=lambda i: (states[i].outstanding + 1) / weights.get(i, 1.0))
+        fresh.sort(key=lambda i: (states[i].outstanding + 1) * draw() / weights.get(i, 1.0))
     return fresh
 
 

@@ -375,3 +375,16 @@ async def test_an_entry_that_keeps_failing_alone_is_given_up_and_the_instance_go
     adds = [p for _, p in stuck.attempts if p.endswith("/add")]
     # retried a bounded number of times, not forever: each round the merged call, then the two alone
     assert GIVE_UP_AFTER * 3 <= len(adds) <= GIVE_UP_AFTER * 3 + 2
+
+
+@pytest.mark.parametrize(("weights", "low", "high"), [("1,1", 0.40, 0.60), ("3,1", 0.65, 0.85)])
+async def test_a_client_reading_one_read_at_a_time_is_balanced_by_weight(weights: str, low: float, high: float) -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster, INSTANCE_WEIGHTS=weights) as gateway:
+        docs = await create(gateway, "docs")
+        await drained(gateway)
+        for _ in range(1000):
+            assert (await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count"))[0] == 200
+    counts = [sum(p.endswith("/count") for _, p in i.requests) for i in cluster.instances]
+    assert sum(counts) == 1000
+    assert low <= counts[0] / 1000 <= high
