@@ -5,7 +5,7 @@ Each `FakeChroma` answers the part of Chroma 1.5's HTTP API v2 the gateway uses,
 gateway depends on them: an `add` of existing ids changes nothing, an `update` of missing ids changes nothing, a
 `delete` of missing ids succeeds, a second create of a name is a 409 unless `get_or_create`, every server gives a
 collection its own fresh id. Faults are switches: `down` (no connection), `hung` (no answer), `stalled` (heartbeats
-answered, nothing else), `wipe()`, `fail_next` (answers to give instead of the next ones), and `poison` (an
+answered, nothing else), `slow` (heartbeats answered at once, everything else late), `wipe()`, `fail_next` (answers to give instead of the next ones), and `poison` (an
 answer to give to every request it returns one for).
 """
 
@@ -71,6 +71,7 @@ class FakeChroma:
     down: bool = False
     hung: bool = False
     stalled: bool = False
+    slow: float = 0.0  # seconds every request but a heartbeat takes
     fail_next: list[Upstream] = field(default_factory=list)
     poison: Callable[[str, str, Any], Upstream | None] | None = None  # (method, path, payload) -> answer or None
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request sent to it
@@ -102,6 +103,8 @@ class FakeChroma:
             raise InstanceError(self.url, "ConnectionRefusedError: [Errno 111] Connection refused")
         while self.hung or (self.stalled and path != "/api/v2/heartbeat"):
             await asyncio.sleep(0.01)
+        if self.slow and path != "/api/v2/heartbeat":
+            await asyncio.sleep(self.slow)
         if self.fail_next:
             return self.fail_next.pop(0)
         self.requests.append((method, path))

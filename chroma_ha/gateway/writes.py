@@ -96,19 +96,27 @@ class WritePath:
             raise RequestRejected(
                 503,
                 f"The write is logged as seq {seq} and will still be applied, but the '{self._ack}' ack "
-                f"policy was not met within {self._timeout:g}s. Retrying add, upsert or delete with the same ids "
+                f"policy was not met: no instance made progress on it for {self._timeout:g}s. Retrying add, upsert or delete with the same ids "
                 "is harmless.",
                 "WriteLogged",
             )
         return WriteResult(outcome.status, outcome.body, seq)
 
     async def _wait(self, seq: int) -> Outcome | None:
-        deadline = time.monotonic() + self._timeout
+        """Until the ack policy is met, or no instance that is up has made progress for the write timeout: a write
+        an instance is busy applying is waited for, as a direct server makes its client wait."""
+        started = last_progress = time.monotonic()
         while True:
             outcome = self._progress.outcome(seq) or await self._settled_elsewhere(seq)
             if outcome is not None and self._policy_met(seq):
                 return outcome
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if any(
+                self._progress.progressing(i, since=started, window=self._timeout)
+                for i in self._health.up_instances()
+            ):
+                last_progress = now
+            remaining = last_progress + self._timeout - now
             if remaining <= 0:
                 return None
             await self._progress.changed(min(remaining, self._poll))

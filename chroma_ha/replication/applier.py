@@ -255,7 +255,13 @@ class Applier:
             return 0
         self.state = "applying"
         for batch in plan_batches(entries, limits):
-            applied, mappings = await self._apply_batch(batch)
+            self._progress.attempt_started(self.instance)
+            try:
+                applied, mappings = await self._apply_batch(batch)
+            except BaseException:
+                self._progress.attempt_ended(self.instance, failed=True)
+                raise
+            self._progress.attempt_ended(self.instance, failed=False)
             divergences = await self._store.commit_batch(self.instance, applied, batch.last_seq, mappings)
             self._catalog.learn(mappings)
             self._cursor = batch.last_seq

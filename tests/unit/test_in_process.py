@@ -138,16 +138,45 @@ def _own(cluster: FakeCluster, n: int, name: str = "docs") -> str:
     return cluster.instances[n].tenants["default_tenant"]["default_database"][name].id
 
 
-async def test_a_write_waits_for_progress_and_is_answered_logged_without_it() -> None:
+async def test_a_write_an_instance_is_busy_applying_is_waited_for_past_the_write_timeout() -> None:
     cluster = FakeCluster()
-    async with in_process(cluster, ACK="all", WRITE_TIMEOUT="0.3") as gateway:
+    async with in_process(cluster, WRITE_TIMEOUT="0.3", REQUEST_TIMEOUT="5") as gateway:
         docs = await create(gateway, "docs")
-        cluster.instances[1].stalled = True  # up for health, applying nothing
+        await drained(gateway)
+        cluster.instances[0].down = True
+        cluster.instances[1].slow = 1.0  # a large batch: Chroma takes its time, and answers heartbeats meanwhile
+        started = asyncio.get_running_loop().time()
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a")))[0] == 201
+        assert asyncio.get_running_loop().time() - started >= 1.0
+
+
+async def test_a_write_no_instance_makes_progress_on_is_answered_logged_after_the_write_timeout() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster, WRITE_TIMEOUT="0.3") as gateway:
+        docs = await create(gateway, "docs")
+        await drained(gateway)
+        cluster.instances[0].down = True
+        cluster.instances[1].hung = True  # as SIGSTOPped: no heartbeat either
+        started = asyncio.get_running_loop().time()
         status, body = await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+        took = asyncio.get_running_loop().time() - started
         assert status == 503 and body["error"] == "WriteLogged" and "will still be applied" in body["message"]
-        cluster.instances[1].stalled = False
+        assert 0.3 <= took < 2.0  # not sooner than the timeout, and not never
+        cluster.instances[0].down = cluster.instances[1].hung = False
         await drained(gateway)
     assert [set(i.collections()["docs"][1]) for i in cluster.instances] == [{"a"}, {"a"}]
+
+
+async def test_with_ack_all_a_write_waits_for_every_instance_that_is_up() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster, ACK="all", HEALTH_FALL="1000", WRITE_TIMEOUT="0.3", REQUEST_TIMEOUT="5") as gateway:
+        docs = await create(gateway, "docs")
+        await drained(gateway)
+        cluster.instances[1].slow = 0.5
+        started = asyncio.get_running_loop().time()
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a")))[0] == 201
+        assert asyncio.get_running_loop().time() - started >= 0.5
+        assert gateway.progress.cursors[cluster.urls[1]] >= await gateway.store.head()
 
 
 async def test_with_ack_one_a_write_is_answered_by_the_instance_that_is_up() -> None:
