@@ -34,13 +34,21 @@ GONE_TIMEOUT_S = 30.0
 def start_gateway(instances: list[str], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
-    env.update({
-        "CHROMA_HA_INSTANCES": ",".join(instances), "CHROMA_HA_STORE": f"sqlite:///{workdir / 'wal.db'}",
-        "CHROMA_HA_PORT": str(port),
-    })
+    env.update(
+        {
+            "CHROMA_HA_INSTANCES": ",".join(instances),
+            "CHROMA_HA_STORE": f"sqlite:///{workdir / 'wal.db'}",
+            "CHROMA_HA_PORT": str(port),
+        }
+    )
     log = open(workdir / "gateway.log", "ab")  # noqa: SIM115 - owned by the child process
-    process = subprocess.Popen([sys.executable, "-m", "chroma_ha", "serve"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chroma_ha", "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -61,8 +69,10 @@ def percentile(values: list[float], p: float) -> float:
 
 def summary(name: str, seconds: list[float]) -> str:
     ms = [s * 1000 for s in seconds]
-    return (f"{name:<34} p50 {percentile(ms, 50):8.2f} ms   p90 {percentile(ms, 90):8.2f} ms   "
-            f"p99 {percentile(ms, 99):8.2f} ms   max {max(ms):8.2f} ms   mean {statistics.fmean(ms):8.2f} ms")
+    return (
+        f"{name:<34} p50 {percentile(ms, 50):8.2f} ms   p90 {percentile(ms, 90):8.2f} ms   "
+        f"p99 {percentile(ms, 99):8.2f} ms   max {max(ms):8.2f} ms   mean {statistics.fmean(ms):8.2f} ms"
+    )
 
 
 def run(instances: int, records: int, deletes: int, dim: int) -> None:
@@ -82,10 +92,14 @@ def run(instances: int, records: int, deletes: int, dim: int) -> None:
             ids = [f"rec-{n}" for n in range(records)]
             for start in range(0, records, 500):
                 part = ids[start : start + 500]
-                client.post(f"{BASE}/{created['id']}/add", json={
-                    "ids": part, "embeddings": [[rng.random() for _ in range(dim)] for _ in part],
-                    "metadatas": [{"n": start + i} for i in range(len(part))],
-                }).raise_for_status()
+                client.post(
+                    f"{BASE}/{created['id']}/add",
+                    json={
+                        "ids": part,
+                        "embeddings": [[rng.random() for _ in range(dim)] for _ in part],
+                        "metadatas": [{"n": start + i} for i in range(len(part))],
+                    },
+                ).raise_for_status()
             direct = [httpx.Client(base_url=s.url, timeout=5) for s in servers]
             own_ids = [c.get(f"{BASE}/bench-deletes").raise_for_status().json()["id"] for c in direct]
             for c, own in zip(direct, own_ids, strict=True):  # everything applied before measuring
@@ -107,8 +121,10 @@ def run(instances: int, records: int, deletes: int, dim: int) -> None:
                     if time.perf_counter() - acked > GONE_TIMEOUT_S:
                         raise SystemExit(f"{rid} still present {GONE_TIMEOUT_S}s after its acknowledgement")
                 gone.append(time.perf_counter() - acked)
-            print(f"{instances} instances, {records} records of dimension {dim}, {deletes} deletes by id, "
-                  "gateway with default settings (ack=one, SQLite log)")
+            print(
+                f"{instances} instances, {records} records of dimension {dim}, {deletes} deletes by id, "
+                "gateway with default settings (ack=one, SQLite log)"
+            )
             print(summary("delete round trip (until ack)", acks))
             print(summary("ack -> absent on every instance", gone))
         finally:

@@ -58,15 +58,22 @@ class Gateway:
         self.catalog = Catalog(self.store)
         self.progress = Progress(s.instances)
         self.health = HealthMonitor(
-            s.instances, self.client, interval=s.health.interval, timeout=s.health.timeout, rise=s.health.rise,
+            s.instances,
+            self.client,
+            interval=s.health.interval,
+            timeout=s.health.timeout,
+            rise=s.health.rise,
             fall=s.health.fall,
         )
         self.limits = BatchLimits(Limits(s.replication.batch_max_records, s.replication.batch_max_bytes))
         self.applier_stats = {i: ApplierStats() for i in s.instances}
         self.write_stats = WriteStats()
         self.alerts = Alerts(
-            slack_webhook=s.alerts.slack_webhook, alert_webhook=s.alerts.webhook, gateway_id=s.gateway_id,
-            dedup_window=s.alerts.dedup_window, min_interval=s.alerts.min_interval,
+            slack_webhook=s.alerts.slack_webhook,
+            alert_webhook=s.alerts.webhook,
+            gateway_id=s.gateway_id,
+            dedup_window=s.alerts.dedup_window,
+            min_interval=s.alerts.min_interval,
             rate_per_minute=s.alerts.rate_per_minute,
         )
         self.health.on_change(self.alerts.instance_changed)
@@ -75,35 +82,67 @@ class Gateway:
         self.index = LogIndex()
         self.follower = LogFollower(self.store, self.index)
         self.reads = ReadPath(
-            instances=s.instances, client=self.client, catalog=self.catalog, health=self.health,
-            progress=self.progress, index=self.index, weights={i: s.weight(i) for i in s.instances},
-            read_wait=s.consistency.read_wait, stale_reads=s.consistency.stale_reads,
+            instances=s.instances,
+            client=self.client,
+            catalog=self.catalog,
+            health=self.health,
+            progress=self.progress,
+            index=self.index,
+            weights={i: s.weight(i) for i in s.instances},
+            read_wait=s.consistency.read_wait,
+            stale_reads=s.consistency.stale_reads,
             follower=self.follower if s.is_postgres else None,
         )
-        documents = DocumentDeletes(
-            key=s.deletes.expand_key, collections=s.deletes.expand_collections, reads=self.reads
-        ) if s.deletes.expand_key else None
+        documents = (
+            DocumentDeletes(key=s.deletes.expand_key, collections=s.deletes.expand_collections, reads=self.reads)
+            if s.deletes.expand_key
+            else None
+        )
         self.writes = WritePath(
-            store=self.store, catalog=self.catalog, progress=self.progress, health=self.health, index=self.index,
-            ack=s.consistency.ack, write_timeout=s.consistency.write_timeout,
-            poll_interval=s.replication.poll_interval, stats=self.write_stats,
+            store=self.store,
+            catalog=self.catalog,
+            progress=self.progress,
+            health=self.health,
+            index=self.index,
+            ack=s.consistency.ack,
+            write_timeout=s.consistency.write_timeout,
+            poll_interval=s.replication.poll_interval,
+            stats=self.write_stats,
             expander=LimitedDeletes(self.reads, documents),
         )
         self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts)
         self.monitor = ResourceMonitor(
-            instances=s.instances, interval=s.monitor.interval, ping_timeout=s.health.timeout,
-            thresholds=Thresholds.from_settings(s.monitor), store=self.store, client=self.client, health=self.health,
-            progress=self.progress, applier_stats=self.applier_stats, write_stats=self.write_stats,
-            alerts=self.alerts, metrics=self.metrics, limits=self.limits,
+            instances=s.instances,
+            interval=s.monitor.interval,
+            ping_timeout=s.health.timeout,
+            thresholds=Thresholds.from_settings(s.monitor),
+            store=self.store,
+            client=self.client,
+            health=self.health,
+            progress=self.progress,
+            applier_stats=self.applier_stats,
+            write_stats=self.write_stats,
+            alerts=self.alerts,
+            metrics=self.metrics,
+            limits=self.limits,
         )
         view = ClusterView(
-            settings=s, store=self.store, health=self.health, progress=self.progress, appliers=self.appliers,
-            applier_stats=self.applier_stats, bootstrap_status=self.bootstrap.status_document, limits=self.limits,
-            write_stats=self.write_stats, started_at=self.started_at,
+            settings=s,
+            store=self.store,
+            health=self.health,
+            progress=self.progress,
+            appliers=self.appliers,
+            applier_stats=self.applier_stats,
+            bootstrap_status=self.bootstrap.status_document,
+            limits=self.limits,
+            write_stats=self.write_stats,
+            started_at=self.started_at,
         )
         self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
         self.api = ChromaApi(
-            reads=self.reads, writes=self.writes, observe=self.metrics.observe_request,
+            reads=self.reads,
+            writes=self.writes,
+            observe=self.metrics.observe_request,
             reset=self.reset if s.admin.allow_reset else None,
         )
         self.routes = Routes(self.api, admin_routes(self.documents, s.admin.token))
@@ -116,17 +155,31 @@ class Gateway:
         s = self.settings
         appliers: dict[str, Applier] = {}
         bootstrap = Bootstrapper(
-            store=self.store, catalog=self.catalog, client=self.client, health=self.health,
-            progress=self.progress, sources=appliers,
+            store=self.store,
+            catalog=self.catalog,
+            client=self.client,
+            health=self.health,
+            progress=self.progress,
+            sources=appliers,
         )
         owner = s.gateway_id if s.is_postgres else SQLITE_OWNER
         for instance in s.instances:
             appliers[instance] = Applier(
-                instance, store=self.store, catalog=self.catalog, client=self.client, health=self.health,
-                progress=self.progress, limits=self.limits, stats=self.applier_stats[instance], owner=owner,
-                poll_interval=s.replication.poll_interval, backoff_base=s.replication.backoff_base,
-                backoff_cap=s.replication.backoff_cap, lease_ttl=s.replication.lease_ttl,
-                on_divergence=self.alerts.divergence, bootstrapper=bootstrap,
+                instance,
+                store=self.store,
+                catalog=self.catalog,
+                client=self.client,
+                health=self.health,
+                progress=self.progress,
+                limits=self.limits,
+                stats=self.applier_stats[instance],
+                owner=owner,
+                poll_interval=s.replication.poll_interval,
+                backoff_base=s.replication.backoff_base,
+                backoff_cap=s.replication.backoff_cap,
+                lease_ttl=s.replication.lease_ttl,
+                on_divergence=self.alerts.divergence,
+                bootstrapper=bootstrap,
             )
         return bootstrap, appliers
 

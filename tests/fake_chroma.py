@@ -4,9 +4,10 @@ paths, the appliers and the bootstrap, with no socket and no subprocess.
 Each `FakeChroma` answers the part of Chroma 1.5's HTTP API v2 the gateway uses, with Chroma's own rules where the
 gateway depends on them: an `add` of existing ids changes nothing, an `update` of missing ids changes nothing, a
 `delete` of missing ids succeeds, a second create of a name is a 409 unless `get_or_create`, every server gives a
-collection its own fresh id. Faults are switches: `down` (no connection), `hung` (no answer), `stalled` (heartbeats
-answered, nothing else), `slow` (heartbeats answered at once, everything else late), `wipe()`, `fail_next` (answers to give instead of the next ones), and `poison` (an
-answer to give to every request it returns one for).
+collection its own fresh id, a body naming a field twice is a 422. Faults are switches:
+- `down`: no connection; `hung`: no answer at all; `stalled`: heartbeats answered, nothing else;
+- `slow`: heartbeats answered at once, everything else late; `wipe()`: an empty server;
+- `fail_next`: answers to give instead of the next ones; `poison`: an answer for every request it returns one for.
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ class Collection:
 
     def model(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "tenant": self.tenant, "database": self.database,
-            "metadata": self.metadata, "configuration_json": self.configuration, "dimension": None,
+            "id": self.id,
+            "name": self.name,
+            "tenant": self.tenant,
+            "database": self.database,
+            "metadata": self.metadata,
+            "configuration_json": self.configuration,
+            "dimension": None,
         }
 
 
@@ -175,7 +181,11 @@ class FakeChroma:
                 return answer(200, existing.model())
             return error(409, "UniqueConstraintError", f"Collection {payload['name']} already exists")
         created = Collection(
-            str(uuid.uuid4()), payload["name"], tenant, database, payload.get("metadata"),
+            str(uuid.uuid4()),
+            payload["name"],
+            tenant,
+            database,
+            payload.get("metadata"),
             payload.get("configuration") or {},
         )
         names[created.name] = created
@@ -225,9 +235,7 @@ class FakeChroma:
         return found
 
     def write(self, op: str) -> Callable[..., Upstream]:
-        def respond(
-            payload: Any, params: dict[str, str], tenant: str, database: str, collection: str
-        ) -> Upstream:
+        def respond(payload: Any, params: dict[str, str], tenant: str, database: str, collection: str) -> Upstream:
             found = self._records(collection)
             if isinstance(found, Upstream):
                 return found
@@ -308,8 +316,10 @@ _ROUTES = [
     _route("GET", _C, FakeChroma.get_collection),
     _route("PUT", _C, FakeChroma.update_collection),
     _route("DELETE", _C, FakeChroma.delete_collection),
-    *(_route("POST", _C + f"/{op}", lambda self, *a, op=op, **k: self.write(op)(*a, **k))
-      for op in ("add", "upsert", "update", "delete")),
+    *(
+        _route("POST", _C + f"/{op}", lambda self, *a, op=op, **k: self.write(op)(*a, **k))
+        for op in ("add", "upsert", "update", "delete")
+    ),
     _route("POST", _C + "/get", FakeChroma.get),
     _route("POST", _C + "/query", FakeChroma.get),  # the nearest neighbours do not matter to these tests
     _route("GET", _C + "/count", FakeChroma.count),
@@ -339,9 +349,16 @@ class FakeCluster:
 # --- a gateway in this process, in front of fake instances, on an in-memory store ------------------------------
 
 FAST = {  # see failures and recoveries within a few tens of milliseconds
-    "HEALTH_INTERVAL": "0.02", "HEALTH_TIMEOUT": "0.2", "HEALTH_FALL": "1", "HEALTH_RISE": "1",
-    "POLL_INTERVAL": "0.02", "BACKOFF_BASE": "0.002", "BACKOFF_CAP": "0.02", "REQUEST_TIMEOUT": "0.5",
-    "WRITE_TIMEOUT": "2", "READ_WAIT": "0.5",
+    "HEALTH_INTERVAL": "0.02",
+    "HEALTH_TIMEOUT": "0.2",
+    "HEALTH_FALL": "1",
+    "HEALTH_RISE": "1",
+    "POLL_INTERVAL": "0.02",
+    "BACKOFF_BASE": "0.002",
+    "BACKOFF_CAP": "0.02",
+    "REQUEST_TIMEOUT": "0.5",
+    "WRITE_TIMEOUT": "2",
+    "READ_WAIT": "0.5",
 }
 
 

@@ -48,9 +48,20 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "records", "dim", "load_batch", "n_results", "query_pool", "latency_samples", "write_batch",
-            "write_concurrency", "throughput_seconds", "round_seconds", "saturation_seconds", "paced_seconds",
-            "lag_poll_seconds", "drain_timeout_seconds",
+            "records",
+            "dim",
+            "load_batch",
+            "n_results",
+            "query_pool",
+            "latency_samples",
+            "write_batch",
+            "write_concurrency",
+            "throughput_seconds",
+            "round_seconds",
+            "saturation_seconds",
+            "paced_seconds",
+            "lag_poll_seconds",
+            "drain_timeout_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -66,8 +77,15 @@ class BenchConfig:
     def quick(cls) -> BenchConfig:
         """A smoke run of about ten seconds: every figure is produced, none is meant to be read closely."""
         return cls(
-            records=300, load_batch=150, query_pool=32, throughput_seconds=0.6, round_seconds=0.3,
-            warmup_seconds=0.2, latency_samples=100, saturation_seconds=1.0, paced_seconds=1.0,
+            records=300,
+            load_batch=150,
+            query_pool=32,
+            throughput_seconds=0.6,
+            round_seconds=0.3,
+            warmup_seconds=0.2,
+            latency_samples=100,
+            saturation_seconds=1.0,
+            paced_seconds=1.0,
             drain_timeout_seconds=30.0,
         )
 

@@ -47,19 +47,16 @@ class LagTracker:
     def lags(self) -> list[float]:
         """Seconds from ack to seen on the last instance, for every write seen on all of them."""
         want = len(self.instances)
-        return [
-            max(seen.values()) - self.acked_at[probe]
-            for probe, seen in self.seen_at.items()
-            if len(seen) == want
-        ]
+        return [max(seen.values()) - self.acked_at[probe] for probe, seen in self.seen_at.items() if len(seen) == want]
 
     @property
     def unseen(self) -> int:
         want = len(self.instances)
         return sum(1 for seen in self.seen_at.values() if len(seen) < want)
 
-    async def poll(self, session: aiohttp.ClientSession, endpoint: Endpoint, stop: asyncio.Event,
-                   interval: float) -> None:
+    async def poll(
+        self, session: aiohttp.ClientSession, endpoint: Endpoint, stop: asyncio.Event, interval: float
+    ) -> None:
         """Until `stop` is set and nothing is pending on this instance."""
         pending = self.pending[endpoint.name]
         url = endpoint.url("get")

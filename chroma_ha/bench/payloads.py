@@ -37,13 +37,15 @@ def create_collection_body(name: str) -> bytes:
 
 
 def add_body(ids: list[str], embeddings: np.ndarray) -> bytes:
-    return orjson.dumps({
-        "ids": ids,
-        "embeddings": [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in embeddings],
-        "metadatas": [{"seq": int(i.rsplit("-", 1)[-1]), "group": int(i.rsplit("-", 1)[-1]) % 10} for i in ids],
-        "documents": [f"document {i}" for i in ids],
-        "uris": None,
-    })
+    return orjson.dumps(
+        {
+            "ids": ids,
+            "embeddings": [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in embeddings],
+            "metadatas": [{"seq": int(i.rsplit("-", 1)[-1]), "group": int(i.rsplit("-", 1)[-1]) % 10} for i in ids],
+            "documents": [f"document {i}" for i in ids],
+            "uris": None,
+        }
+    )
 
 
 def record_ids(prefix: str, start: int, count: int) -> list[str]:
@@ -51,14 +53,16 @@ def record_ids(prefix: str, start: int, count: int) -> list[str]:
 
 
 def query_body(embedding: np.ndarray, n_results: int) -> bytes:
-    return orjson.dumps({
-        "ids": None,
-        "query_embeddings": [embedding.tolist()],
-        "n_results": n_results,
-        "where": None,
-        "where_document": None,
-        "include": QUERY_INCLUDE,
-    })
+    return orjson.dumps(
+        {
+            "ids": None,
+            "query_embeddings": [embedding.tolist()],
+            "n_results": n_results,
+            "where": None,
+            "where_document": None,
+            "include": QUERY_INCLUDE,
+        }
+    )
 
 
 def get_ids_body(ids: list[str]) -> bytes:

@@ -91,8 +91,18 @@ async def count(session: aiohttp.ClientSession, endpoint: Endpoint) -> int:
 
 
 async def prepare(
-    session: aiohttp.ClientSession, gateway_url: str, instances: list[str], standalone_url: str, *,
-    records: int, dim: int, load_batch: int, query_pool: int, n_results: int, seed: int, drain_timeout: float,
+    session: aiohttp.ClientSession,
+    gateway_url: str,
+    instances: list[str],
+    standalone_url: str,
+    *,
+    records: int,
+    dim: int,
+    load_batch: int,
+    query_pool: int,
+    n_results: int,
+    seed: int,
+    drain_timeout: float,
     log: Log,
 ) -> Setup:
     queries_id = await create_collection(session, gateway_url, QUERY_COLLECTION)

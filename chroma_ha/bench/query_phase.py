@@ -69,8 +69,15 @@ async def warm_up(
 
 
 async def measure_throughput(
-    session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, bodies: list[bytes], *,
-    concurrency: int, seconds: float, rounds: int, gateway_cpu: CpuMeter,
+    session: aiohttp.ClientSession,
+    direct: Endpoint,
+    gateway: Endpoint,
+    bodies: list[bytes],
+    *,
+    concurrency: int,
+    seconds: float,
+    rounds: int,
+    gateway_cpu: CpuMeter,
 ) -> ThroughputResult:
     """`rounds` pairs of rounds, `seconds` per side in all.
 
@@ -99,7 +106,11 @@ async def measure_throughput(
 
 
 async def _query_by_query(
-    session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, next_body: BodyFactory, window: float,
+    session: aiohttp.ClientSession,
+    direct: Endpoint,
+    gateway: Endpoint,
+    next_body: BodyFactory,
+    window: float,
     gateway_cpu: CpuMeter,
 ) -> tuple[LoadResult, LoadResult, float]:
     """One query at a time, the sides taking turns with the same body (D G, then G D, ...), as many queries each,
@@ -115,8 +126,12 @@ async def _query_by_query(
 
 
 async def _take_turn(
-    session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, sides: dict[Endpoint, LoadResult],
-    body: bytes, turn: int,
+    session: aiohttp.ClientSession,
+    direct: Endpoint,
+    gateway: Endpoint,
+    sides: dict[Endpoint, LoadResult],
+    body: bytes,
+    turn: int,
 ) -> None:
     """Both sides ask the same query, direct first in even turns and the gateway first in odd ones; each side's
     time in its query adds up in its `elapsed`."""
@@ -125,8 +140,15 @@ async def _take_turn(
 
 
 async def _round_by_round(
-    session: aiohttp.ClientSession, direct: Endpoint, gateway: Endpoint, next_body: BodyFactory,
-    concurrency: int, window: float, gateway_cpu: CpuMeter, *, gateway_first: bool,
+    session: aiohttp.ClientSession,
+    direct: Endpoint,
+    gateway: Endpoint,
+    next_body: BodyFactory,
+    concurrency: int,
+    window: float,
+    gateway_cpu: CpuMeter,
+    *,
+    gateway_first: bool,
 ) -> tuple[LoadResult, LoadResult, float]:
     """A closed loop of `window` seconds on each side in turn; the gateway's CPU is counted over its own loop."""
     rounds: dict[Endpoint, LoadResult] = {}

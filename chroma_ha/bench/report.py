@@ -31,8 +31,12 @@ class Target:
         value = figures[self.figure]
         met = math.isfinite(value) and _OPS[self.op](value, self.threshold)
         return {
-            "figure": self.figure, "label": self.label, "value": value, "op": self.op,
-            "threshold": self.threshold, "result": "PASS" if met else "MISS",
+            "figure": self.figure,
+            "label": self.label,
+            "value": value,
+            "op": self.op,
+            "threshold": self.threshold,
+            "result": "PASS" if met else "MISS",
         }
 
 
@@ -57,34 +61,41 @@ def figures_of(
         figures[f"query_qps_gateway_c{c}"] = t.gateway.rate
         figures[f"query_ratio_c{c}"] = t.ratio
         figures[f"gateway_cpu_ms_per_query_c{c}"] = t.gateway_cpu_ms_per_query
-    figures.update({
-        "latency_direct_p50_ms": latency.p("direct", 50),
-        "latency_direct_p99_ms": latency.p("direct", 99),
-        "latency_gateway_p50_ms": latency.p("gateway", 50),
-        "latency_gateway_p99_ms": latency.p("gateway", 99),
-        "added_p50_ms": latency.added_p50_ms,
-        "write_standalone_per_s": saturation.standalone.rate,
-        "write_standalone_ack_p50_ms": percentile_ms(saturation.standalone.latencies, 50),
-        "write_acked_per_s": saturation.acked_rate,
-        "write_ack_p50_ms": percentile_ms(saturation.writes.latencies, 50),
-        "write_sustainable_per_s": saturation.sustainable_rate,
-        "write_sustainable_records_per_s": saturation.sustainable_rate * saturation.batch,
-        "lag_rate_per_s": lag.rate,
-        "lag_writes": float(len(lag.lags)),
-        "lag_p50_ms": lag.lag_ms(50),
-        "lag_p99_ms": lag.lag_ms(99),
-        "lag_max_ms": lag.lag_ms(100),
-        "lag_ack_p50_ms": lag.ack_ms(50),
-        "lag_ack_p99_ms": lag.ack_ms(99),
-    })
+    figures.update(
+        {
+            "latency_direct_p50_ms": latency.p("direct", 50),
+            "latency_direct_p99_ms": latency.p("direct", 99),
+            "latency_gateway_p50_ms": latency.p("gateway", 50),
+            "latency_gateway_p99_ms": latency.p("gateway", 99),
+            "added_p50_ms": latency.added_p50_ms,
+            "write_standalone_per_s": saturation.standalone.rate,
+            "write_standalone_ack_p50_ms": percentile_ms(saturation.standalone.latencies, 50),
+            "write_acked_per_s": saturation.acked_rate,
+            "write_ack_p50_ms": percentile_ms(saturation.writes.latencies, 50),
+            "write_sustainable_per_s": saturation.sustainable_rate,
+            "write_sustainable_records_per_s": saturation.sustainable_rate * saturation.batch,
+            "lag_rate_per_s": lag.rate,
+            "lag_writes": float(len(lag.lags)),
+            "lag_p50_ms": lag.lag_ms(50),
+            "lag_p99_ms": lag.lag_ms(99),
+            "lag_max_ms": lag.lag_ms(100),
+            "lag_ack_p50_ms": lag.ack_ms(50),
+            "lag_ack_p99_ms": lag.ack_ms(99),
+        }
+    )
     if lag.unseen:  # a write that never reached every instance has no finite lag
         figures["lag_p99_ms"] = figures["lag_max_ms"] = math.inf
     return {name: round(value, 4) if math.isfinite(value) else value for name, value in figures.items()}
 
 
 def build_report(
-    *, config: dict[str, Any], environment: dict[str, Any], throughput: list[ThroughputResult],
-    latency: LatencyResult, saturation: SaturationResult, lag: LagResult,
+    *,
+    config: dict[str, Any],
+    environment: dict[str, Any],
+    throughput: list[ThroughputResult],
+    latency: LatencyResult,
+    saturation: SaturationResult,
+    lag: LagResult,
 ) -> dict[str, Any]:
     figures = figures_of(throughput, latency, saturation, lag)
     return {
@@ -194,8 +205,11 @@ def render_table(report: dict[str, Any]) -> str:
     ]
     errors = {k: v for k, v in report["errors"].items() if v}
     if errors or report["counts"]["lag_writes_unseen"] or report["counts"]["lag_slots_skipped"]:
-        lines += ["", f"Errors: {errors or 'none'}; writes never seen on every instance: "
-                  f"{report['counts']['lag_writes_unseen']}; paced slots skipped: "
-                  f"{report['counts']['lag_slots_skipped']}"]
+        lines += [
+            "",
+            f"Errors: {errors or 'none'}; writes never seen on every instance: "
+            f"{report['counts']['lag_writes_unseen']}; paced slots skipped: "
+            f"{report['counts']['lag_slots_skipped']}",
+        ]
     lines += ["", "Targets: " + ", ".join(f"{t['figure']} {t['result']}" for t in report["targets"])]
     return "\n".join(lines)

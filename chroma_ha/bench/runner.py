@@ -28,7 +28,9 @@ Log = Callable[[str], None]
 
 
 def run_bench(
-    config: BenchConfig, work_dir: Path | None = None, gateway_env: dict[str, str] | None = None,
+    config: BenchConfig,
+    work_dir: Path | None = None,
+    gateway_env: dict[str, str] | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
     """Everything in one run, so the ratios compare measurements taken on the same machine minutes apart."""
@@ -37,8 +39,10 @@ def run_bench(
         nullcontext(str(work_dir)) if work_dir else tempfile.TemporaryDirectory(prefix="chroma-ha-bench-")
     )
     with folder as path, BenchCluster(Path(path), gateway_env) as cluster:
-        log(f"cluster up in {time.monotonic() - started:.1f}s: instances {', '.join(cluster.instance_urls)}, "
-            f"gateway {cluster.gateway.url} (pid {cluster.gateway.pid})")
+        log(
+            f"cluster up in {time.monotonic() - started:.1f}s: instances {', '.join(cluster.instance_urls)}, "
+            f"gateway {cluster.gateway.url} (pid {cluster.gateway.pid})"
+        )
         report = _run_loop(_measure(config, cluster, log))
     report["environment"]["wall_seconds"] = round(time.monotonic() - started, 1)
     return report
@@ -56,9 +60,18 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
     host = HostLoad([cluster.gateway.pid, *cluster.server_pids])
     async with new_session(connections=4 * max(*config.concurrencies, config.write_concurrency, 8)) as session:
         setup = await prepare(
-            session, cluster.gateway.url, cluster.instance_urls, cluster.standalone.url,
-            records=config.records, dim=config.dim, load_batch=config.load_batch, query_pool=config.query_pool,
-            n_results=config.n_results, seed=config.seed, drain_timeout=config.drain_timeout_seconds, log=log,
+            session,
+            cluster.gateway.url,
+            cluster.instance_urls,
+            cluster.standalone.url,
+            records=config.records,
+            dim=config.dim,
+            load_batch=config.load_batch,
+            query_pool=config.query_pool,
+            n_results=config.n_results,
+            seed=config.seed,
+            drain_timeout=config.drain_timeout_seconds,
+            log=log,
         )
         throughput = await _queries(session, setup, config, CpuMeter(cluster.gateway.pid), log)
         log(f"single-query latency: {config.latency_samples} samples per target")
@@ -66,27 +79,49 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
             session, setup.queries_direct, setup.queries_gateway, setup.query_bodies, config.latency_samples
         )
         source = WriteSource(config.write_batch, config.dim, config.seed + 2)
-        log(f"write saturation: {config.saturation_seconds:g}s at concurrency {config.write_concurrency}, "
-            "standalone Chroma then the gateway")
+        log(
+            f"write saturation: {config.saturation_seconds:g}s at concurrency {config.write_concurrency}, "
+            "standalone Chroma then the gateway"
+        )
         standalone = await closed_loop(
-            session, setup.writes_standalone.url("add"), source.body, config.write_concurrency,
-            config.saturation_seconds, ok_status=ADD_CREATED,
+            session,
+            setup.writes_standalone.url("add"),
+            source.body,
+            config.write_concurrency,
+            config.saturation_seconds,
+            ok_status=ADD_CREATED,
         )
         saturation = await measure_saturation(
-            session, setup.writes_gateway, source, concurrency=config.write_concurrency,
-            seconds=config.saturation_seconds, batch=config.write_batch, drain_timeout=config.drain_timeout_seconds,
+            session,
+            setup.writes_gateway,
+            source,
+            concurrency=config.write_concurrency,
+            seconds=config.saturation_seconds,
+            batch=config.write_batch,
+            drain_timeout=config.drain_timeout_seconds,
             standalone=standalone,
         )
         rate = saturation.sustainable_rate * config.paced_fraction
         log(f"replication lag: {config.paced_seconds:g}s of writes at {rate:.1f}/s")
         lag = await measure_lag(
-            session, setup.writes_gateway, setup.writes_instances, source, rate=rate, seconds=config.paced_seconds,
-            max_outstanding=4 * config.write_concurrency, poll_interval=config.lag_poll_seconds,
-            drain_timeout=config.drain_timeout_seconds, log=log,
+            session,
+            setup.writes_gateway,
+            setup.writes_instances,
+            source,
+            rate=rate,
+            seconds=config.paced_seconds,
+            max_outstanding=4 * config.write_concurrency,
+            poll_interval=config.lag_poll_seconds,
+            drain_timeout=config.drain_timeout_seconds,
+            log=log,
         )
     return build_report(
-        config=config.as_dict(), environment={**_environment(), "host": host.summary()}, throughput=throughput,
-        latency=latency, saturation=saturation, lag=lag,
+        config=config.as_dict(),
+        environment={**_environment(), "host": host.summary()},
+        throughput=throughput,
+        latency=latency,
+        saturation=saturation,
+        lag=lag,
     )
 
 
@@ -98,10 +133,18 @@ async def _queries(
     results = []
     for concurrency in config.concurrencies:
         log(f"query throughput at concurrency {concurrency}: {config.throughput_seconds:g}s per target")
-        results.append(await measure_throughput(
-            session, setup.queries_direct, setup.queries_gateway, setup.query_bodies, concurrency=concurrency,
-            seconds=config.throughput_seconds, rounds=config.rounds, gateway_cpu=gateway_cpu,
-        ))
+        results.append(
+            await measure_throughput(
+                session,
+                setup.queries_direct,
+                setup.queries_gateway,
+                setup.query_bodies,
+                concurrency=concurrency,
+                seconds=config.throughput_seconds,
+                rounds=config.rounds,
+                gateway_cpu=gateway_cpu,
+            )
+        )
     return results
 
 

@@ -80,7 +80,11 @@ async def recorded_post(
 
 
 async def closed_loop(
-    session: aiohttp.ClientSession, url: str, next_body: BodyFactory, concurrency: int, seconds: float,
+    session: aiohttp.ClientSession,
+    url: str,
+    next_body: BodyFactory,
+    concurrency: int,
+    seconds: float,
     ok_status: int = 200,
 ) -> LoadResult:
     """`concurrency` workers, each sending its next request as soon as the previous one is answered."""

@@ -75,8 +75,15 @@ class LagResult:
 
 
 async def measure_saturation(
-    session: aiohttp.ClientSession, gateway: Endpoint, source: WriteSource, *, concurrency: int, seconds: float,
-    batch: int, drain_timeout: float, standalone: LoadResult,
+    session: aiohttp.ClientSession,
+    gateway: Endpoint,
+    source: WriteSource,
+    *,
+    concurrency: int,
+    seconds: float,
+    batch: int,
+    drain_timeout: float,
+    standalone: LoadResult,
 ) -> SaturationResult:
     started = time.perf_counter()
     writes = await closed_loop(session, gateway.url("add"), source.body, concurrency, seconds, ok_status=ADD_CREATED)
@@ -85,8 +92,16 @@ async def measure_saturation(
 
 
 async def measure_lag(
-    session: aiohttp.ClientSession, gateway: Endpoint, instances: list[Endpoint], source: WriteSource, *,
-    rate: float, seconds: float, max_outstanding: int, poll_interval: float, drain_timeout: float,
+    session: aiohttp.ClientSession,
+    gateway: Endpoint,
+    instances: list[Endpoint],
+    source: WriteSource,
+    *,
+    rate: float,
+    seconds: float,
+    max_outstanding: int,
+    poll_interval: float,
+    drain_timeout: float,
     log: Callable[[str], None],
 ) -> LagResult:
     tracker = LagTracker(instances)

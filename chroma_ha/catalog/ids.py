@@ -21,10 +21,16 @@ from ..store import IdMapping, LogStore
 # Operations whose successful response carries collection models ({"id": ...}) to make canonical.
 UNKNOWN_TTL_S = 1.0  # how long an id the store did not know is taken as unknown without asking again
 MAX_UNKNOWN = 10_000  # remembered unknown ids; past it the memory is cleared (made-up ids cannot grow it)
-COLLECTION_RESPONSES = frozenset({
-    "create_collection", "get_collection", "get_collection_by_id", "list_collections",
-    "get_collection_by_crn", "update_collection",
-})
+COLLECTION_RESPONSES = frozenset(
+    {
+        "create_collection",
+        "get_collection",
+        "get_collection_by_id",
+        "list_collections",
+        "get_collection_by_crn",
+        "update_collection",
+    }
+)
 
 
 class Catalog:

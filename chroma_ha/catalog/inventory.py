@@ -97,7 +97,12 @@ def _database(tenant: str, database: str) -> str:
 
 def _collection(tenant: str, database: str, data: dict[str, Any]) -> CollectionInfo:
     return CollectionInfo(
-        tenant, database, data["name"], data["id"], data.get("metadata"), data.get("configuration_json"),
+        tenant,
+        database,
+        data["name"],
+        data["id"],
+        data.get("metadata"),
+        data.get("configuration_json"),
         data.get("schema"),
     )
 
@@ -110,14 +115,25 @@ class ChromaInstance:
         self.url = url
 
     async def _call(
-        self, method: str, path: str, payload: Any = None, *, query: str = "", allow: Sequence[int] = (),
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        query: str = "",
+        allow: Sequence[int] = (),
         idempotent: bool = True,
     ) -> Upstream:
         """Every call here is harmless to send twice (an add of existing ids, a create that allows its 409, a
         delete that allows its 404) but for creating a collection, which says so."""
         body = orjson.dumps(payload) if payload is not None else b""
         response = await self.client.request(
-            self.url, method, f"{API}{path}", query=query, headers=_JSON if body else None, body=body,
+            self.url,
+            method,
+            f"{API}{path}",
+            query=query,
+            headers=_JSON if body else None,
+            body=body,
             idempotent=idempotent,
         )
         if not response.ok and response.status not in allow:
@@ -147,7 +163,8 @@ class ChromaInstance:
         found: list[CollectionInfo] = []
         while True:
             page = await self._call(
-                "GET", f"{_database(tenant, database)}/collections",
+                "GET",
+                f"{_database(tenant, database)}/collections",
                 query=f"limit={LIST_PAGE}&offset={len(found)}",
             )
             items = orjson.loads(page.body)

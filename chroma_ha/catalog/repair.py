@@ -198,7 +198,8 @@ class Repair:
         held = await self._digests(self.target, target)
         diff = diff_records(wanted, held)
         diff = RecordDiff(
-            diff.missing, diff.extra,
+            diff.missing,
+            diff.extra,
             await confirm_changed(self.ref, ref, self.target, target, diff.changed, self._page),
         )
         wrote = False

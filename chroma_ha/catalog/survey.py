@@ -216,8 +216,12 @@ async def _ids(instance: ChromaInstance, info: CollectionInfo | None, page_size:
 
 
 async def confirm_changed(
-    reference: ChromaInstance, ref_info: CollectionInfo, other: ChromaInstance, other_info: CollectionInfo,
-    candidates: Sequence[str], page_size: int,
+    reference: ChromaInstance,
+    ref_info: CollectionInfo,
+    other: ChromaInstance,
+    other_info: CollectionInfo,
+    candidates: Sequence[str],
+    page_size: int,
 ) -> list[str]:
     """Of the ids whose digests differ, those whose records really differ (embeddings within tolerance)."""
     changed: list[str] = []

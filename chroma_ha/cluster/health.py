@@ -72,8 +72,14 @@ Listener = Callable[[str, bool], None]
 
 class HealthMonitor:
     def __init__(
-        self, instances: tuple[str, ...], client: Transport, *, interval: float, timeout: float,
-        rise: int, fall: int,
+        self,
+        instances: tuple[str, ...],
+        client: Transport,
+        *,
+        interval: float,
+        timeout: float,
+        rise: int,
+        fall: int,
     ) -> None:
         self.states = {i: HealthState(rise=rise, fall=fall) for i in instances}
         self._client = client

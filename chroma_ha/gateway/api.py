@@ -135,7 +135,8 @@ def unknown_route(path: str) -> HttpResponse:
 
 def not_replicable(route: Route) -> HttpResponse:
     return HttpResponse.error(
-        501, "NotImplementedError",
+        501,
+        "NotImplementedError",
         f"'{route.op}' changes one Chroma server in a way the gateway cannot replay on every instance, so the "
         "gateway does not offer it.",
     )

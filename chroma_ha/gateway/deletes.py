@@ -156,7 +156,8 @@ class _Reader:
         result = await self._reads.handle(route, method, path, "", self._headers, body, fresh=True)
         if result.stale_by:
             raise RequestRejected(
-                503, "Document-level deletion needs an instance that holds every earlier write to the collection; "
+                503,
+                "Document-level deletion needs an instance that holds every earlier write to the collection; "
                 f"the most caught-up one lags by {result.stale_by} entries. Nothing was logged: retry the delete.",
                 "ServiceUnavailable",
             )

@@ -40,7 +40,10 @@ def _exponential() -> float:
 
 
 def fresh_first(
-    states: Mapping[str, HealthState], cursors: Mapping[str, int], weights: Mapping[str, float], required: int,
+    states: Mapping[str, HealthState],
+    cursors: Mapping[str, int],
+    weights: Mapping[str, float],
+    required: int,
     draw: Callable[[], float] = _exponential,
 ) -> list[str]:
     """Instances that are up and have applied `required`, in the order to ask them. Lean: every read asks it.
@@ -110,9 +113,7 @@ class ReadPath:
         if not candidates:
             return [], 0
         if self._stale_reads == "refuse":
-            raise RequestRejected(
-                503, f"No instance has applied this read's writes (seq {required}) yet", "StaleRead"
-            )
+            raise RequestRejected(503, f"No instance has applied this read's writes (seq {required}) yet", "StaleRead")
         by_progress = sorted(candidates, key=lambda i: -self._progress.cursors.get(i, 0))
         return by_progress, max(0, required - self._progress.cursors.get(by_progress[0], 0))
 
@@ -125,8 +126,15 @@ class ReadPath:
         return self._catalog.instance_id(instance, route.collection_uuid) not in (known, None)
 
     async def handle(
-        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
-        *, fresh: bool = True,
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        query: str,
+        headers: HeaderPairs,
+        body: bytes,
+        *,
+        fresh: bool = True,
     ) -> ReadResult:
         if fresh and self._follower is not None:
             await self._follower.catch_up()  # writes other gateways acknowledged count too
@@ -137,7 +145,13 @@ class ReadPath:
         return await self._try(route, method, path, query, headers, body, required, order, stale_by, fresh=fresh)
 
     def forward_now(
-        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes,
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        query: str,
+        headers: HeaderPairs,
+        body: bytes,
         deliver: Delivered,
     ) -> bool:
         """The fast path of a fresh read: forward it at once on a free connection and `deliver` the result (or the
@@ -159,8 +173,10 @@ class ReadPath:
         def answered(upstream: Upstream | None, error: InstanceError | None) -> None:
             state.request_ended()
             try:
-                if upstream is not None and upstream.status < 400 and not self._catalog.names_unknown_ids(
-                    instance, route.op, upstream.status, upstream.body
+                if (
+                    upstream is not None
+                    and upstream.status < 400
+                    and not self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body)
                 ):
                     deliver(self._result(instance, route, upstream))
                     self._health.mark_success(instance)
@@ -174,8 +190,13 @@ class ReadPath:
                 deliver(exc)
 
         sent = self._client.send_now(
-            instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
-            query=query, headers=headers, body=body, answered=answered,
+            instance,
+            method,
+            self._catalog.path_for(instance, path, route.collection_uuid),
+            query=query,
+            headers=headers,
+            body=body,
+            answered=answered,
         )
         if sent:
             state.request_started()
@@ -195,8 +216,19 @@ class ReadPath:
         task.add_done_callback(self._continuing.discard)
 
     async def _try(
-        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes, required: int,
-        order: list[str], stale_by: int, *, fresh: bool, first: Upstream | InstanceError | None = None,
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        query: str,
+        headers: HeaderPairs,
+        body: bytes,
+        required: int,
+        order: list[str],
+        stale_by: int,
+        *,
+        fresh: bool,
+        first: Upstream | InstanceError | None = None,
     ) -> ReadResult:
         """Ask the instances in `order` until one answers; `first` is what the first one already answered. When
         none of them can, choose again among those not asked yet: the fresh instance that just died may have been
@@ -247,8 +279,13 @@ class ReadPath:
         state.request_started()
         try:
             return await self._client.request(
-                instance, method, self._catalog.path_for(instance, path, route.collection_uuid),
-                query=query, headers=headers, body=body, idempotent=True,  # a read, POST get/query/search too
+                instance,
+                method,
+                self._catalog.path_for(instance, path, route.collection_uuid),
+                query=query,
+                headers=headers,
+                body=body,
+                idempotent=True,  # a read, POST get/query/search too
             )
         except InstanceError as exc:
             return exc

@@ -98,6 +98,7 @@ _TABLE: list[tuple[str, str, Kind, str]] = [
 ]
 _COMPILED = [(m, re.compile(API + p), k, op) for m, p, k, op in _TABLE]  # no trailing slash, as Chroma
 
+
 @functools.lru_cache(maxsize=4096)  # clients repeat the same few paths; a Route is immutable
 def classify(method: str, path: str) -> Route:
     for m, pattern, kind, op in _COMPILED:
@@ -125,4 +126,3 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 def is_uuid(text: str) -> bool:
     return len(text) == 36 and _UUID.fullmatch(text) is not None
-

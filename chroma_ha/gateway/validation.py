@@ -17,10 +17,19 @@ from ..upstream.incarnation import MARKER_TENANT
 
 _RECORD_OPS = frozenset({"add", "upsert", "update"})
 _OPTIONAL_LISTS = ("embeddings", "metadatas", "documents", "uris")
-_BODY_REQUIRED = frozenset({
-    "add", "upsert", "update", "delete", "create_collection", "create_database", "create_tenant",
-    "update_collection", "update_tenant",
-})
+_BODY_REQUIRED = frozenset(
+    {
+        "add",
+        "upsert",
+        "update",
+        "delete",
+        "create_collection",
+        "create_database",
+        "create_tenant",
+        "update_collection",
+        "update_tenant",
+    }
+)
 
 
 def _reject(message: str) -> RequestRejected:

@@ -24,7 +24,10 @@ from .validation import parse_body
 LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
 # What Chroma answers for data writes, used by the `log` ack policy before any instance has applied them.
 _LOGGED_ANSWERS: dict[str, tuple[int, bytes]] = {
-    "add": (201, b"{}"), "upsert": (200, b"{}"), "update": (200, b"{}"), "delete": (200, b"{}"),
+    "add": (201, b"{}"),
+    "upsert": (200, b"{}"),
+    "update": (200, b"{}"),
+    "delete": (200, b"{}"),
 }
 
 
@@ -79,9 +82,15 @@ class WritePath:
         if route.op == "delete" and self._expander is not None and payload is not None and canonical:
             extra.update(await self._expander.expand(canonical, payload, route=route, headers=headers))
         entry = NewEntry(
-            op=route.op, method=method, path=path, body=body, query=query,
+            op=route.op,
+            method=method,
+            path=path,
+            body=body,
+            query=query,
             headers=logged_headers(headers),
-            collection_id=canonical, scope=_scope(route, payload), extra=extra,
+            collection_id=canonical,
+            scope=_scope(route, payload),
+            extra=extra,
         )
         [seq] = await self._store.append([entry])
         self._stats.appended_entries += 1
@@ -96,8 +105,8 @@ class WritePath:
             raise RequestRejected(
                 503,
                 f"The write is logged as seq {seq} and will still be applied, but the '{self._ack}' ack "
-                f"policy was not met: no instance made progress on it for {self._timeout:g}s. Retrying add, upsert or delete with the same ids "
-                "is harmless.",
+                f"policy was not met: no instance made progress on it for {self._timeout:g}s. Retrying add, "
+                "upsert or delete with the same ids is harmless.",
                 "WriteLogged",
             )
         return WriteResult(outcome.status, outcome.body, seq)
@@ -112,8 +121,7 @@ class WritePath:
                 return outcome
             now = time.monotonic()
             if any(
-                self._progress.progressing(i, since=started, window=self._timeout)
-                for i in self._health.up_instances()
+                self._progress.progressing(i, since=started, window=self._timeout) for i in self._health.up_instances()
             ):
                 last_progress = now
             remaining = last_progress + self._timeout - now

@@ -127,39 +127,54 @@ class AlertBook:
 
 def instance_down_alert(instance: str) -> Alert:
     return Alert(
-        f"instance_down:{instance}", f"Instance {instance} is down",
+        f"instance_down:{instance}",
+        f"Instance {instance} is down",
         "Reads go to the other instances; its writes wait in the log and are applied when it returns.",
-        "critical", f"Instance {instance} is up again", {"instance": instance},
+        "critical",
+        f"Instance {instance} is up again",
+        {"instance": instance},
     )
 
 
 def divergence_alert(instance: str, detail: str = "") -> Alert:
     return Alert(
-        f"divergence:{instance}", f"Divergence on {instance}",
-        f"{detail} Repair the instance (`chroma-ha repair`).".strip(), "critical",
-        f"No divergence left on {instance}", {"instance": instance},
+        f"divergence:{instance}",
+        f"Divergence on {instance}",
+        f"{detail} Repair the instance (`chroma-ha repair`).".strip(),
+        "critical",
+        f"No divergence left on {instance}",
+        {"instance": instance},
     )
 
 
 def lag_alert(instance: str, lag: float, threshold: float) -> Alert:
     return Alert(
-        f"lag:{instance}", f"Instance {instance} lags {lag:.0f}s behind the log (threshold {threshold:g}s)",
-        "Reads that need recent writes avoid it until it catches up.", "warning",
-        f"Instance {instance} caught up (lag under {threshold:g}s)", {"instance": instance, "lag_seconds": lag},
+        f"lag:{instance}",
+        f"Instance {instance} lags {lag:.0f}s behind the log (threshold {threshold:g}s)",
+        "Reads that need recent writes avoid it until it catches up.",
+        "warning",
+        f"Instance {instance} caught up (lag under {threshold:g}s)",
+        {"instance": instance, "lag_seconds": lag},
     )
 
 
 def backlog_alert(instance: str, pending: int, threshold: int) -> Alert:
     return Alert(
-        f"backlog:{instance}", f"{pending} log entries wait for {instance} (threshold {threshold})",
-        "The instance is down or slower than the write rate.", "warning",
-        f"The backlog of {instance} is under {threshold} entries again", {"instance": instance, "pending": pending},
+        f"backlog:{instance}",
+        f"{pending} log entries wait for {instance} (threshold {threshold})",
+        "The instance is down or slower than the write rate.",
+        "warning",
+        f"The backlog of {instance} is under {threshold} entries again",
+        {"instance": instance, "pending": pending},
     )
 
 
 def store_alert(error: str) -> Alert:
     return Alert(
-        "store", "The log store is failing", f"Writes cannot be logged: {error}", "critical",
+        "store",
+        "The log store is failing",
+        f"Writes cannot be logged: {error}",
+        "critical",
         "The log store answers again",
     )
 
@@ -183,16 +198,29 @@ def slack_payload(message: Message, gateway: str) -> dict[str, Any]:
 def webhook_payload(message: Message, gateway: str) -> dict[str, Any]:
     a = message.alert
     return {
-        "source": "chroma-ha", "gateway": gateway, "key": a.key, "status": message.status,
-        "reminder": message.reminder, "severity": a.severity, "title": message.headline, "text": a.text,
-        "details": a.details, "at": message.at,
+        "source": "chroma-ha",
+        "gateway": gateway,
+        "key": a.key,
+        "status": message.status,
+        "reminder": message.reminder,
+        "severity": a.severity,
+        "title": message.headline,
+        "text": a.text,
+        "details": a.details,
+        "at": message.at,
     }
 
 
 class Alerts:
     def __init__(
-        self, *, slack_webhook: str, alert_webhook: str, gateway_id: str, dedup_window: float,
-        min_interval: float, rate_per_minute: int,
+        self,
+        *,
+        slack_webhook: str,
+        alert_webhook: str,
+        gateway_id: str,
+        dedup_window: float,
+        min_interval: float,
+        rate_per_minute: int,
     ) -> None:
         self.book = AlertBook(dedup_window=dedup_window, min_interval=min_interval, rate_per_minute=rate_per_minute)
         self._targets = [(n, u) for n, u in (("slack", slack_webhook), ("webhook", alert_webhook)) if u]
@@ -220,18 +248,28 @@ class Alerts:
 
     def divergence(self, divergence: Divergence) -> None:
         """Applier on_divergence callback."""
-        self.report(divergence_alert(
-            divergence.instance, f"Entry {divergence.seq} answered {divergence.status} there but "
-            f"{divergence.expected_status} on the first instance that applied it.",
-        ), True)
+        self.report(
+            divergence_alert(
+                divergence.instance,
+                f"Entry {divergence.seq} answered {divergence.status} there but "
+                f"{divergence.expected_status} on the first instance that applied it.",
+            ),
+            True,
+        )
 
     def _enqueue(self, messages: list[Message]) -> None:
         for message in messages:
             log.warning("alert %s: %s", message.status, message.headline)
-            self.recent.appendleft({
-                "at": message.at, "key": message.alert.key, "status": message.status,
-                "severity": message.alert.severity, "title": message.headline, "text": message.alert.text,
-            })
+            self.recent.appendleft(
+                {
+                    "at": message.at,
+                    "key": message.alert.key,
+                    "status": message.status,
+                    "severity": message.alert.severity,
+                    "title": message.headline,
+                    "text": message.alert.text,
+                }
+            )
             if not self._targets:
                 continue
             try:

@@ -47,17 +47,19 @@ async def dashboard_data(view: ClusterView, monitor: ResourceMonitor, alerts: Al
         state = view.health.states[instance]
         position = positions.get(instance)
         heartbeat = latest.instances[instance].heartbeat_seconds if latest and instance in latest.instances else None
-        rows.append({
-            "url": instance,
-            "up": state.up,
-            "state": view.appliers[instance].state,
-            "cursor": view.progress.cursors.get(instance, 0),
-            "pending": position.pending if position else None,
-            "lag_seconds": position.lag_seconds if position else None,
-            "heartbeat_ms": round(heartbeat * 1000, 2) if heartbeat is not None else None,
-            "success_rate": round(state.success_rate, 4),
-            "requests": state.requests,
-        })
+        rows.append(
+            {
+                "url": instance,
+                "up": state.up,
+                "state": view.appliers[instance].state,
+                "cursor": view.progress.cursors.get(instance, 0),
+                "pending": position.pending if position else None,
+                "lag_seconds": position.lag_seconds if position else None,
+                "heartbeat_ms": round(heartbeat * 1000, 2) if heartbeat is not None else None,
+                "success_rate": round(state.success_rate, 4),
+                "requests": state.requests,
+            }
+        )
     lagging = any(p.pending for i, p in positions.items() if i in up)
     status = "unhealthy" if not up or not store_ok else "degraded" if len(up) < len(instances) or lagging else "healthy"
     return {
@@ -80,7 +82,5 @@ async def dashboard_data(view: ClusterView, monitor: ResourceMonitor, alerts: Al
         },
         "alerts": list(alerts.recent)[:RECENT_SHOWN],
         "firing": alerts.firing_titles(),
-        "recommendations": [
-            {"created_at": r.created_at, "kind": r.kind, "reason": r.reason} for r in recommendations
-        ],
+        "recommendations": [{"created_at": r.created_at, "kind": r.kind, "reason": r.reason} for r in recommendations],
     }

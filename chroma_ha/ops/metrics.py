@@ -152,14 +152,16 @@ class _RequestCounts(Collector):
     def collect(self) -> Iterator[Metric]:
         self._fold()
         requests = CounterMetricFamily(
-            "chroma_ha_requests", "Client requests by route class, answering instance and status",
+            "chroma_ha_requests",
+            "Client requests by route class, answering instance and status",
             labels=["route_class", "instance", "status"],
         )
         for (route_class, instance, status), count in self.counts.items():
             requests.add_metric([route_class, instance, str(status)], count)
         yield requests
         durations = HistogramMetricFamily(
-            "chroma_ha_request_duration_seconds", "Time the gateway took to answer, by route class and instance",
+            "chroma_ha_request_duration_seconds",
+            "Time the gateway took to answer, by route class and instance",
             labels=["route_class", "instance"],
         )
         for labels, timing in self.timings.items():
@@ -186,25 +188,37 @@ class Metrics:
         self.lag = Gauge("chroma_ha_instance_lag_seconds", "Age of the oldest entry waiting", ["instance"], registry=r)
         self.up = Gauge("chroma_ha_instance_up", "1 when the instance is up", ["instance"], registry=r)
         self.heartbeat = Gauge(
-            "chroma_ha_instance_heartbeat_seconds", "Heartbeat round trip measured by the monitor", ["instance"],
+            "chroma_ha_instance_heartbeat_seconds",
+            "Heartbeat round trip measured by the monitor",
+            ["instance"],
             registry=r,
         )
         self.divergences = Gauge("chroma_ha_divergences", "Unresolved divergences", registry=r)
         self.batch = Histogram(
-            "chroma_ha_applier_batch_entries", "Entries per Chroma call", ["instance"], buckets=BATCH_BUCKETS,
+            "chroma_ha_applier_batch_entries",
+            "Entries per Chroma call",
+            ["instance"],
+            buckets=BATCH_BUCKETS,
             registry=r,
         )
         self.apply_lag = Histogram(
-            "chroma_ha_apply_lag_seconds", "Time from an entry's append to its commit on the instance",
-            ["instance"], buckets=LAG_BUCKETS, registry=r,
+            "chroma_ha_apply_lag_seconds",
+            "Time from an entry's append to its commit on the instance",
+            ["instance"],
+            buckets=LAG_BUCKETS,
+            registry=r,
         )
         self.batch_limit = Gauge("chroma_ha_batch_limit_records", "Current adaptive batch limit", registry=r)
         resource = "Resource figures sampled with psutil"
         self.resources = {
             name: Gauge(f"chroma_ha_{name}", f"{resource}: {name.replace('_', ' ')}", registry=r)
             for name in (
-                "process_cpu_percent", "process_memory_bytes", "host_cpu_percent", "host_memory_percent",
-                "host_memory_available_bytes", "host_memory_total_bytes",
+                "process_cpu_percent",
+                "process_memory_bytes",
+                "host_cpu_percent",
+                "host_memory_percent",
+                "host_memory_available_bytes",
+                "host_memory_total_bytes",
             )
         }
         ProcessCollector(registry=r)

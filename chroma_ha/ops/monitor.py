@@ -158,7 +158,8 @@ class ResourceMonitor:
             problem = str(exc) or type(exc).__name__
         instances = {
             i: InstanceSample(
-                up=self._health.is_up(i), cursor=self._progress.cursors.get(i, 0),
+                up=self._health.is_up(i),
+                cursor=self._progress.cursors.get(i, 0),
                 pending=positions[i].pending if i in positions else 0,
                 lag_seconds=positions[i].lag_seconds if i in positions else 0.0,
                 heartbeat_seconds=heartbeats.get(i),
@@ -166,8 +167,13 @@ class ResourceMonitor:
             for i in self._instances
         }
         sample = Sample(
-            at=now, resources=resources, instances=instances, head=head, oldest=oldest,
-            divergences=len(divergences), appended_per_second=self.appended.rate(60),
+            at=now,
+            resources=resources,
+            instances=instances,
+            head=head,
+            oldest=oldest,
+            divergences=len(divergences),
+            appended_per_second=self.appended.rate(60),
             applied_per_second=self.applied.rate(60),
         )
         self._metrics.update(sample)
@@ -185,10 +191,14 @@ class ResourceMonitor:
             await self._recommend(pressure)
         for kind in cleared:
             log.info("pressure %s cleared", kind)
-        self._limits.set(batch_limits(
-            self._limits.maxima, memory_percent=sample.resources.host_memory_percent,
-            memory_threshold=self.thresholds.memory_percent, backlog=sample.backlog,
-        ))
+        self._limits.set(
+            batch_limits(
+                self._limits.maxima,
+                memory_percent=sample.resources.host_memory_percent,
+                memory_threshold=self.thresholds.memory_percent,
+                backlog=sample.backlog,
+            )
+        )
         self._metrics.batch_limit.set(self._limits.current.max_records)
         return sample
 

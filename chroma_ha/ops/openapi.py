@@ -28,74 +28,152 @@ _ERROR = _obj({"error": _STR, "message": _STR}, ["error", "message"])
 
 SCHEMAS: dict[str, Any] = {
     "Error": _ERROR,
-    "Health": _obj({
-        "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
-        "healthy_instances": {"type": "string", "description": "up instances / all instances, as n/m"},
-        "store": {"type": "string", "enum": ["ok", "unreachable"]},
-        "instances": _map(_obj({"up": _BOOL})),
-        "reasons": {"type": "array", "items": _STR},
-    }, ["status", "healthy_instances", "reasons"]),
-    "Status": _obj({
-        "version": _STR, "gateway_id": _STR, "uptime_seconds": _NUM, "status": _STR, "healthy_instances": _STR,
-        "reasons": {"type": "array", "items": _STR},
-        "log": _obj({"head": _INT, "oldest": _INT}),
-        "batch_limits": _obj({"max_records": _INT, "max_bytes": _INT}),
-        "instances": _map(_obj({
-            "state": {"type": "string", "description": "applier state: starting, standby, idle, applying, "
-                      "retrying, down, bootstrapping"},
-            "up": _BOOL, "success_rate": _NUM, "requests": _INT, "failures": _INT, "consecutive_failures": _INT,
-            "outstanding": _INT, "last_check": _NUM, "last_error": _STR, "state_since": _NUM, "cursor": _INT,
-            "pending": _INT, "lag_seconds": _NUM, "heartbeat_ms": _NUM_OR_NULL,
-        })),
-        "alerts_firing": {"type": "array", "items": _STR},
-        "settings": {"type": "object", "description": "the settings in force; secrets shown as ***"},
-    }, ["version", "settings", "instances"]),
-    "WalStatus": _obj({
-        "head": _INT, "oldest": _INT, "pending": _INT, "oldest_pending_age_seconds": _NUM,
-        "state": {"type": "string", "enum": ["applying", "idle"]},
-        "instances": _map(_obj({"cursor": _INT, "pending": _INT, "lag_seconds": _NUM, "state": _STR, "up": _BOOL})),
-        "divergence_count": _INT,
-        "divergences": {"type": "array", "items": _obj({
-            "seq": _INT, "instance": _STR, "status": _INT, "expected_status": _INT, "created_at": _NUM,
-        })},
-    }, ["head", "instances", "divergences"]),
-    "WalStats": _obj({
-        "scope": _STR,
-        "appended": _obj({"entries": _INT, "bytes": _INT, "per_second": _RATES}),
-        "applied": _obj({"entries": _INT, "bytes": _INT, "per_second": _RATES}),
-        "batch_sizes": _PERCENTILES,
-        "batch_limits": _obj({"max_records": _INT, "max_bytes": _INT}),
-        "deletes_converted": _INT, "retries": _INT, "rejections": _INT,
-        "lag_seconds": {**_PERCENTILES, "description": "time from append to commit on an instance"},
-        "instances": _map(_obj({
-            "applied_entries": _INT, "applied_batches": _INT, "applied_bytes": _INT, "applied_per_second": _RATES,
-            "batch_sizes": _PERCENTILES, "last_batch_size": _INT, "retries": _INT, "rejections": _INT,
-            "lag_seconds": _PERCENTILES,
-        })),
-    }),
-    "Resources": _obj({
-        "at": _NUM,
-        "process": _obj({"cpu_percent": _NUM, "memory_bytes": _INT}),
-        "host": _obj({
-            "cpu_percent": _NUM, "memory_percent": _NUM, "memory_available_bytes": _INT, "memory_total_bytes": _INT,
-        }),
-        "instances": _map(_obj({"up": _BOOL, "heartbeat_seconds": _NUM_OR_NULL})),
-    }),
-    "Recommendations": _obj({
-        "current": {"type": "array", "items": _obj({"kind": _STR, "reason": _STR, "details": {"type": "object"}})},
-        "recommendations": {"type": "array", "items": _obj({
-            "id": _INT, "created_at": _NUM, "kind": _STR, "reason": _STR, "details": {"type": "object"},
-            "current": _BOOL,
-        })},
-    }),
-    "DashboardData": {"type": "object", "description": "instances, the last hour of samples, alerts, "
-                      "recommendations: what the dashboard page draws"},
+    "Health": _obj(
+        {
+            "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+            "healthy_instances": {"type": "string", "description": "up instances / all instances, as n/m"},
+            "store": {"type": "string", "enum": ["ok", "unreachable"]},
+            "instances": _map(_obj({"up": _BOOL})),
+            "reasons": {"type": "array", "items": _STR},
+        },
+        ["status", "healthy_instances", "reasons"],
+    ),
+    "Status": _obj(
+        {
+            "version": _STR,
+            "gateway_id": _STR,
+            "uptime_seconds": _NUM,
+            "status": _STR,
+            "healthy_instances": _STR,
+            "reasons": {"type": "array", "items": _STR},
+            "log": _obj({"head": _INT, "oldest": _INT}),
+            "batch_limits": _obj({"max_records": _INT, "max_bytes": _INT}),
+            "instances": _map(
+                _obj(
+                    {
+                        "state": {
+                            "type": "string",
+                            "description": "applier state: starting, standby, idle, applying, "
+                            "retrying, down, bootstrapping",
+                        },
+                        "up": _BOOL,
+                        "success_rate": _NUM,
+                        "requests": _INT,
+                        "failures": _INT,
+                        "consecutive_failures": _INT,
+                        "outstanding": _INT,
+                        "last_check": _NUM,
+                        "last_error": _STR,
+                        "state_since": _NUM,
+                        "cursor": _INT,
+                        "pending": _INT,
+                        "lag_seconds": _NUM,
+                        "heartbeat_ms": _NUM_OR_NULL,
+                    }
+                )
+            ),
+            "alerts_firing": {"type": "array", "items": _STR},
+            "settings": {"type": "object", "description": "the settings in force; secrets shown as ***"},
+        },
+        ["version", "settings", "instances"],
+    ),
+    "WalStatus": _obj(
+        {
+            "head": _INT,
+            "oldest": _INT,
+            "pending": _INT,
+            "oldest_pending_age_seconds": _NUM,
+            "state": {"type": "string", "enum": ["applying", "idle"]},
+            "instances": _map(_obj({"cursor": _INT, "pending": _INT, "lag_seconds": _NUM, "state": _STR, "up": _BOOL})),
+            "divergence_count": _INT,
+            "divergences": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "seq": _INT,
+                        "instance": _STR,
+                        "status": _INT,
+                        "expected_status": _INT,
+                        "created_at": _NUM,
+                    }
+                ),
+            },
+        },
+        ["head", "instances", "divergences"],
+    ),
+    "WalStats": _obj(
+        {
+            "scope": _STR,
+            "appended": _obj({"entries": _INT, "bytes": _INT, "per_second": _RATES}),
+            "applied": _obj({"entries": _INT, "bytes": _INT, "per_second": _RATES}),
+            "batch_sizes": _PERCENTILES,
+            "batch_limits": _obj({"max_records": _INT, "max_bytes": _INT}),
+            "deletes_converted": _INT,
+            "retries": _INT,
+            "rejections": _INT,
+            "lag_seconds": {**_PERCENTILES, "description": "time from append to commit on an instance"},
+            "instances": _map(
+                _obj(
+                    {
+                        "applied_entries": _INT,
+                        "applied_batches": _INT,
+                        "applied_bytes": _INT,
+                        "applied_per_second": _RATES,
+                        "batch_sizes": _PERCENTILES,
+                        "last_batch_size": _INT,
+                        "retries": _INT,
+                        "rejections": _INT,
+                        "lag_seconds": _PERCENTILES,
+                    }
+                )
+            ),
+        }
+    ),
+    "Resources": _obj(
+        {
+            "at": _NUM,
+            "process": _obj({"cpu_percent": _NUM, "memory_bytes": _INT}),
+            "host": _obj(
+                {
+                    "cpu_percent": _NUM,
+                    "memory_percent": _NUM,
+                    "memory_available_bytes": _INT,
+                    "memory_total_bytes": _INT,
+                }
+            ),
+            "instances": _map(_obj({"up": _BOOL, "heartbeat_seconds": _NUM_OR_NULL})),
+        }
+    ),
+    "Recommendations": _obj(
+        {
+            "current": {"type": "array", "items": _obj({"kind": _STR, "reason": _STR, "details": {"type": "object"}})},
+            "recommendations": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "id": _INT,
+                        "created_at": _NUM,
+                        "kind": _STR,
+                        "reason": _STR,
+                        "details": {"type": "object"},
+                        "current": _BOOL,
+                    }
+                ),
+            },
+        }
+    ),
+    "DashboardData": {
+        "type": "object",
+        "description": "instances, the last hour of samples, alerts, recommendations: what the dashboard page draws",
+    },
 }
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
 
 
 _UNAUTHORIZED = {"401": _json("Error", "The admin token is set and the request did not carry it")}
@@ -112,34 +190,52 @@ def admin_openapi(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "chroma-ha admin API", "version": version,
+            "title": "chroma-ha admin API",
+            "version": version,
             "description": "Health, status, the write-ahead log, metrics, recommendations and the dashboard of a "
             "chroma-ha gateway. Chroma's own API is served unchanged under /api/v2.",
         },
         "security": [{"bearer": []}, {"token": []}],
         "paths": {
-            "/health": _get("Is the gateway serving, and what is up", {
-                "200": _json("Health", "healthy or degraded: reads and writes are served"),
-                "503": _json("Health", "unhealthy: the store is unreachable or no instance is up"),
-            }, guarded=False),
+            "/health": _get(
+                "Is the gateway serving, and what is up",
+                {
+                    "200": _json("Health", "healthy or degraded: reads and writes are served"),
+                    "503": _json("Health", "unhealthy: the store is unreachable or no instance is up"),
+                },
+                guarded=False,
+            ),
             "/status": _get("Everything an operator needs in one document", {"200": _json("Status", "status")}),
             "/wal/status": _get("The log now", {"200": _json("WalStatus", "the log now")}),
             "/wal/stats": _get("The log over time", {"200": _json("WalStats", "rates, batches, lags")}),
-            "/metrics": {"get": {
-                "summary": "Prometheus metrics (text format); JSON resource figures with Accept: application/json",
-                "security": [],
-                "responses": {"200": {"description": "metrics", "content": {
-                    "text/plain": {"schema": {"type": "string"}},
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Resources"}},
-                }}},
-            }},
-            "/recommendations": _get("Current and past upgrade recommendations",
-                                     {"200": _json("Recommendations", "recommendations, newest first")}),
-            "/dashboard": {"get": {
-                "summary": "The dashboard page (HTML; asks for the token as a Basic password when one is set)",
-                "responses": {"200": {"description": "page", "content": {"text/html": {"schema": _STR}}},
-                              **_UNAUTHORIZED},
-            }},
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format); JSON resource figures with Accept: application/json",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "metrics",
+                            "content": {
+                                "text/plain": {"schema": {"type": "string"}},
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Resources"}},
+                            },
+                        }
+                    },
+                }
+            },
+            "/recommendations": _get(
+                "Current and past upgrade recommendations",
+                {"200": _json("Recommendations", "recommendations, newest first")},
+            ),
+            "/dashboard": {
+                "get": {
+                    "summary": "The dashboard page (HTML; asks for the token as a Basic password when one is set)",
+                    "responses": {
+                        "200": {"description": "page", "content": {"text/html": {"schema": _STR}}},
+                        **_UNAUTHORIZED,
+                    },
+                }
+            },
             "/dashboard/data": _get("What the dashboard draws", {"200": _json("DashboardData", "dashboard data")}),
             "/admin/openapi.json": _get("This document", {"200": {"description": "OpenAPI 3.1 document"}}),
         },

@@ -71,9 +71,12 @@ class Thresholds:
     @classmethod
     def from_settings(cls, monitor: MonitorSettings) -> Thresholds:
         return cls(
-            window=monitor.pressure_window, cpu_percent=monitor.cpu_threshold,
-            memory_percent=monitor.memory_threshold, lag_seconds=monitor.lag_threshold,
-            backlog_entries=monitor.backlog_threshold, down_ratio=monitor.down_ratio_threshold,
+            window=monitor.pressure_window,
+            cpu_percent=monitor.cpu_threshold,
+            memory_percent=monitor.memory_threshold,
+            lag_seconds=monitor.lag_threshold,
+            backlog_entries=monitor.backlog_threshold,
+            down_ratio=monitor.down_ratio_threshold,
         )
 
 
@@ -112,23 +115,41 @@ def assess(samples: Sequence[Sample], t: Thresholds, now: float) -> list[Pressur
     found: list[Pressure] = []
     r = last.resources
     if all(s.resources.host_memory_percent >= t.memory_percent for s in recent):
-        found.append(Pressure("memory", (
-            f"Host memory has stayed above {t.memory_percent:g}% for {span} (now {r.host_memory_percent:.0f}%, "
-            f"gateway process {r.process_memory_bytes / 2**20:.0f} MiB): move the gateway to a machine with more "
-            "memory, or give this one more."
-        ), {"host_memory_percent": r.host_memory_percent, "process_memory_bytes": r.process_memory_bytes}))
+        found.append(
+            Pressure(
+                "memory",
+                (
+                    f"Host memory has stayed above {t.memory_percent:g}% for {span} "
+                    f"(now {r.host_memory_percent:.0f}%, gateway process {r.process_memory_bytes / 2**20:.0f} MiB): "
+                    "move the gateway to a machine with more memory, or give this one more."
+                ),
+                {"host_memory_percent": r.host_memory_percent, "process_memory_bytes": r.process_memory_bytes},
+            )
+        )
     if all(max(s.resources.host_cpu_percent, s.resources.process_cpu_percent) >= t.cpu_percent for s in recent):
-        found.append(Pressure("cpu", (
-            f"CPU has stayed above {t.cpu_percent:g}% for {span} (host {r.host_cpu_percent:.0f}%, gateway process "
-            f"{r.process_cpu_percent:.0f}%): give the gateway more CPU, or run more gateways on a shared "
-            "PostgreSQL store behind a load balancer."
-        ), {"host_cpu_percent": r.host_cpu_percent, "process_cpu_percent": r.process_cpu_percent}))
+        found.append(
+            Pressure(
+                "cpu",
+                (
+                    f"CPU has stayed above {t.cpu_percent:g}% for {span} (host {r.host_cpu_percent:.0f}%, gateway "
+                    f"process {r.process_cpu_percent:.0f}%): give the gateway more CPU, or run more gateways on a "
+                    "shared PostgreSQL store behind a load balancer."
+                ),
+                {"host_cpu_percent": r.host_cpu_percent, "process_cpu_percent": r.process_cpu_percent},
+            )
+        )
     first = recent[0]
     if all(s.backlog > 0 for s in recent) and last.backlog >= first.backlog * BACKLOG_GROWTH:
-        found.append(Pressure("backlog", (
-            f"The log backlog grew from {first.backlog} to {last.backlog} entries over {span} without draining: "
-            "the instances cannot keep up with the write rate; give them faster CPUs and disks."
-        ), {"from": first.backlog, "to": last.backlog}))
+        found.append(
+            Pressure(
+                "backlog",
+                (
+                    f"The log backlog grew from {first.backlog} to {last.backlog} entries over {span} without "
+                    "draining: the instances cannot keep up with the write rate; give them faster CPUs and disks."
+                ),
+                {"from": first.backlog, "to": last.backlog},
+            )
+        )
     for instance in last.instances:
         found.extend(_instance_pressure(instance, recent, t, span))
     return found
@@ -141,15 +162,23 @@ def _instance_pressure(instance: str, recent: Sequence[Sample], t: Thresholds, s
     seen = [s for s in states if s is not None]
     down = sum(1 for s in seen if not s.up) / len(seen)
     if down >= t.down_ratio:
-        yield Pressure(f"instance:{instance}", (
-            f"Instance {instance} was down {down:.0%} of the last {span}: replace its machine or find why it "
-            "stops; until then the others carry its reads."
-        ), {"instance": instance, "down_ratio": round(down, 3)})
+        yield Pressure(
+            f"instance:{instance}",
+            (
+                f"Instance {instance} was down {down:.0%} of the last {span}: replace its machine or find why it "
+                "stops; until then the others carry its reads."
+            ),
+            {"instance": instance, "down_ratio": round(down, 3)},
+        )
     elif all(s.up and s.lag_seconds > t.lag_seconds for s in seen):
-        yield Pressure(f"lag:{instance}", (
-            f"Instance {instance} has lagged more than {t.lag_seconds:g}s behind the log for {span} "
-            f"(now {seen[-1].lag_seconds:.0f}s): it needs more CPU or faster disks."
-        ), {"instance": instance, "lag_seconds": round(seen[-1].lag_seconds, 3)})
+        yield Pressure(
+            f"lag:{instance}",
+            (
+                f"Instance {instance} has lagged more than {t.lag_seconds:g}s behind the log for {span} "
+                f"(now {seen[-1].lag_seconds:.0f}s): it needs more CPU or faster disks."
+            ),
+            {"instance": instance, "lag_seconds": round(seen[-1].lag_seconds, 3)},
+        )
 
 
 class PressureTracker:

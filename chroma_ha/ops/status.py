@@ -129,7 +129,10 @@ class AdminDocuments:
             "divergence_count": len(divergences),
             "divergences": [
                 {
-                    "seq": d.seq, "instance": d.instance, "status": d.status, "expected_status": d.expected_status,
+                    "seq": d.seq,
+                    "instance": d.instance,
+                    "status": d.status,
+                    "expected_status": d.expected_status,
                     "created_at": d.created_at,
                 }
                 for d in divergences[:DIVERGENCES_SHOWN]
@@ -194,7 +197,11 @@ class AdminDocuments:
             "current": [{"kind": p.kind, "reason": p.reason, "details": p.details} for p in active.values()],
             "recommendations": [
                 {
-                    "id": r.id, "created_at": r.created_at, "kind": r.kind, "reason": r.reason, "details": r.details,
+                    "id": r.id,
+                    "created_at": r.created_at,
+                    "kind": r.kind,
+                    "reason": r.reason,
+                    "details": r.details,
                     "current": r.kind in active and latest_of_kind[r.kind] == r.id,
                 }
                 for r in stored
@@ -219,8 +226,10 @@ def resources_document(sample: Sample) -> dict[str, Any]:
         "at": sample.at,
         "process": {"cpu_percent": r.process_cpu_percent, "memory_bytes": r.process_memory_bytes},
         "host": {
-            "cpu_percent": r.host_cpu_percent, "memory_percent": r.host_memory_percent,
-            "memory_available_bytes": r.host_memory_available_bytes, "memory_total_bytes": r.host_memory_total_bytes,
+            "cpu_percent": r.host_cpu_percent,
+            "memory_percent": r.host_memory_percent,
+            "memory_available_bytes": r.host_memory_available_bytes,
+            "memory_total_bytes": r.host_memory_total_bytes,
         },
         "instances": {i: {"up": s.up, "heartbeat_seconds": s.heartbeat_seconds} for i, s in sample.instances.items()},
     }

@@ -39,13 +39,23 @@ READ_CHUNK = 500  # entries read ahead at most; the batch limit's bytes bound th
 GIVE_UP_AFTER = 5  # the same failure of one entry, alone, while its instance answers: then it is its outcome
 ALIVE_TIMEOUT_S = 2.0
 # Writes whose replay is not naturally idempotent: an intent is recorded before they are sent.
-CATALOG_WRITES = frozenset({
-    "create_tenant", "update_tenant", "create_database", "delete_database",
-    "create_collection", "update_collection", "delete_collection",
-})
+CATALOG_WRITES = frozenset(
+    {
+        "create_tenant",
+        "update_tenant",
+        "create_database",
+        "delete_database",
+        "create_collection",
+        "update_collection",
+        "delete_collection",
+    }
+)
 # Replaying a catalog write that already took effect answers these; they mean "already done".
 _ALREADY_DONE = {
-    "create_tenant": 409, "create_database": 409, "delete_database": 404, "delete_collection": 404,
+    "create_tenant": 409,
+    "create_database": 409,
+    "delete_database": 404,
+    "delete_collection": 404,
 }
 
 
@@ -268,7 +278,9 @@ class Applier:
             self._progress.record(self.instance, applied, self._cursor)
             committed = time.time()
             self.stats.batch_applied(
-                len(batch.entries), len(batch.body), [committed - e.created_at for e in batch.entries],
+                len(batch.entries),
+                len(batch.body),
+                [committed - e.created_at for e in batch.entries],
                 sum(1 for a in applied if not a.ok),
             )
             for divergence in divergences:
@@ -329,8 +341,13 @@ class Applier:
         signature = f"{answer.status} {answer.body[:200]!r}" if answer is not None else str(failure)
         if not self._strikes.failed(entry.seq, signature) or not await self._answers_heartbeat():
             return None
-        log.error("seq %d failed %d times on %s (%s) while it answers: recorded as its outcome there",
-                  entry.seq, GIVE_UP_AFTER, self.instance, signature)
+        log.error(
+            "seq %d failed %d times on %s (%s) while it answers: recorded as its outcome there",
+            entry.seq,
+            GIVE_UP_AFTER,
+            self.instance,
+            signature,
+        )
         if answer is not None:
             return Applied(entry.seq, answer.status, answer.body)
         message = f"The instance failed this write {GIVE_UP_AFTER} times: {failure}"
@@ -350,9 +367,7 @@ class Applier:
         self._catalog.learn([stored])
         return True
 
-    async def _created(
-        self, entry: Entry, response: Upstream, replay: bool
-    ) -> tuple[int, bytes, list[IdMapping]]:
+    async def _created(self, entry: Entry, response: Upstream, replay: bool) -> tuple[int, bytes, list[IdMapping]]:
         """Map a created collection to its canonical id; a get_or_create keeps the id it already had."""
         if response.status == 409 and replay:
             # our earlier attempt may have created it just before a crash: look it up by name
@@ -378,7 +393,12 @@ class Applier:
         # A data write sent twice changes nothing more; a catalog write's second answer (a 409, a 404) is only
         # read as "already done" on a replay its intent vouches for, so the applier retries it itself.
         response = await self._client.request(
-            self.instance, entry.method, path, query=entry.query, headers=entry.headers, body=body,
+            self.instance,
+            entry.method,
+            path,
+            query=entry.query,
+            headers=entry.headers,
+            body=body,
             idempotent=entry.op not in CATALOG_WRITES,
         )
         if is_transient(response):
@@ -397,4 +417,3 @@ def _with_ids(body: bytes, ids: dict[str, str]) -> bytes:
     for own, canonical in ids.items():
         body = body.replace(own.encode(), canonical.encode())
     return body
-

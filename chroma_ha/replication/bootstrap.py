@@ -76,10 +76,7 @@ class Candidate:
 
 def choose_source(target: str, candidates: list[Candidate]) -> str | None:
     """The most advanced instance that is up and known to be the instance its cursor belongs to. Pure."""
-    usable = [
-        c for c in candidates
-        if c.instance != target and c.up and c.verified and c.state not in _UNUSABLE_STATES
-    ]
+    usable = [c for c in candidates if c.instance != target and c.up and c.verified and c.state not in _UNUSABLE_STATES]
     if not usable:
         return None
     return max(usable, key=lambda c: c.cursor).instance  # max keeps the first of equals: the configured order
@@ -127,8 +124,13 @@ class Bootstrapper:
             log.error("bootstrap of %s failed: %s", target, status.error)
             raise
         status.state, status.finished_at = "done", time.time()
-        log.warning("bootstrap of %s done: %d records from %s, resuming at seq %d",
-                    target, status.records_copied, status.source, start)
+        log.warning(
+            "bootstrap of %s done: %d records from %s, resuming at seq %d",
+            target,
+            status.records_copied,
+            status.source,
+            start,
+        )
         return start
 
     def _choose(self, target: str) -> str | None:

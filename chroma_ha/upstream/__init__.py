@@ -9,5 +9,12 @@ from .paths import API, HEARTBEAT
 from .transport import InProcessTransport, Transport
 
 __all__ = [
-    "API", "HEARTBEAT", "HeaderPairs", "Headers", "InProcessTransport", "InstanceClient", "Transport", "Upstream",
+    "API",
+    "HEARTBEAT",
+    "HeaderPairs",
+    "Headers",
+    "InProcessTransport",
+    "InstanceClient",
+    "Transport",
+    "Upstream",
 ]

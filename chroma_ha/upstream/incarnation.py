@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import orjson
 
 from ..errors import InstanceError
-from .transport import Transport
 from .paths import API
+from .transport import Transport
 
 MARKER_TENANT = "chroma_ha_system"
 MARKER_DATABASE = "system"
@@ -41,7 +41,12 @@ async def ensure_marker(client: Transport, instance: str, create: bool = True) -
     response = None
     for step_path, payload in steps:
         response = await client.request(
-            instance, "POST", step_path, headers=_JSON, body=orjson.dumps(payload), idempotent=True  # 409: done
+            instance,
+            "POST",
+            step_path,
+            headers=_JSON,
+            body=orjson.dumps(payload),
+            idempotent=True,  # 409: done
         )
         if not response.ok and response.status != 409:
             raise InstanceError(instance, f"cannot create the incarnation marker: {response.status}")

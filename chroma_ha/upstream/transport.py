@@ -17,16 +17,31 @@ from .client import Answered, Headers, Upstream
 
 class Transport(Protocol):
     async def request(
-        self, instance: str, method: str, path: str, *, query: str = "", headers: Headers = None,
-        body: bytes = b"", timeout: float | None = None, idempotent: bool | None = None,
+        self,
+        instance: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Headers = None,
+        body: bytes = b"",
+        timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Upstream:
         """The instance's answer; InstanceError when it gives none (refused, reset, timed out). `idempotent`: may
         the request be sent again when a kept-alive connection turns out closed (None: only GET and HEAD)?"""
         ...
 
     def send_now(
-        self, instance: str, method: str, path: str, *, query: str = "", headers: Headers = None,
-        body: bytes = b"", answered: Answered,
+        self,
+        instance: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Headers = None,
+        body: bytes = b"",
+        answered: Answered,
     ) -> bool:
         """Send at once and call `answered` later with the answer or the error; False, with nothing sent, when it
         cannot be sent at once (the caller then uses `request`)."""
@@ -49,8 +64,16 @@ class InProcessTransport:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def request(
-        self, instance: str, method: str, path: str, *, query: str = "", headers: Headers = None,
-        body: bytes = b"", timeout: float | None = None, idempotent: bool | None = None,
+        self,
+        instance: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Headers = None,
+        body: bytes = b"",
+        timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Upstream:
         limit = timeout or self._timeout
         try:
@@ -59,8 +82,15 @@ class InProcessTransport:
             raise InstanceError(instance, f"TimeoutError: no answer within {limit:g}s") from None
 
     def send_now(
-        self, instance: str, method: str, path: str, *, query: str = "", headers: Headers = None,
-        body: bytes = b"", answered: Answered,
+        self,
+        instance: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Headers = None,
+        body: bytes = b"",
+        answered: Answered,
     ) -> bool:
         async def exchange() -> None:
             try:

@@ -25,7 +25,8 @@ def test_consecutive_compatible_entries_merge_in_order() -> None:
 
 def test_shared_id_operation_collection_or_shape_breaks_a_batch() -> None:
     entries = [
-        entry(1, "add", ["a"]), entry(2, "add", ["a"]),  # same id: order matters
+        entry(1, "add", ["a"]),
+        entry(2, "add", ["a"]),  # same id: order matters
         entry(3, "upsert", ["b"]),  # other operation
         entry(4, "upsert", ["c"], collection="c2"),  # other collection
         entry(5, "upsert", ["d"], collection="c2", documents=["x"]),  # other fields

@@ -28,8 +28,14 @@ async def measure(concurrency: int) -> tuple[ThroughputResult, list[tuple[str, b
     app.router.add_post("/api/v2/tenants/{t}/databases/{d}/collections/{collection}/query", query)
     async with serving(app) as url, new_session() as session:
         result = await measure_throughput(
-            session, Endpoint("direct", url, "d"), Endpoint("gateway", url, "g"), BODIES, concurrency=concurrency,
-            seconds=0.2, rounds=4, gateway_cpu=CpuMeter(os.getpid()),
+            session,
+            Endpoint("direct", url, "d"),
+            Endpoint("gateway", url, "g"),
+            BODIES,
+            concurrency=concurrency,
+            seconds=0.2,
+            rounds=4,
+            gateway_cpu=CpuMeter(os.getpid()),
         )
     return result, seen
 
@@ -37,7 +43,7 @@ async def measure(concurrency: int) -> tuple[ThroughputResult, list[tuple[str, b
 async def test_at_concurrency_1_the_sides_take_turns_query_by_query_with_the_same_query() -> None:
     result, seen = await measure(concurrency=1)
     assert len(seen) > 8 and len(seen) % 2 == 0
-    turns = [seen[i:i + 2] for i in range(0, len(seen), 2)]
+    turns = [seen[i : i + 2] for i in range(0, len(seen), 2)]
     sides = ["".join(collection for collection, _ in turn) for turn in turns]
     assert set(sides) == {"dg", "gd"}
     # turns alternate D G, G D, ...; each of the 4 rounds starts with D G, so at most 3 D G follow a D G

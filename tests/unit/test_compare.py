@@ -22,8 +22,11 @@ from chroma_ha.catalog.inventory import CollectionInfo, Records, tenants_of
 
 def records(*rows: tuple[str, list[float] | None, dict | None, str | None]) -> Records:
     return Records(
-        ids=[r[0] for r in rows], embeddings=[r[1] for r in rows], metadatas=[r[2] for r in rows],
-        documents=[r[3] for r in rows], uris=[None for _ in rows],
+        ids=[r[0] for r in rows],
+        embeddings=[r[1] for r in rows],
+        metadatas=[r[2] for r in rows],
+        documents=[r[3] for r in rows],
+        uris=[None for _ in rows],
     )
 
 
@@ -69,7 +72,8 @@ def test_diff_records_names_missing_extra_and_changed() -> None:
     diff = diff_records(reference, other)
     assert (diff.missing, diff.extra, diff.changed) == (["b"], ["d"], ["c"])
     assert diff.summary() == {
-        "missing": {"count": 1, "examples": ["b"]}, "extra": {"count": 1, "examples": ["d"]},
+        "missing": {"count": 1, "examples": ["b"]},
+        "extra": {"count": 1, "examples": ["d"]},
         "changed": {"count": 1, "examples": ["c"]},
     }
     assert diff_records(reference, reference).empty
@@ -86,7 +90,8 @@ def test_embeddings_are_equal_within_float32_round_trip_noise_only() -> None:
 def test_changed_records_ignores_noise_but_not_real_changes() -> None:
     mine = records(*ROWS)
     theirs = records(
-        ("a", [1.0000001, 2.0], {"z": "x", "k": 1}, "doc a"), ("b", [3.0, 4.0], None, "now a document"),
+        ("a", [1.0000001, 2.0], {"z": "x", "k": 1}, "doc a"),
+        ("b", [3.0, 4.0], None, "now a document"),
     )
     assert changed_records(mine, theirs) == ["b", "c"]
 
@@ -124,10 +129,14 @@ def test_the_report_is_ok_only_without_differences() -> None:
     assert diff is not None
     report.differences.append(diff)
     assert not report.ok
-    assert report.as_dict()["differences"] == [{
-        "kind": "records", "where": "t/d/x", "reference": "i1",
-        "instances": {"i2": {"missing": {"count": 1, "examples": ["a"]}}},
-    }]
+    assert report.as_dict()["differences"] == [
+        {
+            "kind": "records",
+            "where": "t/d/x",
+            "reference": "i1",
+            "instances": {"i2": {"missing": {"count": 1, "examples": ["a"]}}},
+        }
+    ]
     assert diff.lines() == ["compared with i1:", "i2: missing 1 (a)"]
 
 

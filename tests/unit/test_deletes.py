@@ -32,16 +32,26 @@ def matches(metadata: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
 class FakeReads:
     """Answers `get` (ids, where with `$in` or equality) and get-by-id from an in-memory collection."""
 
-    def __init__(self, records: dict[str, dict[str, Any]], name: str = "docs", stale_by: int = 0,
-                 status: int = 200) -> None:
+    def __init__(
+        self, records: dict[str, dict[str, Any]], name: str = "docs", stale_by: int = 0, status: int = 200
+    ) -> None:
         self.records = records
         self.name = name
         self.stale_by = stale_by
         self.status = status
         self.requests: list[dict[str, Any]] = []
 
-    async def handle(self, route: Route, method: str, path: str, query: str, headers: Mapping[str, str],
-                     body: bytes, *, fresh: bool = True) -> ReadResult:
+    async def handle(
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        fresh: bool = True,
+    ) -> ReadResult:
         assert fresh and route.collection == COLLECTION and route.kind is Kind.READ
         if route.op == "get_collection_by_id":
             answer: Any = {"id": COLLECTION, "name": self.name}
@@ -49,9 +59,9 @@ class FakeReads:
             request = orjson.loads(body)
             self.requests.append(request)
             found = [
-                rid for rid, metadata in sorted(self.records.items())
-                if ("ids" not in request or rid in request["ids"])
-                and matches(metadata, request.get("where") or {})
+                rid
+                for rid, metadata in sorted(self.records.items())
+                if ("ids" not in request or rid in request["ids"]) and matches(metadata, request.get("where") or {})
             ]
             answer = {"ids": found, "metadatas": [self.records[r] for r in found]}
         upstream = Upstream(self.status, [], orjson.dumps(answer))
@@ -63,9 +73,12 @@ def expander(reads: FakeReads, collections: tuple[str, ...] = ()) -> DocumentDel
 
 
 CHUNKS: dict[str, dict[str, Any]] = {
-    "a-1": {"document_id": "doc-a", "page": 1}, "a-2": {"document_id": "doc-a", "page": 2},
-    "b-1": {"document_id": "doc-b", "page": 1}, "b-2": {"document_id": "doc-b", "page": 2},
-    "n-1": {"document_id": 7, "page": 1}, "n-2": {"document_id": 7, "page": 2},
+    "a-1": {"document_id": "doc-a", "page": 1},
+    "a-2": {"document_id": "doc-a", "page": 2},
+    "b-1": {"document_id": "doc-b", "page": 1},
+    "b-2": {"document_id": "doc-b", "page": 2},
+    "n-1": {"document_id": 7, "page": 1},
+    "n-2": {"document_id": 7, "page": 2},
     "loose": {"page": 1},
 }
 

@@ -23,8 +23,11 @@ COLLECTIONS = f"{BASE}/collections"
 
 
 def records(*ids: str, **metadata: Any) -> dict[str, Any]:
-    return {"ids": list(ids), "embeddings": [[1.0, float(n)] for n in range(len(ids))],
-            "metadatas": [dict(metadata) for _ in ids]}
+    return {
+        "ids": list(ids),
+        "embeddings": [[1.0, float(n)] for n in range(len(ids))],
+        "metadatas": [dict(metadata) for _ in ids],
+    }
 
 
 async def create(gateway: Any, name: str) -> str:
@@ -44,7 +47,9 @@ async def churn(gateway: Any) -> None:
     assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/update", {"ids": ["a"], "documents": ["A"]}))[0] == 200
     assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/delete", {"ids": ["b"]}))[0] == 200
     assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/delete", {"where": {"v": 2}}))[0] == 200
-    assert (await call(gateway, "PUT", f"{COLLECTIONS}/{docs}", {"new_name": "renamed", "new_metadata": {"m": 1}}))[0] == 200
+    assert (await call(gateway, "PUT", f"{COLLECTIONS}/{docs}", {"new_name": "renamed", "new_metadata": {"m": 1}}))[
+        0
+    ] == 200
     temp = await create(gateway, "temp")
     assert (await call(gateway, "POST", f"{COLLECTIONS}/{temp}/add", records("t1")))[0] == 201
     assert (await call(gateway, "DELETE", f"{COLLECTIONS}/temp"))[0] == 200
@@ -360,8 +365,9 @@ async def test_a_tenant_named_with_any_character_is_replicated_and_bootstrapped(
     async with in_process(cluster, store=store, RETENTION="0.01") as gateway:
         assert (await call(gateway, "POST", "/api/v2/tenants", {"name": tenant}))[0] == 200
         assert (await call(gateway, "POST", f"/api/v2/tenants/{quoted}/databases", {"name": "dbx"}))[0] == 200
-        status, created = await call(gateway, "POST", f"/api/v2/tenants/{quoted}/databases/dbx/collections",
-                                     {"name": "docs"})
+        status, created = await call(
+            gateway, "POST", f"/api/v2/tenants/{quoted}/databases/dbx/collections", {"name": "docs"}
+        )
         assert status == 200
         base = f"/api/v2/tenants/{quoted}/databases/dbx/collections/{created['id']}"
         assert (await call(gateway, "POST", f"{base}/add", records("a", "b")))[0] == 201

@@ -121,8 +121,12 @@ async def test_the_shell_posts_in_the_background_and_never_shows_the_url(caplog:
     secret = "T0SECRET/B0SECRET/xoxsecret"
     async with serving(app) as url:
         alerts = Alerts(
-            slack_webhook=f"{url}/services/{secret}", alert_webhook=f"{url}/broken",
-            gateway_id="gw", dedup_window=3600, min_interval=0, rate_per_minute=60,
+            slack_webhook=f"{url}/services/{secret}",
+            alert_webhook=f"{url}/broken",
+            gateway_id="gw",
+            dedup_window=3600,
+            min_interval=0,
+            rate_per_minute=60,
         )
         stop = asyncio.Event()
         task = asyncio.create_task(alerts.run(stop))

@@ -57,12 +57,17 @@ def test_the_registry_is_the_gateways_own_and_parses() -> None:
     metrics.observe_request("read", "http://a:1", 200, 0.002)
     metrics.observe_request("read", "http://a:1", 200, 0.004)
     metrics.observe_request("write", "log", 201, 0.01)
-    metrics.update(Sample(
-        at=1.0, resources=ResourceSample(host_memory_percent=42.0), head=10, instances={
-            "http://a:1": InstanceSample(up=True, cursor=10),
-            "http://b:2": InstanceSample(up=False, cursor=4, pending=6),
-        },
-    ))
+    metrics.update(
+        Sample(
+            at=1.0,
+            resources=ResourceSample(host_memory_percent=42.0),
+            head=10,
+            instances={
+                "http://a:1": InstanceSample(up=True, cursor=10),
+                "http://b:2": InstanceSample(up=False, cursor=4, pending=6),
+            },
+        )
+    )
     found = values(metrics)
     reads = ("chroma_ha_requests_total", (("instance", "http://a:1"), ("route_class", "read"), ("status", "200")))
     assert found[reads] == 2

@@ -20,7 +20,8 @@ A = "http://a:1"
 
 def sample(at: float, *, memory: float = 40, cpu: float = 10, pending: int = 0, lag: float = 0.0, up: bool = True):
     return Sample(
-        at=at, resources=ResourceSample(host_memory_percent=memory, host_cpu_percent=cpu, process_cpu_percent=cpu),
+        at=at,
+        resources=ResourceSample(host_memory_percent=memory, host_cpu_percent=cpu, process_cpu_percent=cpu),
         instances={A: InstanceSample(up=up, pending=pending, lag_seconds=lag)},
     )
 
