@@ -90,7 +90,6 @@ _READ_HERE = _HOP_BY_HOP | {b"host", b"content-length"}
 _HOST_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$&'()*+,;=:[]"
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 _HTTP_11 = b"HTTP/1.1\r\n"
-_OWS = (0x20, 0x09)  # space, tab
 _METHOD_NAMES = {m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
 
 # What the bytes being read belong to.
@@ -566,8 +565,7 @@ class HttpConnection(asyncio.Protocol):
         if self._phase != _HEAD:
             return  # a trailer: dropped (merged into the head, a trailer `authorization` would override the real one)
         name = name.lower()
-        if value and value[-1] in _OWS:  # the parser keeps trailing whitespace, which is no part of a value
-            value = value.rstrip(b" \t")
+        value = value.rstrip(b" \t")  # the parser keeps trailing whitespace, which is no part of a value
         if name not in _READ_HERE and (name[0] != 0x70 or not name.startswith(b"proxy-")):  # 0x70: "p"
             self._parsing.headers.append((name, value))  # the common case: one set lookup
             return
@@ -921,10 +919,8 @@ class HttpServer:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             for connection in list(self.connections):
-                if connection.closed:
-                    connection.close()  # draining after its last answer: no need to wait
-                else:
-                    connection.close_if_idle(0)
+                if connection.closed or connection.idle:
+                    connection.close()  # no answer owed (a request still arriving is dropped)
             if not self.connections and not self.tasks:
                 break
             await asyncio.sleep(0.02)
