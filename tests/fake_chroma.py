@@ -383,7 +383,8 @@ async def in_process(cluster: FakeCluster, *, store: LogStore | None = None, **e
 async def call(gateway: Gateway, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request to the gateway's routes, as its HTTP server would hand it over; (status, parsed body)."""
     raw = orjson.dumps(body) if body is not None else b""
-    response = await gateway.routes(HttpRequest(method, path, "", [(b"content-type", b"application/json")], raw))
+    path, _, query = path.partition("?")
+    response = await gateway.routes(HttpRequest(method, path, query, [(b"content-type", b"application/json")], raw))
     return response.status, orjson.loads(response.body) if response.body else None
 
 

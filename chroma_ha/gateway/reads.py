@@ -10,12 +10,15 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ..catalog.ids import Catalog
 from ..cluster.health import HealthMonitor, HealthState
 from ..cluster.progress import Progress
 from ..errors import InstanceError, RequestRejected, StaleConnection
 from ..upstream.client import HeaderPairs, Upstream
 from ..upstream.transport import Transport
+from . import listings
 from .consistency import LogFollower, LogIndex
 from .routes import Route
 
@@ -138,6 +141,33 @@ class ReadPath:
     ) -> ReadResult:
         if fresh and self._follower is not None:
             await self._follower.catch_up()  # writes other gateways acknowledged count too
+        if route.op == "list_collections":
+            return await self._list_collections(route, path, query, headers, fresh=fresh)
+        return await self._read(route, method, path, query, headers, body, fresh=fresh)
+
+    async def _list_collections(
+        self, route: Route, path: str, query: str, headers: HeaderPairs, *, fresh: bool
+    ) -> ReadResult:
+        """The client's page of the whole listing, in canonical-id order (see `listings`)."""
+        asked = listings.window(query)
+        if asked is None:
+            return await self._read(route, "GET", path, query, headers, b"", fresh=fresh)
+        models: list[Any] = []
+        while True:
+            part = f"limit={listings.PAGE}&offset={len(models)}"
+            result = await self._read(route, "GET", path, part, headers, b"", fresh=fresh)
+            if not result.upstream.ok:
+                return result
+            found = orjson.loads(result.body)
+            models.extend(found)
+            if len(found) < listings.PAGE:
+                return ReadResult(
+                    result.upstream, orjson.dumps(listings.page(models, *asked)), result.instance, result.stale_by
+                )
+
+    async def _read(
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes, *, fresh: bool
+    ) -> ReadResult:
         required = self._index.required_seq(route) if fresh else 0
         order, stale_by = self._fresh(required), 0
         if not order:
@@ -159,7 +189,7 @@ class ReadPath:
         a shared store to catch up with, no fresh instance right now, an unmapped collection, no idle connection.
         An answer that needs more (failure, 5xx, a 404, ids to learn) continues in `_try`, in a task.
         """
-        if self._follower is not None:
+        if self._follower is not None or route.op == "list_collections":
             return False
         required = self._index.required_seq(route)
         order = self._fresh(required)

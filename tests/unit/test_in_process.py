@@ -423,3 +423,26 @@ async def test_a_client_reading_one_read_at_a_time_is_balanced_by_weight(weights
     counts = [sum(p.endswith("/count") for _, p in i.requests) for i in cluster.instances]
     assert sum(counts) == 1000
     assert low <= counts[0] / 1000 <= high
+
+
+async def test_pages_of_collections_are_cut_from_one_order_whichever_instance_answers() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster) as gateway:
+        for n in range(30):
+            await create(gateway, f"c{n:02d}")
+        await drained(gateway)
+        status, everything = await call(gateway, "GET", COLLECTIONS)
+        assert status == 200 and len(everything) == 30
+        ids = [c["id"] for c in everything]
+        assert ids == sorted(ids)  # the order Chroma uses, applied to the ids clients see
+        for limit in range(1, 7):
+            for offset in range(1, 7):
+                _, got = await call(gateway, "GET", f"{COLLECTIONS}?limit={limit}&offset={offset}")
+                assert [c["id"] for c in got] == ids[offset : offset + limit]
+            paged: list[str] = []
+            while len(paged) < 30:
+                _, got = await call(gateway, "GET", f"{COLLECTIONS}?limit={limit}&offset={len(paged)}")
+                paged.extend(c["id"] for c in got)
+            assert paged == ids
+    listed = [sum(p == COLLECTIONS for _, p in i.requests) for i in cluster.instances]
+    assert min(listed) > 20  # both instances answered pages
