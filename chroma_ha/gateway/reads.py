@@ -264,6 +264,7 @@ class ReadPath:
         none of them can, choose again among those not asked yet: the fresh instance that just died may have been
         the only one holding this read's writes, and another one is about to (or may be read stale)."""
         failure: Upstream | None = None
+        missing: ReadResult | None = None  # a 404 for a collection the catalog knows: another instance may hold it
         errors: list[str] = []
         asked: set[str] = set()
         while order:
@@ -285,15 +286,26 @@ class ReadPath:
                 self._health.mark_success(instance)
                 if upstream.status == 404 and await self._remapped(instance, route):
                     return await self.handle(route, method, path, query, headers, body, fresh=fresh)
+                if upstream.status == 404 and self._holds_elsewhere(route):
+                    # being rebuilt (by another gateway, say), it has not the collection yet: ask the next one
+                    missing = missing or self._result(instance, route, upstream, stale_by)
+                    continue
                 if self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body):
                     await self._catalog.load()
                 return self._result(instance, route, upstream, stale_by)
+            if missing is not None:
+                return missing  # every instance asked lacks it: it is gone (deleted, say), as the first one said
             if failure is not None and failure.status not in _UNAVAILABLE:
                 break  # an instance answered with an error of its own making: the others would too
             order, stale_by = await self._choose(required, asked)
         if failure is not None:
             return ReadResult(failure, failure.body, "", stale_by)
         raise RequestRejected(503, "No instance could answer: " + "; ".join(errors), "ServiceUnavailable")
+
+    def _holds_elsewhere(self, route: Route) -> bool:
+        """Is the collection this read names one the catalog maps on some instance (so a 404 may be one
+        instance's alone)?"""
+        return route.collection_uuid is not None and self._catalog.is_known(route.collection_uuid)
 
     def _result(self, instance: str, route: Route, upstream: Upstream, stale_by: int = 0) -> ReadResult:
         """The instance's answer, its collection ids made canonical."""

@@ -446,3 +446,18 @@ async def test_pages_of_collections_are_cut_from_one_order_whichever_instance_an
             assert paged == ids
     listed = [sum(p == COLLECTIONS for _, p in i.requests) for i in cluster.instances]
     assert min(listed) > 20  # both instances answered pages
+
+
+async def test_a_read_an_instance_answers_404_for_a_known_collection_is_answered_by_another() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster, INSTANCE_WEIGHTS="1000,1") as gateway:  # reads go to instance 0 first
+        docs = await create(gateway, "docs")
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+        await drained(gateway)
+        own = [_own(cluster, n) for n in range(2)]
+        cluster.instances[0].wipe()  # as if another gateway were rebuilding it: it holds nothing yet
+        assert await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count") == (200, 1)
+        cluster.instances[1].wipe()
+        status, body = await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")
+    assert status == 404 and docs in body["message"]  # the canonical id, never an instance's own
+    assert not any(i in body["message"] for i in own)
