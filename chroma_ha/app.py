@@ -245,7 +245,12 @@ class Gateway:
         """Start, answer on the configured host and port until `stop` is set, then stop gracefully."""
         settings = self.settings
         await self.start()
-        server = HttpServer(self.routes, max_body_bytes=settings.http.max_body_bytes)
+        if settings.http.http_server == "uvicorn":
+            from .gateway.asgi import UvicornServer  # imports uvicorn: only when it serves
+
+            server: HttpServer | UvicornServer = UvicornServer(self.routes, max_body_bytes=settings.http.max_body_bytes)
+        else:
+            server = HttpServer(self.routes, max_body_bytes=settings.http.max_body_bytes)
         try:
             try:
                 await server.start(settings.http.host, settings.http.port)

@@ -46,6 +46,8 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 ACK_POLICIES = ("one", "all", "log")
 STALE_READ_POLICIES = ("serve", "refuse")
+HTTP_SERVERS = ("own", "uvicorn")
+DEFAULT_HTTP_SERVER = "own"
 DEFAULT_ACK = "one"
 DEFAULT_STALE_READS = "serve"
 DEFAULT_WRITE_TIMEOUT_S = 10.0
@@ -78,11 +80,17 @@ DEFAULT_ALERT_RATE_PER_MINUTE = 20
 
 @dataclass(frozen=True)
 class HttpSettings(_Checked):
-    """Where the gateway listens, and the largest request it accepts."""
+    """Where the gateway listens, the largest request it accepts, and which HTTP server answers."""
 
     host: str = setting("host", DEFAULT_HOST, None, "Address to listen on")
     port: int = setting("port", DEFAULT_PORT, port_number, "Port to listen on")
     max_body_bytes: int = setting("max_body_bytes", DEFAULT_MAX_BODY_BYTES, at_least_one, "Larger requests get 413")
+    http_server: str = setting(
+        "http_server",
+        DEFAULT_HTTP_SERVER,
+        OneOf(HTTP_SERVERS),
+        "HTTP server: own (the gateway's own HTTP/1.1 server) or uvicorn (uvicorn's httptools protocol)",
+    )
 
 
 @dataclass(frozen=True)
