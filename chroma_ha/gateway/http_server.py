@@ -19,11 +19,11 @@ What it guarantees on every connection:
   percent-encoding, control characters or spaces, or that is neither origin-form (`/path?query`) nor an absolute
   `http(s)` URL (taken as its path) nor `*` for OPTIONS; for HTTP/0.9; for a missing Host on HTTP/1.1 and for a
   repeated or invalid Host. 501 for a transfer coding other than `chunked`, 505 for HTTP/2 and later.
-- **Bounded memory and CPU per connection.** A request head and a chunked body's trailers are counted as they arrive
-  and handed to the parser whole (431 past `MAX_HEAD_BYTES`, before the parser has seen any of it: fed in pieces its
-  cost grows with the square of the size). A body is refused past `max_body_bytes` (413). Reading stops while
-  `MAX_OWED_ANSWERS` answers are owed, while the bodies of requests waiting their turn reach `max_body_bytes`, and while
-  the client does not read what it was sent; a client that reads nothing for `send_timeout` is disconnected.
+- **Bounded memory and CPU per connection.** A request head and a chunked body's trailers are counted as their bytes
+  arrive (431 past `MAX_HEAD_BYTES`) and reach the parser only once whole: fed to it in pieces, a head costs time
+  that grows with the square of its size. A body is refused past `max_body_bytes` (413). Reading stops while
+  `MAX_OWED_ANSWERS` answers are owed, while the bodies of requests waiting their turn reach `max_body_bytes`, and
+  while the client does not read what it was sent; a client that reads nothing for `send_timeout` is disconnected.
 - **Time limits refreshed by data.** A request head must arrive within `head_timeout` of its first byte (or of the
   connection), a body must keep arriving (`idle_timeout` between bytes), a kept-alive connection with nothing to do
   is closed after `idle_timeout`. Slow uploads are not cut while bytes keep coming.
@@ -72,17 +72,7 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _NO_BODY = frozenset({204, 304})  # answers that carry neither a body nor a Content-Length
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BLANK = b"\r\n\r\n"  # the end of a head (llhttp accepts no bare LF)
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"expect",
-    }
-)
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"expect"})
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b"upgrade", b""})  # options that name no header
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _READ_HERE = _HOP_BY_HOP | {b"host", b"content-length"}
