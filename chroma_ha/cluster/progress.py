@@ -40,6 +40,12 @@ class Progress:
         self.cursors[instance] = cursor
         self._changed.fire()
 
+    def hold(self, instance: str) -> None:
+        """Show the instance as having applied nothing until its applier says otherwise: it went down, and may come
+        back wiped or replaced, so no read may count on what it held before its applier has checked it again."""
+        self.cursors[instance] = 0
+        self._changed.fire()
+
     def attempt_started(self, instance: str) -> None:
         self._applying.add(instance)
 

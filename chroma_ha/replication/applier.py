@@ -155,8 +155,12 @@ class Applier:
             log.warning("could not release the lease of %s", self.instance)
 
     def _on_health_change(self, instance: str, up: bool) -> None:
-        if instance == self.instance and up:
-            self._must_check = True
+        if instance != self.instance:
+            return
+        if up:
+            self._must_check = True  # the cursor is shown again once the check has found the same instance
+        else:
+            self._progress.hold(self.instance)
 
     # --- the loop -------------------------------------------------------------------------------------------
 

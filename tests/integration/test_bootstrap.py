@@ -109,6 +109,8 @@ def test_a_wiped_instance_is_bootstrapped_after_the_log_was_pruned(
     expected |= {f"while-down-{n}" for n in range(20)} | {f"during-{n}" for n in range(60)}
     assert set(held["main"]["records"]) == expected
     assert held["main"]["records"]["seed-1"][1] == {"n": -1, "touched": True}
+    # pages of records (`get` with limit and offset) are the same on the copy: it was filled in the source's order
+    assert record_pages(servers[0].url, "main", 7) == record_pages(servers[1].url, "main", 7)
 
     # and it keeps following the log like any instance
     main.delete(ids=["seed-100"])
@@ -137,6 +139,19 @@ def test_an_instance_left_behind_the_oldest_kept_entry_is_bootstrapped(
     held = snapshot(servers[1].url)
     assert held == snapshot(servers[0].url)
     assert set(held["main"]["records"]) == {f"seed-{n}" for n in range(100, 300)} | {"late"}
+
+
+def record_pages(url: str, name: str, size: int) -> list[list[str]]:
+    """Every page of `size` records of a collection in the default database, as that instance orders them."""
+    base = f"{url}/api/v2/tenants/default_tenant/databases/default_database/collections"
+    own = httpx.get(f"{base}/{name}", timeout=10).raise_for_status().json()["id"]
+    pages: list[list[str]] = []
+    while True:
+        body = {"limit": size, "offset": size * len(pages), "include": []}
+        ids = httpx.post(f"{base}/{own}/get", json=body, timeout=10).raise_for_status().json()["ids"]
+        if not ids:
+            return pages
+        pages.append(ids)
 
 
 async def prune_everything(store_url: str) -> int:

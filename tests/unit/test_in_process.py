@@ -461,3 +461,20 @@ async def test_a_read_an_instance_answers_404_for_a_known_collection_is_answered
         status, body = await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")
     assert status == 404 and docs in body["message"]  # the canonical id, never an instance's own
     assert not any(i in body["message"] for i in own)
+
+
+async def test_an_instance_that_went_down_is_not_read_until_its_applier_has_checked_it_again() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster) as gateway:
+        docs = await create(gateway, "docs")
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+        await drained(gateway)
+        back = cluster.instances[1]
+        back.down = True
+        await _until(lambda: _up(gateway, back.url), lambda up: not up)
+        assert gateway.progress.cursors[back.url] == 0  # what it held before may be gone when it comes back
+        back.wipe()
+        back.down = False
+        await drained(gateway)  # checked, found wiped, rebuilt from the log
+        assert gateway.progress.cursors[back.url] == await gateway.store.head()
+    assert [set(i.collections()["docs"][1]) for i in cluster.instances] == [{"a"}, {"a"}]
