@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chroma_ha.gateway.http_server import HttpRequest, HttpResponse, HttpServer, Respond
-from tests.integration.test_http_in_differential import Outcome, Parsed, answers_in, h11_reads
-from tests.integration.test_http_server import free_port
+from tests.http_wire import Outcome, Parsed, answers_in, free_port, h11_reads
 
 TOKEN_CHARS = string.ascii_lowercase + string.digits + "-"
 VALUE_CHARS = string.ascii_letters + string.digits + " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.integration.test_http_server import free_port, read_answer
+from tests.http_wire import free_port, read_answer
 
 MIB = 1 << 20
 ROOT = Path(__file__).resolve().parents[2]

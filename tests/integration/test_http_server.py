@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,14 +24,9 @@ from chroma_ha.gateway.http_server import (
     HttpServer,
     Respond,
 )
+from tests.http_wire import free_port, read_answer
 
 LIMIT = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def answer(request: HttpRequest) -> HttpResponse:
@@ -122,13 +116,6 @@ class Running:
             return parse_answers(await asyncio.wait_for(reader.read(), 10))
         finally:
             writer.close()
-
-
-async def read_answer(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length"))
-    return head + await reader.readexactly(length)
 
 
 def parse_answers(data: bytes) -> list[tuple[int, bytes]]:
