@@ -53,7 +53,7 @@ class Gateway:
         self.started_at = time.time()
         # what everything below talks through: the log store and the instances
         self.store = store or open_store(s)
-        self.client = transport or InstanceClient(s.request_timeout)
+        self.client = transport or InstanceClient(s.request_timeout, max_answer_bytes=s.max_answer_bytes)
         # the shared view of the cluster
         self.catalog = Catalog(self.store)
         self.progress = Progress(s.instances)
@@ -250,7 +250,15 @@ class Gateway:
 
             server: HttpServer | UvicornServer = UvicornServer(self.routes, max_body_bytes=settings.http.max_body_bytes)
         else:
-            server = HttpServer(self.routes, max_body_bytes=settings.http.max_body_bytes)
+            http = settings.http
+            server = HttpServer(
+                self.routes,
+                max_body_bytes=http.max_body_bytes,
+                idle_timeout=http.idle_timeout,
+                head_timeout=http.head_timeout,
+                send_timeout=http.send_timeout,
+                max_connections=http.max_connections,
+            )
         try:
             try:
                 await server.start(settings.http.host, settings.http.port)

@@ -52,14 +52,24 @@ from typing import Protocol
 import httptools
 import orjson
 
+from ..settings.groups import (
+    DEFAULT_HEAD_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SEND_TIMEOUT_S,
+)
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; also a chunked body's trailers, and one chunk-size line
 MAX_OWED_ANSWERS = 8  # requests received and not yet answered on one connection before it stops reading
-MAX_CONNECTIONS = 1024
-IDLE_TIMEOUT_S = 75.0  # a kept-alive connection with nothing to do, or a body that stopped arriving
-HEAD_TIMEOUT_S = 10.0  # from a head's first byte (or from the connection) to its blank line: slowloris
-SEND_TIMEOUT_S = 30.0  # a client that reads none of its answers for this long is disconnected
+# The limits a deployment sets (`settings.http`), by default: the number of connections; a kept-alive connection
+# with nothing to do, or a body that stopped arriving; from a head's first byte (or from the connection) to its blank
+# line (slowloris); a client that reads none of its answers.
+MAX_CONNECTIONS = DEFAULT_MAX_CONNECTIONS
+IDLE_TIMEOUT_S = DEFAULT_IDLE_TIMEOUT_S
+HEAD_TIMEOUT_S = DEFAULT_HEAD_TIMEOUT_S
+SEND_TIMEOUT_S = DEFAULT_SEND_TIMEOUT_S
 # After the last answer the connection reads and drops what the client still sends for this long before closing:
 # closing a socket with unread data resets it, and a reset can destroy the answer before the client reads it.
 # It drains while bytes keep coming (a body refused with 413 may still be on its way), up to MAX_LINGER_S.

@@ -44,6 +44,11 @@ DEFAULT_REQUEST_TIMEOUT_S = 30.0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_IDLE_TIMEOUT_S = 75.0
+DEFAULT_HEAD_TIMEOUT_S = 10.0
+DEFAULT_SEND_TIMEOUT_S = 30.0
+DEFAULT_MAX_ANSWER_BYTES = 256 * 1024 * 1024  # on the wire: a get or query of big records stays far below it
 ACK_POLICIES = ("one", "all", "log")
 STALE_READ_POLICIES = ("serve", "refuse")
 HTTP_SERVERS = ("own", "uvicorn")
@@ -85,6 +90,24 @@ class HttpSettings(_Checked):
     host: str = setting("host", DEFAULT_HOST, None, "Address to listen on")
     port: int = setting("port", DEFAULT_PORT, port_number, "Port to listen on")
     max_body_bytes: int = setting("max_body_bytes", DEFAULT_MAX_BODY_BYTES, at_least_one, "Larger requests get 413")
+    max_connections: int = setting(
+        "max_connections", DEFAULT_MAX_CONNECTIONS, at_least_one, "Client connections at most; past them 503 and close"
+    )
+    idle_timeout: float = setting(
+        "idle_timeout",
+        DEFAULT_IDLE_TIMEOUT_S,
+        positive,
+        "Seconds a kept-alive connection may stay idle, and a request body may stop arriving (408)",
+    )
+    head_timeout: float = setting(
+        "head_timeout", DEFAULT_HEAD_TIMEOUT_S, positive, "Seconds a request line and headers may take to arrive (408)"
+    )
+    send_timeout: float = setting(
+        "send_timeout",
+        DEFAULT_SEND_TIMEOUT_S,
+        positive,
+        "Seconds a client may read none of its answers before it is disconnected",
+    )
     http_server: str = setting(
         "http_server",
         DEFAULT_HTTP_SERVER,
@@ -294,6 +317,12 @@ class Settings(_Checked):
     )
     request_timeout: float = setting(
         "request_timeout", DEFAULT_REQUEST_TIMEOUT_S, positive, "Seconds a request to an instance may take"
+    )
+    max_answer_bytes: int = setting(
+        "max_answer_bytes",
+        DEFAULT_MAX_ANSWER_BYTES,
+        at_least_one,
+        "Largest answer taken from an instance; a larger one fails that request with a message naming this setting",
     )
     gateway_id: str = setting(
         "gateway_id",

@@ -38,6 +38,7 @@ import httptools
 
 from ..errors import InstanceError, StaleConnection
 from ..pulse import Pulse
+from ..settings.groups import DEFAULT_MAX_ANSWER_BYTES
 
 # Headers that describe one hop, not the request (RFC 9110 7.6.1), and those this client sets itself (host,
 # content-length). Also left out: accept-encoding (answers are not decompressed here), content-encoding, date
@@ -70,8 +71,6 @@ ANSWER_HEADERS = frozenset({b"content-type", b"chroma-trace-id"})
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 MAX_CONNECTIONS_PER_INSTANCE = 256
 MAX_IDLE_PER_INSTANCE = 64
-# The largest answer taken from an instance, on the wire: a get or query of big records stays far below it.
-DEFAULT_MAX_ANSWER_BYTES = 256 * 1024 * 1024
 # The largest answer head (and interim answers before it): httptools buffers a header until it ends, at a cost
 # that grows with the square of its length, so a head is cut long before that matters.
 MAX_ANSWER_HEAD_BYTES = 64 * 1024

@@ -35,7 +35,8 @@ FLAT_NAMES = {
     "lease_ttl", "gateway_id", "instance_weights", "delete_expand_key", "delete_expand_collections", "admin_token",
     "slack_webhook", "alert_webhook", "monitor_interval", "pressure_window", "cpu_threshold", "memory_threshold",
     "lag_threshold", "backlog_threshold", "down_ratio_threshold", "alert_dedup_window", "alert_min_interval",
-    "alert_rate_per_minute", "http_server",
+    "alert_rate_per_minute", "http_server", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
+    "max_answer_bytes",
 }  # fmt: skip
 
 # One refused value per setting that has a rule (with what else it needs to be judged alone).
@@ -47,6 +48,11 @@ REFUSED = {
     "gateway_id": {"CHROMA_HA_GATEWAY_ID": ""},
     "port": {"CHROMA_HA_PORT": "70000"},
     "max_body_bytes": {"CHROMA_HA_MAX_BODY_BYTES": "0"},
+    "max_connections": {"CHROMA_HA_MAX_CONNECTIONS": "0"},
+    "idle_timeout": {"CHROMA_HA_IDLE_TIMEOUT": "0"},
+    "head_timeout": {"CHROMA_HA_HEAD_TIMEOUT": "-1"},
+    "send_timeout": {"CHROMA_HA_SEND_TIMEOUT": "0"},
+    "max_answer_bytes": {"CHROMA_HA_MAX_ANSWER_BYTES": "0"},
     "http_server": {"CHROMA_HA_HTTP_SERVER": "gunicorn"},
     "ack": {"CHROMA_HA_ACK": "most"},
     "write_timeout": {"CHROMA_HA_WRITE_TIMEOUT": "-1"},
