@@ -245,20 +245,15 @@ class Gateway:
         """Start, answer on the configured host and port until `stop` is set, then stop gracefully."""
         settings = self.settings
         await self.start()
-        if settings.http.http_server == "uvicorn":
-            from .gateway.asgi import UvicornServer  # imports uvicorn: only when it serves
-
-            server: HttpServer | UvicornServer = UvicornServer(self.routes, max_body_bytes=settings.http.max_body_bytes)
-        else:
-            http = settings.http
-            server = HttpServer(
-                self.routes,
-                max_body_bytes=http.max_body_bytes,
-                idle_timeout=http.idle_timeout,
-                head_timeout=http.head_timeout,
-                send_timeout=http.send_timeout,
-                max_connections=http.max_connections,
-            )
+        http = settings.http
+        server = HttpServer(
+            self.routes,
+            max_body_bytes=http.max_body_bytes,
+            idle_timeout=http.idle_timeout,
+            head_timeout=http.head_timeout,
+            send_timeout=http.send_timeout,
+            max_connections=http.max_connections,
+        )
         try:
             try:
                 await server.start(settings.http.host, settings.http.port)

@@ -51,8 +51,6 @@ DEFAULT_SEND_TIMEOUT_S = 30.0
 DEFAULT_MAX_ANSWER_BYTES = 256 * 1024 * 1024  # on the wire: a get or query of big records stays far below it
 ACK_POLICIES = ("one", "all", "log")
 STALE_READ_POLICIES = ("serve", "refuse")
-HTTP_SERVERS = ("own", "uvicorn")
-DEFAULT_HTTP_SERVER = "own"
 DEFAULT_ACK = "one"
 DEFAULT_STALE_READS = "serve"
 DEFAULT_WRITE_TIMEOUT_S = 10.0
@@ -85,7 +83,7 @@ DEFAULT_ALERT_RATE_PER_MINUTE = 20
 
 @dataclass(frozen=True)
 class HttpSettings(_Checked):
-    """Where the gateway listens, the largest request it accepts, and which HTTP server answers."""
+    """Where the gateway listens, and the limits its HTTP server keeps to."""
 
     host: str = setting("host", DEFAULT_HOST, None, "Address to listen on")
     port: int = setting("port", DEFAULT_PORT, port_number, "Port to listen on")
@@ -107,12 +105,6 @@ class HttpSettings(_Checked):
         DEFAULT_SEND_TIMEOUT_S,
         positive,
         "Seconds a client may read none of its answers before it is disconnected",
-    )
-    http_server: str = setting(
-        "http_server",
-        DEFAULT_HTTP_SERVER,
-        OneOf(HTTP_SERVERS),
-        "HTTP server: own (the gateway's own HTTP/1.1 server) or uvicorn (uvicorn's httptools protocol)",
     )
 
 

@@ -35,7 +35,7 @@ FLAT_NAMES = {
     "lease_ttl", "gateway_id", "instance_weights", "delete_expand_key", "delete_expand_collections", "admin_token",
     "slack_webhook", "alert_webhook", "monitor_interval", "pressure_window", "cpu_threshold", "memory_threshold",
     "lag_threshold", "backlog_threshold", "down_ratio_threshold", "alert_dedup_window", "alert_min_interval",
-    "alert_rate_per_minute", "http_server", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
+    "alert_rate_per_minute", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
     "max_answer_bytes",
 }  # fmt: skip
 
@@ -53,7 +53,6 @@ REFUSED = {
     "head_timeout": {"CHROMA_HA_HEAD_TIMEOUT": "-1"},
     "send_timeout": {"CHROMA_HA_SEND_TIMEOUT": "0"},
     "max_answer_bytes": {"CHROMA_HA_MAX_ANSWER_BYTES": "0"},
-    "http_server": {"CHROMA_HA_HTTP_SERVER": "gunicorn"},
     "ack": {"CHROMA_HA_ACK": "most"},
     "write_timeout": {"CHROMA_HA_WRITE_TIMEOUT": "-1"},
     "read_wait": {"CHROMA_HA_READ_WAIT": "-0.5"},
