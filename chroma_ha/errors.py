@@ -3,7 +3,7 @@
     ChromaHAError                 base of everything raised on purpose
     ├── SettingsError             a setting is missing or malformed (names the setting)
     ├── StoreError                the log store failed (retryable: the store may come back)
-    ├── RequestRejected           the gateway refuses a client request before logging it (status, message)
+    ├── RequestRejected           the gateway answers a client request itself (status, message, when to retry)
     └── InstanceError             one instance failed to answer (instance, retryable)
         └── StaleConnection       a kept-alive connection the instance had closed (the instance may be fine)
 
@@ -28,13 +28,17 @@ class StoreError(ChromaHAError):
 
 
 class RequestRejected(ChromaHAError):
-    """A request the gateway answers itself with a Chroma-shaped error body."""
+    """A request the gateway answers itself with a Chroma-shaped error body. `retry_after`: seconds after which
+    the same request may succeed (the refusal is temporary: the log or the instances are expected back)."""
 
-    def __init__(self, status: int, message: str, error: str = "InvalidArgumentError") -> None:
+    def __init__(
+        self, status: int, message: str, error: str = "InvalidArgumentError", *, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        self.retry_after = retry_after
 
 
 class InstanceError(ChromaHAError):

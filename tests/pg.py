@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -130,3 +131,49 @@ def create_database(server_dsn: str, dbname: str) -> str:
 def drop_database(server_dsn: str, dbname: str) -> None:
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+class StoppablePostgres:
+    """A throwaway PostgreSQL that a test stops and starts again, on the same data and socket, as an outage would.
+
+    `stop` is `pg_ctl stop` (fast mode: open sessions are ended, as when a server goes away); `start` brings the same
+    server back and returns once it accepts connections. `dsn` stays valid across both.
+    """
+
+    def __init__(self, server: Any, pgdata: Path, dsn: str) -> None:
+        self._server = server
+        self._pgdata = pgdata
+        self.dsn = dsn
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def start(self) -> None:
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+        _wait_until_ready(self.dsn, self._pgdata)
+
+
+@contextmanager
+def stoppable_postgres(data_dir: Path | str) -> Iterator[StoppablePostgres]:
+    """`running_postgres`, with a server the block may stop and start (`StoppablePostgres`); stopped and deleted
+    when the block exits, running or not."""
+    parent = Path(data_dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    pgdata = Path(tempfile.mkdtemp(prefix="pg-", dir=parent)).resolve()
+    server = _import_pgserver().PostgresServer(pgdata, cleanup_mode="delete")
+    try:
+        try:
+            server.start()
+            dsn = server.get_uri()
+        except Exception as exc:
+            raise PostgresNotStarted(f"PostgreSQL did not start in {pgdata}: {exc}\n{_server_log(pgdata)}") from exc
+        _wait_until_ready(dsn, pgdata)
+        yield StoppablePostgres(server, pgdata, dsn)
+    finally:
+        try:
+            server.cleanup()
+        except Exception:
+            logger.exception("stopping the test PostgreSQL in %s failed", pgdata)
+        _kill_leftover_postmaster(pgdata)
+        shutil.rmtree(pgdata, ignore_errors=True)

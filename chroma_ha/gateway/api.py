@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from ..errors import InstanceError, RequestRejected
+from ..errors import InstanceError, RequestRejected, StoreError
+from .consistency import RETRY_AFTER_S
 from .http_server import HttpRequest, HttpResponse
 from .reads import STALE_HEADER, ReadPath, ReadResult
 from .routes import Kind, Route, allowed_methods, classify
@@ -26,7 +27,10 @@ ClusterReset = Callable[[], Awaitable[list[tuple[str, int, bytes]]]]
 
 
 def rejected(error: RequestRejected) -> HttpResponse:
-    return HttpResponse(error.status, rejection_body(error))
+    if error.retry_after is None:
+        return HttpResponse(error.status, rejection_body(error))
+    retry = (b"retry-after", b"%d" % error.retry_after)
+    return HttpResponse(error.status, rejection_body(error), [(b"content-type", b"application/json"), retry])
 
 
 class ChromaApi:
@@ -106,6 +110,9 @@ class ChromaApi:
             if route.kind is Kind.LOCAL and route.op in self._cluster_answers:
                 return self._cluster_answers[route.op], "gateway"  # every instance is down: the last answer stands
             return rejected(exc), "gateway"
+        except StoreError as exc:  # a read that had to ask the store (ids to learn) while it is down
+            message = f"The write-ahead log is unreachable: {exc}"
+            return rejected(RequestRejected(503, message, "ServiceUnavailable", retry_after=RETRY_AFTER_S)), "gateway"
         response = _read_answer(read)
         if route.kind is Kind.LOCAL and read.upstream.ok:
             self._cluster_answers[route.op] = response

@@ -19,7 +19,7 @@ from ..errors import InstanceError, RequestRejected, StaleConnection
 from ..upstream.client import HeaderPairs, Upstream
 from ..upstream.transport import Transport
 from . import listings
-from .consistency import LogFollower, LogIndex
+from .consistency import RETRY_AFTER_S, UNPROVEN, LogFollower, LogIndex
 from .routes import Route
 
 STALE_HEADER = "x-chroma-ha-stale-by"
@@ -139,11 +139,22 @@ class ReadPath:
         *,
         fresh: bool = True,
     ) -> ReadResult:
+        proven = True
         if fresh and self._follower is not None:
-            await self._follower.catch_up()  # writes other gateways acknowledged count too
+            proven = await self._follower.catch_up()  # writes other gateways acknowledged count too
+            if not proven and self._stale_reads == "refuse":
+                raise RequestRejected(503, self._follower.why_unproven(), "StaleRead", retry_after=RETRY_AFTER_S)
+        if not proven:
+            # The store is unreachable: no cursor moves until it answers, so waiting for one is pointless. Read an
+            # instance holding this gateway's own writes if one does, any instance that is up if none does; marked.
+            fresh = bool(self._fresh(self._index.required_seq(route)))
         if route.op == "list_collections":
-            return await self._list_collections(route, path, query, headers, fresh=fresh)
-        return await self._read(route, method, path, query, headers, body, fresh=fresh)
+            result = await self._list_collections(route, path, query, headers, fresh=fresh)
+        else:
+            result = await self._read(route, method, path, query, headers, body, fresh=fresh)
+        if not proven:
+            result.stale_by = UNPROVEN
+        return result
 
     async def _list_collections(
         self, route: Route, path: str, query: str, headers: HeaderPairs, *, fresh: bool

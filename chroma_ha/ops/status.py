@@ -4,6 +4,7 @@ read-only view of the cluster. The HTTP layer serves them; the CLI and the tests
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from .pressure import Sample
 from .view import ClusterView
 
 DIVERGENCES_SHOWN = 100
+STORE_PROBE_S = 1.0  # how long /health waits for the store: less than a load balancer's check timeout
 
 
 def _limits(limits: BatchLimits) -> dict[str, int]:
@@ -34,36 +36,44 @@ class AdminDocuments:
         self._metrics = metrics
 
     async def health(self) -> tuple[dict[str, Any], int]:
+        """Is the gateway serving, what is up, and which of reads and writes it can take: reads while an instance is
+        up, writes while the store answers and an instance is up (or, with `ack=log`, without one). 200 while it
+        takes either, so that a load balancer keeps it in rotation; 503 when it takes neither."""
         view = self.view
         instances = view.settings.instances
         up = view.health.up_instances()
         reasons = []
         try:
-            head = await view.store.head()
+            head = await asyncio.wait_for(view.store.head(), STORE_PROBE_S)
             store_ok = True
-        except StoreError as exc:
+        except (StoreError, TimeoutError) as exc:
             head, store_ok = 0, False
-            reasons.append(f"store unreachable: {exc}")
+            reasons.append(f"store unreachable: {str(exc) or f'no answer within {STORE_PROBE_S:g}s'}")
+        reads = bool(up)
+        writes = store_ok and (reads or view.settings.consistency.ack == "log")
         if not up:
-            reasons.append("no instance is up")
+            reasons.append("no instance is up" + (": accepting writes, serving no reads" if writes else ""))
         lagging = [i for i in up if head - view.progress.cursors.get(i, 0) > 0]
         down = [i for i in instances if i not in up]
-        if reasons:
-            status = "unhealthy"
-        elif down or lagging:
-            status = "degraded"
+        if up:
             reasons.extend(f"instance {i} is down" for i in down)
             reasons.extend(f"instance {i} has not applied the whole log yet" for i in lagging)
+        if not (reads or writes):
+            status = "unhealthy"
+        elif reasons:
+            status = "degraded"
         else:
             status = "healthy"
         document = {
             "status": status,
+            "reads": "available" if reads else "unavailable",
+            "writes": "available" if writes else "unavailable",
             "healthy_instances": f"{len(up)}/{len(instances)}",
             "store": "ok" if store_ok else "unreachable",
             "instances": {i: {"up": view.health.is_up(i)} for i in instances},
             "reasons": reasons,
         }
-        return document, 200 if status != "unhealthy" else 503
+        return document, 200 if reads or writes else 503
 
     async def status(self) -> dict[str, Any]:
         view = self.view
