@@ -71,26 +71,8 @@ def _wait_until_ready(dsn: str, pgdata: Path) -> None:
 @contextmanager
 def running_postgres(data_dir: Path | str) -> Iterator[str]:
     """Start a fresh PostgreSQL with its data in a new folder under `data_dir`; yield its DSN; stop and delete it."""
-    parent = Path(data_dir)
-    parent.mkdir(parents=True, exist_ok=True)
-    # A folder of our own, so two runs (or two sessions of one run) never share a server by sharing a path.
-    pgdata = Path(tempfile.mkdtemp(prefix="pg-", dir=parent)).resolve()
-    server = _import_pgserver().PostgresServer(pgdata, cleanup_mode="delete")
-    try:
-        try:
-            server.start()
-            dsn = server.get_uri()
-        except Exception as exc:
-            raise PostgresNotStarted(f"PostgreSQL did not start in {pgdata}: {exc}\n{_server_log(pgdata)}") from exc
-        _wait_until_ready(dsn, pgdata)
-        yield dsn
-    finally:
-        try:
-            server.cleanup()
-        except Exception:
-            logger.exception("stopping the test PostgreSQL in %s failed", pgdata)
-        _kill_leftover_postmaster(pgdata)
-        shutil.rmtree(pgdata, ignore_errors=True)
+    with stoppable_postgres(data_dir) as server:
+        yield server.dsn
 
 
 def _kill_leftover_postmaster(pgdata: Path) -> None:
@@ -160,6 +142,7 @@ def stoppable_postgres(data_dir: Path | str) -> Iterator[StoppablePostgres]:
     when the block exits, running or not."""
     parent = Path(data_dir)
     parent.mkdir(parents=True, exist_ok=True)
+    # A folder of our own, so two runs (or two sessions of one run) never share a server by sharing a path.
     pgdata = Path(tempfile.mkdtemp(prefix="pg-", dir=parent)).resolve()
     server = _import_pgserver().PostgresServer(pgdata, cleanup_mode="delete")
     try:
