@@ -148,8 +148,11 @@ def test_gateway_sigkilled_mid_stream_loses_no_acknowledged_write(
 def test_a_read_sent_to_a_hung_instance_is_answered_by_the_other(
     gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
 ) -> None:
-    # No health probes during the test: only the read itself can find out that the first instance hangs.
-    gateway = gateway_with({"CHROMA_HA_REQUEST_TIMEOUT": "1", "CHROMA_HA_HEALTH_INTERVAL": "60"})
+    # No health probes during the test: only the read itself can find out that the first instance hangs. Reads are
+    # balanced at random by weight: this weight sends them to the first instance first.
+    gateway = gateway_with(
+        {"CHROMA_HA_REQUEST_TIMEOUT": "1", "CHROMA_HA_HEALTH_INTERVAL": "60", "CHROMA_HA_INSTANCE_WEIGHTS": "1000000,1"}
+    )
     hung, other = chroma_pair
     col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("hung", embedding_function=None)
     col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]])
