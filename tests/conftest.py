@@ -4,7 +4,7 @@
 - `gateway_with(env)`: gateway processes in front of `chroma_pair` on the `store_url` store, with extra settings;
   `gateway` is one with none. The store is SQLite unless the test is marked `on_every_store` or `on_postgres`
   (tests/harness.py); every gateway one test starts shares it, as gateways share a PostgreSQL.
-- `store_url`: that store, fresh and empty; `postgres_server`: the session's PostgreSQL (tests/pg.py).
+- `store_url`: that store, fresh and empty; `postgres_server`: the session's PostgreSQL (chroma_ha/local_postgres.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from chroma_ha.local_cluster import ChromaServer
+from chroma_ha.local_postgres import create_database, database_uri, drop_database, running_postgres
 from tests.harness import GatewayProcess, running_chroma
-from tests.pg import create_database, database_uri, drop_database, running_postgres
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Fixtures of the store contract suite: every backend, opened on an empty store, as many times as a test asks.
 
-PostgreSQL is a real server started once per session (tests/pg.py) with a fresh database per test. When it cannot
-start, the tests that need it fail: they never skip. The memory backend's location is one `MemoryDatabase`, which
-every store opened on it shares, as gateways share a database.
+PostgreSQL is a real server started once per session (chroma_ha/local_postgres.py) with a fresh database per test.
+When it cannot start, the tests that need it fail: they never skip. The memory backend's location is one
+`MemoryDatabase`, which every store opened on it shares, as gateways share a database.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from chroma_ha.local_postgres import create_database, drop_database
 from chroma_ha.store.base import LogStore
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
 from chroma_ha.store.postgres import PostgresStore
 from chroma_ha.store.sqlite import SQLiteStore
-from tests.pg import create_database, drop_database
 
 DURABLE = ("sqlite", "postgres")
 BACKENDS = (*DURABLE, "memory")

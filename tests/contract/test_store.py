@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from chroma_ha.errors import StoreError
+from chroma_ha.local_postgres import database_uri
 from chroma_ha.store.base import Applied, Entry, EntryKey, IdMapping, LogStore, NewEntry, Outcome
 from chroma_ha.store.postgres import LISTENER_APPLICATION_NAME, PostgresStore
-from tests.pg import database_uri
 
 if TYPE_CHECKING:
     from tests.contract.conftest import Backend

