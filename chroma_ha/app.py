@@ -91,6 +91,7 @@ class Gateway:
             weights={i: s.weight(i) for i in s.instances},
             read_wait=s.consistency.read_wait,
             stale_reads=s.consistency.stale_reads,
+            ignore_freshness=s.consistency.unsafe_reads_ignore_freshness,
             follower=self.follower if s.is_postgres else None,
         )
         documents = (

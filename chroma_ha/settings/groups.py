@@ -137,6 +137,13 @@ class ConsistencySettings(_Checked):
         OneOf(STALE_READ_POLICIES),
         "Past read_wait: serve the most caught-up instance (marked stale), or refuse (503)",
     )
+    unsafe_reads_ignore_freshness: bool = setting(
+        "unsafe_reads_ignore_freshness",
+        False,
+        None,
+        "For the history checker's own test: never in production. Reads go to any healthy instance, whether or not "
+        "it holds the writes acknowledged before them, unmarked",
+    )
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ FLAT_NAMES = {
     "slack_webhook", "alert_webhook", "monitor_interval", "pressure_window", "cpu_threshold", "memory_threshold",
     "lag_threshold", "backlog_threshold", "down_ratio_threshold", "alert_dedup_window", "alert_min_interval",
     "alert_rate_per_minute", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
-    "max_answer_bytes",
+    "max_answer_bytes", "unsafe_reads_ignore_freshness",
 }  # fmt: skip
 
 # One refused value per setting that has a rule (with what else it needs to be judged alone).
