@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -264,3 +265,15 @@ def catalog_and_data_churn(port: int) -> None:
     client.delete_collection("temp")
     reborn = client.create_collection("temp", embedding_function=None)
     reborn.add(ids=["t2"], embeddings=[[2.0, 2.0]])
+
+
+TORTURE_SEED_VARIABLE = "TORTURE_SEED"
+
+
+def torture_seed() -> int:
+    """The seed of a recorded-history test: `TORTURE_SEED` to replay a run, else a fresh one; printed either way,
+    so a failing run's schedule can be run again."""
+    given = os.environ.get(TORTURE_SEED_VARIABLE)
+    seed = int(given) if given else random.SystemRandom().randrange(2**32)
+    print(f"torture seed {seed} (replay: {TORTURE_SEED_VARIABLE}={seed})", flush=True)
+    return seed

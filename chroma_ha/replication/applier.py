@@ -173,9 +173,7 @@ class Applier:
                     await self._sleep(stop, self._lease_ttl / 3)
                     continue
                 async with self._paused:
-                    if self._must_check:
-                        await self._check_incarnation()
-                    applied = await self._apply_available()
+                    applied = await self._under_lease(self._work())
                 attempt = 0
                 if not applied and await self._store.head() <= self._cursor:
                     self.state = "idle"
@@ -189,6 +187,35 @@ class Applier:
                 self.state = "down" if not self._health.is_up(self.instance) else "retrying"
                 await self._sleep(stop, backoff_delay(attempt, *self._backoff))
         await self.close()
+
+    async def _work(self) -> int:
+        if self._must_check:
+            await self._check_incarnation()
+        return await self._apply_available()
+
+    async def _under_lease(self, work: Awaitable[int]) -> int:
+        """`work`, while the lease is renewed every third of its TTL. A batch, a catch-up or a bootstrap can take
+        longer than the lease: renewed only between two of them, it would lapse, and another gateway's applier
+        would apply to the instance beside this one, in another order. Once the lease is lost (taken, or the
+        store unreachable until it expired), `_apply_available` sends no further batch."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self._lease_ttl / 3)
+                if done:
+                    return task.result()
+                try:
+                    await self._hold_lease()
+                except StoreError as exc:
+                    log.warning("could not renew the lease of %s: %s", self.instance, exc)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, InstanceError, StoreError):
+                    await task
+
+    def _lease_lapsed(self) -> bool:
+        return time.monotonic() >= self._lease_until
 
     async def _wait_for_work(self, stop: asyncio.Event) -> None:
         """Until the log grows past the cursor, the instance needs a check, the lease renewing, or stop.
@@ -269,6 +296,8 @@ class Applier:
             return 0
         self.state = "applying"
         for batch in plan_batches(entries, limits):
+            if self._lease_lapsed():
+                break  # another gateway may hold it now: what is left is its applier's to apply
             self._progress.attempt_started(self.instance)
             try:
                 applied, mappings = await self._apply_batch(batch)

@@ -20,6 +20,7 @@ from .checker import Report, check
 from .cluster import COLLECTION, TortureCluster
 from .history import FinalState, History
 from .nemesis import Nemesis, fault_kinds
+from .proxy import CLEAN, NetFaults
 from .workload import Target, Workload
 
 DRAIN_TIMEOUT_S = 180.0
@@ -41,6 +42,7 @@ class TortureConfig:
     fault_length: tuple[float, float] = (2.0, 6.0)
     gateway_settings: dict[str, str] = field(default_factory=dict)
     every_fault: bool = False  # go on past `duration` (up to twice as long) until every fault kind has run once
+    network: NetFaults = CLEAN  # the network to the first instance for the whole run (the nemesis's aside)
 
     def seeded(self) -> TortureConfig:
         if self.seed is not None:
@@ -86,6 +88,7 @@ def run_torture(config: TortureConfig, workdir: Path, say: Callable[[str], None]
             "duration": config.duration,
             "fault_kinds": list(kinds),
             "gateway_settings": config.gateway_settings,
+            "network": {"latency_s": config.network.latency, "drop": config.network.drop},
         },
     )
     say(f"seed {config.seed}: {config.store}, {config.gateways} gateway(s), {config.instances} instances")
@@ -110,6 +113,7 @@ def run_torture(config: TortureConfig, workdir: Path, say: Callable[[str], None]
             nemesis = Nemesis(
                 cluster, history, seed=config.seed, kinds=kinds, quiet=config.quiet, length=config.fault_length
             )
+            cluster.proxy.set_faults(config.network)
             started = time.monotonic()
             workload.start()
             if kinds:
@@ -123,6 +127,7 @@ def run_torture(config: TortureConfig, workdir: Path, say: Callable[[str], None]
             finally:
                 nemesis.stop()
                 workload.stop()
+            cluster.proxy.set_faults(CLEAN)
             drained = cluster.wait_caught_up(DRAIN_TIMEOUT_S)
             history.note(drained=drained, nemesis_errors=nemesis.errors)
             for url in cluster.direct_urls:
