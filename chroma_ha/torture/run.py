@@ -38,8 +38,8 @@ class TortureConfig:
     readers: int = 4
     keys_per_writer: int = 12
     faults: tuple[str, ...] | None = None  # None: every kind that applies to the store
-    quiet: tuple[float, float] = (2.0, 5.0)
-    fault_length: tuple[float, float] = (2.0, 6.0)
+    quiet: tuple[float, float] = (1.0, 3.0)
+    fault_length: tuple[float, float] = (1.5, 4.0)
     gateway_settings: dict[str, str] = field(default_factory=dict)
     every_fault: bool = False  # go on past `duration` (up to twice as long) until every fault kind has run once
     network: NetFaults = CLEAN  # the network to the first instance for the whole run (the nemesis's aside)

@@ -37,7 +37,7 @@ STALE_HEADER = "x-chroma-ha-stale-by"
 REQUEST_TIMEOUT_S = 30.0  # past the gateway's write timeout: the gateway answers first, saying what became of it
 QUARANTINE_S = 15.0
 RECENT_KEYS = 64
-PAUSE_S = 0.005  # between two operations of one thread: the machine is shared with the servers under test
+PAUSE_S = 0.02  # between two operations of one thread: leaves the shared machine room to recover from faults
 WRITE_MIX = (("upsert", 30), ("add", 15), ("update", 20), ("delete", 15), ("delete_where", 8))
 
 
