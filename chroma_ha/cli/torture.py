@@ -31,11 +31,17 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.command()
 @click.option("--duration", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Seconds of load")
 @click.option("--seed", type=int, default=None, help="Replay this seed's schedule (default: a fresh one, printed)")
-@click.option("--store", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True)
-@click.option("--gateways", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--instances", type=click.IntRange(min=2), default=2, show_default=True)
-@click.option("--writers", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--readers", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--store",
+    type=click.Choice(["sqlite", "postgres"]),
+    default="sqlite",
+    show_default=True,
+    help="The log: a SQLite file, or a throwaway PostgreSQL started for the run",
+)
+@click.option("--gateways", type=click.IntRange(min=1), default=1, show_default=True, help="Gateway processes")
+@click.option("--instances", type=click.IntRange(min=2), default=2, show_default=True, help="Chroma servers")
+@click.option("--writers", type=click.IntRange(min=1), default=4, show_default=True, help="Writer threads")
+@click.option("--readers", type=click.IntRange(min=1), default=4, show_default=True, help="Reader threads")
 @click.option("--no-faults", is_flag=True, help="The workload alone, without the nemesis")
 @click.option(
     "--gateway-setting",
@@ -52,7 +58,13 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, str]:
     help="Keep the cluster's data, logs and the history in this folder (default: a temporary folder; the history "
     "is kept when anomalies are found)",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the report as JSON to this file",
+)
 @click.option(
     "--check",
     "check_path",
