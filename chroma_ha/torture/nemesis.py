@@ -1,9 +1,9 @@
 """The nemesis: faults on a schedule drawn from a seeded RNG, one at a time, each recorded with its window.
 
-After each fault it waits for every instance to apply the log up to the head it saw when the fault ended: the
-next fault then never finds the only up-to-date instance already gone (with two instances, a wiped one still being
-rebuilt while the other is killed would leave no instance that holds the acknowledged writes, which no gateway can
-serve through). How long that took is in the fault's record.
+After each fault it waits (as long as it takes) for every instance to apply the log up to the head it saw when
+the fault ended: the next fault then never finds the only up-to-date instance already gone (with two instances, a
+wiped one still being rebuilt while the other is killed would leave no instance that holds the acknowledged writes,
+which no gateway can serve through). How long that took is in the fault's record.
 
 Kinds come in rounds, every kind once per round in a seeded order. The same seed draws the same schedule (kinds,
 targets, durations, pauses); what the cluster does under it varies
@@ -25,7 +25,8 @@ from .proxy import CLEAN, NetFaults
 
 SQLITE_FAULTS = ("instance_kill", "instance_wipe", "instance_pause", "gateway_kill", "net_slow", "net_lossy")
 POSTGRES_FAULTS = (*SQLITE_FAULTS, "postgres_restart")
-RECOVERY_TIMEOUT_S = 120.0
+RECOVERY_POLL_S = 5.0
+HEAL_TIMEOUT_S = 120.0  # how long stopping waits for the fault under way to be healed
 
 
 def fault_kinds(store: str) -> tuple[str, ...]:
@@ -61,7 +62,7 @@ class Nemesis:
         """Ends the schedule; the fault under way is healed first."""
         self._stop.set()
         if self._thread.ident is not None:
-            self._thread.join(RECOVERY_TIMEOUT_S + 60)
+            self._thread.join(HEAL_TIMEOUT_S)
 
     def _schedule(self) -> Iterator[str]:
         """Kinds in rounds, each round every kind once in a seeded order: a short run still sees every kind."""
@@ -127,10 +128,22 @@ class Nemesis:
             finally:
                 fault.end = self._history.now()
                 fault.detail["length_s"] = round(fault.end - fault.start, 3)
-                head = cluster.head()
-                recovered = cluster.wait_caught_up(RECOVERY_TIMEOUT_S, head)
+                recovered = self._wait_recovered()
                 fault.detail["recovered_after_s"] = round(self._history.now() - fault.end, 3) if recovered else None
                 self._history.fault(fault)
+
+    def _wait_recovered(self) -> bool:
+        """Until every instance has applied the log up to the head it has now, however long that takes (False if
+        the run stops first): a fault injected into a cluster still catching up could take the only instance
+        that holds the acknowledged writes, which no gateway can serve through, and would prove nothing."""
+        head = self._cluster.head()
+        while not self._stop.is_set():
+            if head is None:
+                head = self._cluster.head()
+                self._stop.wait(RECOVERY_POLL_S)
+            elif self._cluster.wait_caught_up(RECOVERY_POLL_S, head):
+                return True
+        return False
 
     def _kill(self, n: int) -> dict[str, object]:
         self._cluster.servers[n].kill()

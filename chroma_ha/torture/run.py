@@ -23,7 +23,7 @@ from .nemesis import Nemesis, fault_kinds
 from .proxy import CLEAN, NetFaults
 from .workload import Target, Workload
 
-DRAIN_TIMEOUT_S = 180.0
+DRAIN_TIMEOUT_S = 600.0  # a wiped instance replays the whole log: minutes, on a busy machine
 log = logging.getLogger(__name__)
 
 
