@@ -161,6 +161,7 @@ class Gateway:
             health=self.health,
             progress=self.progress,
             sources=appliers,
+            page_size=s.replication.bootstrap_page_size,
         )
         owner = s.gateway_id if s.is_postgres else SQLITE_OWNER
         for instance in s.instances:

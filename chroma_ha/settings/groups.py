@@ -65,6 +65,7 @@ DEFAULT_BATCH_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_BACKOFF_BASE_S = 0.05
 DEFAULT_BACKOFF_CAP_S = 2.0
 DEFAULT_RETENTION_S = 24 * 3600.0
+DEFAULT_BOOTSTRAP_PAGE_SIZE = 500
 DEFAULT_LEASE_TTL_S = 10.0
 # operations: the resource monitor and alerts
 DEFAULT_MONITOR_INTERVAL_S = 5.0
@@ -174,6 +175,12 @@ class ReplicationSettings(_Checked):
     )
     retention: float = setting(
         "retention", DEFAULT_RETENTION_S, positive, "Seconds an entry applied everywhere is kept before pruning"
+    )
+    bootstrap_page_size: int = setting(
+        "bootstrap_page_size",
+        DEFAULT_BOOTSTRAP_PAGE_SIZE,
+        at_least_one,
+        "Records a bootstrap copies per request; a resumed bootstrap starts after the last page copied",
     )
     lease_ttl: float = setting(
         "lease_ttl",

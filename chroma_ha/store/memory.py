@@ -116,6 +116,7 @@ class MemoryDatabase:
     divergences: list[Divergence] = field(default_factory=list)
     leases: dict[str, tuple[str, float]] = field(default_factory=dict)
     recommendations: list[tuple[int, float, str, str, bytes]] = field(default_factory=list)
+    bootstrap_pages: dict[str, dict[int, bytes]] = field(default_factory=dict)
     # ids are never reused, as with an identity column: not after a reset either
     divergence_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     recommendation_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -286,6 +287,18 @@ class MemoryStore:
     async def catalog_version(self) -> int:
         return (await self._db()).catalog_version
 
+    # --- bootstrap plans ------------------------------------------------------------------------------------
+
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        (await self._db()).bootstrap_pages.setdefault(instance, {}).update(pages)
+
+    async def bootstrap_pages(self, instance: str, first: int, limit: int) -> list[tuple[int, bytes]]:
+        held = (await self._db()).bootstrap_pages.get(instance, {})
+        return [(page, held[page]) for page in sorted(p for p in held if p >= first)[:limit]]
+
+    async def drop_bootstrap(self, instance: str) -> None:
+        (await self._db()).bootstrap_pages.pop(instance, None)
+
     # --- divergences, leases, recommendations ---------------------------------------------------------------
 
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]:
@@ -334,4 +347,5 @@ class MemoryStore:
         db.intents.clear()
         db.known_scopes.clear()
         db.divergences.clear()
+        db.bootstrap_pages.clear()
         db.cursors = {i: Cursor(i, db.head, c.incarnation, now) for i, c in db.cursors.items()}

@@ -469,6 +469,20 @@ class PostgresStore:
             await conn.execute(Q["forget_mappings"], (instance,))
             await conn.execute(Q["forget_intents"], (instance,))
 
+    # --- bootstrap plans ------------------------------------------------------------------------------------
+
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        rows = [(instance, page, body) for page, body in pages]
+        async with self._transaction() as conn, conn.cursor() as cur:
+            await cur.executemany(Q["save_bootstrap_page"], rows)
+
+    async def bootstrap_pages(self, instance: str, first: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self._fetchall(Q["bootstrap_pages"], (instance, first, limit))
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def drop_bootstrap(self, instance: str) -> None:
+        await self._execute(Q["drop_bootstrap"], (instance,))
+
     # --- divergences, leases, recommendations ---------------------------------------------------------------
 
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]:

@@ -361,6 +361,19 @@ class SQLiteStore:
 
         await self._write(forget)
 
+    # --- bootstrap plans ------------------------------------------------------------------------------------
+
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        rows = [(instance, page, body) for page, body in pages]
+        await self._write(lambda c: c.executemany(Q["save_bootstrap_page"], rows))
+
+    async def bootstrap_pages(self, instance: str, first: int, limit: int) -> list[tuple[int, bytes]]:
+        query = Q["bootstrap_pages"]
+        return await self._read(lambda c: [(r[0], r[1]) for r in c.execute(query, (instance, first, limit))])
+
+    async def drop_bootstrap(self, instance: str) -> None:
+        await self._write(lambda c: c.execute(Q["drop_bootstrap"], (instance,)))
+
     # --- divergences, leases, recommendations ---------------------------------------------------------------
 
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]:

@@ -490,6 +490,21 @@ async def test_reset_forgets_log_catalog_divergences_and_keeps_seq_monotonic(sto
     assert [e.seq for e in await read_all(store)] == [6]
 
 
+async def test_bootstrap_pages_are_kept_per_instance_in_order_until_dropped(store: LogStore) -> None:
+    await store.save_bootstrap_pages("a", [(2, b"two"), (0, b"plan"), (1, b"one"), (-1, b"\x00at 0")])
+    await store.save_bootstrap_pages("b", [(1, b"other")])
+    await store.save_bootstrap_pages("a", [(-1, b"at 2")])  # the position is overwritten in place
+
+    assert await store.bootstrap_pages("a", -1, 10) == [(-1, b"at 2"), (0, b"plan"), (1, b"one"), (2, b"two")]
+    assert await store.bootstrap_pages("a", 1, 1) == [(1, b"one")]
+    assert await store.bootstrap_pages("a", 3, 10) == []
+    await store.drop_bootstrap("a")
+    assert await store.bootstrap_pages("a", -1, 10) == []
+    assert await store.bootstrap_pages("b", 0, 10) == [(1, b"other")]
+    await store.reset()
+    assert await store.bootstrap_pages("b", 0, 10) == []
+
+
 # --- wake-ups ---------------------------------------------------------------------------------------------------
 
 

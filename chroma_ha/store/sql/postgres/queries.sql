@@ -173,4 +173,15 @@ DELETE FROM collection_ids
 -- name: reset_bookkeeping
 DELETE FROM intents;
 DELETE FROM known_scopes;
-DELETE FROM divergences
+DELETE FROM divergences;
+DELETE FROM bootstrap_pages
+
+-- name: save_bootstrap_page
+INSERT INTO bootstrap_pages (instance, page, body) VALUES (%s, %s, %s)
+ON CONFLICT (instance, page) DO UPDATE SET body = excluded.body
+
+-- name: bootstrap_pages
+SELECT page, body FROM bootstrap_pages WHERE instance = %s AND page >= %s ORDER BY page LIMIT %s
+
+-- name: drop_bootstrap
+DELETE FROM bootstrap_pages WHERE instance = %s

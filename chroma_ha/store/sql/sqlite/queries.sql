@@ -134,3 +134,14 @@ DELETE FROM collection_ids;
 DELETE FROM intents;
 DELETE FROM divergences;
 DELETE FROM known_scopes;
+DELETE FROM bootstrap_pages;
+
+-- name: save_bootstrap_page
+INSERT INTO bootstrap_pages (instance, page, body) VALUES (?, ?, ?)
+ON CONFLICT (instance, page) DO UPDATE SET body = excluded.body
+
+-- name: bootstrap_pages
+SELECT page, body FROM bootstrap_pages WHERE instance = ? AND page >= ? ORDER BY page LIMIT ?
+
+-- name: drop_bootstrap
+DELETE FROM bootstrap_pages WHERE instance = ?
