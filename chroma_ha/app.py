@@ -78,7 +78,13 @@ class Gateway:
         )
         self.health.on_change(self.alerts.instance_changed)
         self.bootstrap, self.appliers = self._replication()
-        self.retention = Retention(self.store, s.instances, s.replication.retention)
+        self.retention = Retention(
+            self.store,
+            s.instances,
+            s.replication.retention,
+            rebuild_after=s.replication.rebuild_after,
+            max_entries=s.replication.retention_max_entries,
+        )
         self.index = LogIndex()
         self.follower = LogFollower(self.store, self.index)
         self.reads = ReadPath(
@@ -137,6 +143,7 @@ class Gateway:
             limits=self.limits,
             write_stats=self.write_stats,
             started_at=self.started_at,
+            retention_status=self.retention.status_document,
         )
         self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
         self.api = ChromaApi(

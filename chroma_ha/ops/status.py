@@ -148,6 +148,7 @@ class AdminDocuments:
                 for d in divergences[:DIVERGENCES_SHOWN]
             ],
             "bootstrap": view.bootstrap_status(),  # per instance: state, source, start_seq, records
+            "retention": view.retention_status(),  # instances released from holding back pruning
         }
 
     def wal_stats(self) -> dict[str, Any]:

@@ -66,6 +66,8 @@ DEFAULT_BACKOFF_BASE_S = 0.05
 DEFAULT_BACKOFF_CAP_S = 2.0
 DEFAULT_RETENTION_S = 24 * 3600.0
 DEFAULT_BOOTSTRAP_PAGE_SIZE = 500
+DEFAULT_REBUILD_AFTER_S = 6 * 3600.0
+DEFAULT_RETENTION_MAX_ENTRIES = 0  # no cap
 DEFAULT_LEASE_TTL_S = 10.0
 # operations: the resource monitor and alerts
 DEFAULT_MONITOR_INTERVAL_S = 5.0
@@ -175,6 +177,19 @@ class ReplicationSettings(_Checked):
     )
     retention: float = setting(
         "retention", DEFAULT_RETENTION_S, positive, "Seconds an entry applied everywhere is kept before pruning"
+    )
+    rebuild_after: float = setting(
+        "rebuild_after",
+        DEFAULT_REBUILD_AFTER_S,
+        positive,
+        "Seconds an instance behind the log may hold back pruning; then it is rebuilt when it returns",
+    )
+    retention_max_entries: int = setting(
+        "retention_max_entries",
+        DEFAULT_RETENTION_MAX_ENTRIES,
+        not_negative,
+        "Most entries the log keeps: older ones every instance holding pruning back applied are pruned early",
+        shown_default="no cap",
     )
     bootstrap_page_size: int = setting(
         "bootstrap_page_size",

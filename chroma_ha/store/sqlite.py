@@ -4,6 +4,10 @@ All writes run on one thread with one connection, so `seq` is assigned and commi
 Appends that arrive while a commit is in flight are committed together by the next one (group commit): one fsync
 for many writes. Reads use a second connection on a second thread, so they never wait behind an fsync.
 
+Space: the file uses `auto_vacuum=INCREMENTAL`, set before a new file's first page, or by one VACUUM when a store
+made without it is opened; every prune is followed by `PRAGMA incremental_vacuum`, so the pages pruned entries
+held go back to the file system instead of staying in the file as free pages.
+
 Schema: numbered migrations (`sql/sqlite/migrations/`) run at `open()`, each in its own BEGIN IMMEDIATE transaction
 that reads the version first, so two processes opening one file never apply a step twice.
 """
@@ -11,6 +15,7 @@ that reads the version first, so two processes opening one file never apply a st
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import time
@@ -38,16 +43,19 @@ from .base import (
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Q = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
 _SEMICOLON = re.compile(";")
 BUSY_TIMEOUT_S = 30.0
 WAL_RETRY_S = 0.01
+AUTO_VACUUM_INCREMENTAL = 2
 
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only a new, empty file takes it here: before its first page
     _use_wal(conn)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -66,6 +74,20 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
             time.sleep(WAL_RETRY_S)
+
+
+def _use_incremental_vacuum(conn: sqlite3.Connection) -> None:
+    """A store made without incremental vacuum (by an older gateway) switches to it: a VACUUM, once."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
+        started = time.monotonic()
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        logger.warning("sqlite store switched to incremental vacuum in %.1fs (once)", time.monotonic() - started)
+
+
+def _give_space_back(conn: sqlite3.Connection) -> None:
+    # executescript steps the pragma to its end: one `execute` frees a single page
+    conn.executescript("PRAGMA incremental_vacuum")
 
 
 def _entry(row: Sequence[Any]) -> Entry:
@@ -163,7 +185,8 @@ class SQLiteStore:
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._wconn = await self._run(self._writer, lambda: _connect(self.path))
+            self._wconn = wconn = await self._run(self._writer, lambda: _connect(self.path))
+            await self._run(self._writer, lambda: _use_incremental_vacuum(wconn))
             while (step := await self._write(_apply_next_migration)) is not None:
                 log_applied("sqlite", step)
             self._head = await self._write(lambda c: int(c.execute(Q["head"]).fetchone()[0]))
@@ -275,7 +298,12 @@ class SQLiteStore:
             c.execute(Q["remember_pruned_scopes"], (upto_seq,))
             return c.execute(Q["prune"], (upto_seq,)).rowcount
 
-        return await self._write(prune)
+        pruned = await self._write(prune)
+        if pruned:
+            assert self._wconn is not None
+            conn = self._wconn
+            await self._run(self._writer, lambda: _give_space_back(conn))
+        return pruned
 
     async def count_since(self, since: float) -> int:
         return await self._read(lambda c: int(c.execute(Q["count_since"], (since,)).fetchone()[0]))
