@@ -132,7 +132,10 @@ class Bootstrapper:
             await self._copy_records(plan, book, position, status)
             await book.drop()
         except BaseException as exc:
-            status.state, status.error, status.finished_at = "failed", str(exc) or type(exc).__name__, time.time()
+            # a retryable failure (no source yet, a source to wait for) is tried again by the applier
+            retried = isinstance(exc, InstanceError) and exc.retryable
+            status.state, status.error = "retrying" if retried else "failed", str(exc) or type(exc).__name__
+            status.finished_at = None if retried else time.time()
             log.error("bootstrap of %s failed: %s", target, status.error)
             raise
         status.state, status.finished_at = "done", time.time()

@@ -15,7 +15,7 @@ from typing import Any
 import chromadb
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, run_cli, snapshot, wait_for
+from tests.harness import GatewayProcess, on_every_store, on_postgres, run_cli, snapshot, wait_for
 
 RECORDS = 12_000
 PAGE = 60  # records per bootstrap page: 200 pages
@@ -52,6 +52,7 @@ def bootstrap_of(gateway: GatewayProcess, instance: str) -> dict[str, Any]:
     return dict(gateway.wal_status()["bootstrap"].get(instance, {}))
 
 
+@on_every_store
 def test_a_gateway_killed_mid_bootstrap_resumes_at_the_page_it_reached(
     gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
 ) -> None:
@@ -90,7 +91,7 @@ def test_a_gateway_killed_mid_bootstrap_resumes_at_the_page_it_reached(
             "the resumed bootstrap",
             lambda: bootstrap_of(gateway, target),
             TIMEOUT_S,
-            until=lambda s: s.get("state") in ("done", "failed"),
+            until=lambda s: s.get("state") == "done",
         )
         stop.set()
         assert writing.result() > 0
@@ -107,3 +108,48 @@ def test_a_gateway_killed_mid_bootstrap_resumes_at_the_page_it_reached(
     assert set(held["big"]["records"]) == expected
     verified = run_cli(gateway, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@on_postgres
+def test_another_gateway_takes_over_a_bootstrap_whose_gateway_was_killed_and_resumes_it(
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer]
+) -> None:
+    servers = chroma_pair
+    settings = {"CHROMA_HA_RETENTION": "0.5", "CHROMA_HA_BOOTSTRAP_PAGE_SIZE": str(PAGE), "CHROMA_HA_LEASE_TTL": "2"}
+    first = gateway_with(settings)  # started alone: it holds every applier's lease, the bootstrap runs there
+    seed(first)
+    first.wait_drained()
+    second = gateway_with(settings)
+    wait_for("the log to be pruned", lambda: first.wal_status()["oldest"], TIMEOUT_S, until=lambda o: o > 3)
+    target = servers[1].url
+    servers[1].wipe()
+    servers[1].start()
+    model: dict[str, Any] = {"added": set(), "deleted": set()}
+    with ThreadPoolExecutor(1) as pool:
+        stop = threading.Event()
+        writing = pool.submit(write_until, second, "through-second", stop, model)
+        reached = wait_for(
+            "the first gateway's bootstrap to copy some pages",
+            lambda: bootstrap_of(first, target),
+            TIMEOUT_S,
+            until=lambda s: s.get("pages_copied", 0) >= KILL_AFTER_PAGES,
+        )
+        first.kill()
+        done = wait_for(
+            "the second gateway to take the bootstrap over",
+            lambda: bootstrap_of(second, target),
+            TIMEOUT_S,
+            until=lambda s: s.get("state") == "done",
+        )
+        stop.set()
+        assert writing.result() > 0
+    second.wait_drained(timeout=TIMEOUT_S)
+
+    assert done["state"] == "done", done
+    assert done["resumed_after_page"] is not None and done["resumed_after_page"] >= reached["pages_copied"] - 1
+    assert done["pages_copied"] == done["pages_total"] - done["resumed_after_page"]
+    assert done["start_seq"] == reached["start_seq"]
+    held = snapshot(target)
+    assert held == snapshot(servers[0].url)
+    expected = ({f"seed-{n}" for n in range(RECORDS)} - model["deleted"]) | model["added"]
+    assert set(held["big"]["records"]) == expected
