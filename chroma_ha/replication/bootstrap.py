@@ -26,6 +26,8 @@ on PostgreSQL, a bootstrap waits until such a source exists.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -36,7 +38,7 @@ from ..catalog.ids import Catalog
 from ..catalog.inventory import ALL_FIELDS, ChromaInstance, tenants_of
 from ..cluster.health import HealthMonitor
 from ..cluster.progress import Progress
-from ..errors import InstanceError
+from ..errors import InstanceError, StoreError
 from ..store import IdMapping, LogStore
 from ..upstream.incarnation import ensure_marker
 from ..upstream.transport import Transport
@@ -51,6 +53,7 @@ BOOTSTRAPPING = "bootstrapping"  # the incarnation recorded while a copy runs: n
 PAGE_SIZE = 500
 ID_PAGE_SIZE = 5000
 SOURCE_LOCK_TIMEOUT_S = 60.0
+CURSOR_TOUCH_S = 60.0  # the placeholder cursor is rewritten this often, so retention sees the copy is alive
 SOURCE_WAIT_S = 30.0  # how long a resumable copy waits for its source before it starts again from another
 _UNUSABLE_STATES = frozenset({"starting", "bootstrapping", "standby", "down"})
 
@@ -119,8 +122,9 @@ class Bootstrapper:
     async def __call__(self, target: str) -> int:
         status = self.status[target] = BootstrapStatus()
         book = PlanBook(self._store, target)
+        await self._store.set_cursor(target, 0, BOOTSTRAPPING)
+        keeping = asyncio.create_task(self._keep_holding(target), name=f"bootstrap-cursor {target}")
         try:
-            await self._store.set_cursor(target, 0, BOOTSTRAPPING)
             self._progress.set_cursor(target, 0)
             found = await book.load()
             resumable = found is not None and await self._resumable(target, found[0])
@@ -138,6 +142,10 @@ class Bootstrapper:
             status.finished_at = None if retried else time.time()
             log.error("bootstrap of %s failed: %s", target, status.error)
             raise
+        finally:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
         status.state, status.finished_at = "done", time.time()
         log.warning(
             "bootstrap of %s done: %d records in %d pages from %s, resuming at seq %d",
@@ -148,6 +156,16 @@ class Bootstrapper:
             plan.start_seq,
         )
         return plan.start_seq
+
+    async def _keep_holding(self, target: str) -> None:
+        """The placeholder cursor, written now and again every `CURSOR_TOUCH_S`: retention releases a cursor that
+        has not moved for `rebuild_after`, and a copy that long must keep the log after S, which it resumes from."""
+        while True:
+            await asyncio.sleep(CURSOR_TOUCH_S)
+            try:
+                await self._store.set_cursor(target, 0, BOOTSTRAPPING)
+            except StoreError as exc:
+                log.warning("bootstrap of %s: could not rewrite its cursor: %s", target, exc)
 
     def _choose(self, target: str) -> str | None:
         candidates = [
