@@ -17,7 +17,7 @@ setup() {
     local stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
     if [ ! -f "$stamp" ]; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+        "$VENV/bin/python" -m pip install --quiet -e ".[local,test]"
         touch "$stamp"
     fi
 }
