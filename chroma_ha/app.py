@@ -16,7 +16,7 @@ from .cluster.limits import BatchLimits, Limits
 from .cluster.progress import Progress
 from .cluster.stats import ApplierStats, WriteStats
 from .errors import SettingsError, StoreError
-from .gateway.admin import admin_routes
+from .gateway.admin import admin_actions, admin_routes
 from .gateway.api import ChromaApi
 from .gateway.consistency import LogFollower, LogIndex
 from .gateway.deletes import DocumentDeletes, LimitedDeletes
@@ -32,6 +32,7 @@ from .ops.status import AdminDocuments
 from .ops.view import ClusterView
 from .replication.applier import Applier
 from .replication.bootstrap import Bootstrapper
+from .replication.maintenance import Maintenance
 from .replication.retention import Retention
 from .settings import Settings
 from .store import LogStore, open_store
@@ -145,7 +146,10 @@ class Gateway:
             observe=self.metrics.observe_request,
             reset=self.reset if s.admin.allow_reset else None,
         )
-        self.routes = Routes(self.api, admin_routes(self.documents, s.admin.token))
+        self.maintenance = Maintenance(self.store, self.retention, self.appliers, self.health)
+        self.routes = Routes(
+            self.api, admin_routes(self.documents, s.admin.token), admin_actions(self.maintenance, s.admin.token)
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 

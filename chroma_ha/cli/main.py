@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .bench import bench
+from .check import check
 from .repair import repair
 from .serve import serve
 from .up import up
@@ -23,3 +24,4 @@ cli.add_command(serve)
 cli.add_command(up)
 cli.add_command(verify)
 cli.add_command(repair)
+cli.add_command(check)

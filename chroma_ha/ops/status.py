@@ -13,6 +13,7 @@ from ..cluster.limits import BatchLimits
 from ..errors import StoreError
 from .alerts import Alerts
 from .dashboard import dashboard_data, dashboard_page
+from .log_documents import divergences_document, entries_around
 from .metrics import PROMETHEUS_CONTENT_TYPE, Metrics, percentiles
 from .monitor import ResourceMonitor, log_positions
 from .openapi import admin_openapi
@@ -189,6 +190,12 @@ class AdminDocuments:
             "lag_seconds": {k: round(v, 4) for k, v in lags.items()},
             "instances": by_instance,
         }
+
+    async def wal_entries(self, seq: int, before: int, after: int) -> dict[str, Any]:
+        return await entries_around(self.view.store, seq, before, after)
+
+    async def wal_divergences(self, instance: str, include_resolved: bool) -> dict[str, Any]:
+        return await divergences_document(self.view.store, instance, include_resolved)
 
     async def metrics(self, *, as_json: bool) -> tuple[bytes | dict[str, Any], str]:
         """Prometheus text (the body and its content type), or the latest resource figures as a document."""
