@@ -535,7 +535,7 @@ async def test_gateway_stats_are_shared_and_silent_gateways_forgotten(backend: B
         ]
         assert all(0 <= g.age_seconds < 60 and isinstance(g.updated_at, float) for g in seen)
     await first.publish_gateway_stats("gw-1", {"appended": {"entries": 4}}, forget_after=HOUR)  # replaces its own
-    assert [g.stats for g in await second.gateway_stats(max_age=HOUR)][0] == {"appended": {"entries": 4}}
+    assert next(g.stats for g in await second.gateway_stats(max_age=HOUR)) == {"appended": {"entries": 4}}
     await asyncio.sleep(0.5)
     await first.publish_gateway_stats("gw-1", {"appended": {"entries": 6}}, forget_after=HOUR)
     assert [g.gateway for g in await second.gateway_stats(max_age=0.3)] == ["gw-1"]  # gw-2 is silent
