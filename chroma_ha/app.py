@@ -25,6 +25,7 @@ from .gateway.reads import ReadPath
 from .gateway.server import Routes
 from .gateway.writes import WritePath
 from .ops.alerts import Alerts
+from .ops.cluster_stats import ClusterStats
 from .ops.metrics import Metrics
 from .ops.monitor import ResourceMonitor
 from .ops.pressure import Thresholds
@@ -76,6 +77,7 @@ class Gateway:
             dedup_window=s.alerts.dedup_window,
             min_interval=s.alerts.min_interval,
             rate_per_minute=s.alerts.rate_per_minute,
+            claims=self.store,
         )
         self.health.on_change(self.alerts.instance_changed)
         self.bootstrap, self.appliers = self._replication()
@@ -139,7 +141,10 @@ class Gateway:
             write_stats=self.write_stats,
             started_at=self.started_at,
         )
-        self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
+        self.cluster_stats = ClusterStats(
+            self.store, s.gateway_id, self.write_stats, self.applier_stats, self.started_at, s.monitor.interval
+        )
+        self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics, self.cluster_stats)
         self.api = ChromaApi(
             reads=self.reads,
             writes=self.writes,
@@ -204,6 +209,7 @@ class Gateway:
         self._spawn("alerts", self.alerts.run)
         self._spawn("monitor", self.monitor.run)
         self._spawn("retention", self.retention.run)
+        self._spawn("cluster-stats", self.cluster_stats.run)
         if self.settings.is_postgres:
             self._spawn("cursor-follower", self._follow_remote_cursors)
 

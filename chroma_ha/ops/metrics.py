@@ -80,6 +80,7 @@ class RateTracker:
 class AlertCounts(Protocol):
     sent: int
     failed: int
+    suppressed: int
 
 
 class _Counters(Collector):
@@ -98,6 +99,7 @@ class _Counters(Collector):
             "deletes_converted": float(writes.deletes_converted),
             "alerts_sent": float(alerts.sent),
             "alerts_failed": float(alerts.failed),
+            "alerts_suppressed": float(alerts.suppressed),
         }
 
     def collect(self) -> Iterator[Metric]:
