@@ -60,6 +60,9 @@ DEFAULT_MIN_CONNECTIONS = 1
 DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_POOL_TIMEOUT_S = 30.0
+# Asked for on every connection: a database created as SQL_ASCII (initdb where no locale is set) would otherwise
+# hand text back as bytes, and every entry's path with it.
+CLIENT_ENCODING = "utf8"
 # A LISTEN connection that has heard nothing for this long is pinged: a dead peer that the OS has not noticed
 # would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
 LISTEN_PING_INTERVAL_S = 30.0
@@ -151,7 +154,7 @@ class PostgresStore:
             min_size=min_connections,
             max_size=max_connections,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "client_encoding": CLIENT_ENCODING},
             configure=_configure,
             check=AsyncConnectionPool.check_connection,
             timeout=pool_timeout,
@@ -246,6 +249,7 @@ class PostgresStore:
             conn = await psycopg.AsyncConnection.connect(
                 self.dsn,
                 autocommit=True,
+                client_encoding=CLIENT_ENCODING,
                 connect_timeout=max(1, round(self._connect_timeout)),
                 application_name=LISTENER_APPLICATION_NAME,
             )
