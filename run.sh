@@ -31,6 +31,15 @@ browser() {
     fi
 }
 
+prometheus_tools() {
+    # The Prometheus files' test checks the alert rules with promtool (Debian's prometheus package).
+    if ! command -v promtool >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+        fi
+    fi
+}
+
 lint() {
     "$VENV/bin/ruff" check chroma_ha tests bench
     "$VENV/bin/ruff" format --check chroma_ha tests bench
@@ -42,7 +51,7 @@ command="${1:-}"
 shift || true
 case "$command" in
     up) setup; exec "$VENV/bin/chroma-ha" up "$@" ;;
-    test) setup; browser; exec "$VENV/bin/python" -m pytest "$@" ;;
+    test) setup; browser; prometheus_tools; exec "$VENV/bin/python" -m pytest "$@" ;;
     bench) setup; exec "$VENV/bin/chroma-ha" bench "$@" ;;
     lint) setup; lint ;;
     *) echo "usage: bash run.sh up|test|bench|lint [args]" >&2; exit 2 ;;
