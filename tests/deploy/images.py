@@ -105,10 +105,6 @@ def pip_build_args() -> dict[str, str]:
     return args
 
 
-def _ca_bundle() -> Path:
-    return HOST_CA_BUNDLE
-
-
 def ensure_debootstrap() -> str:
     found = shutil.which("debootstrap")
     if found is None:
@@ -126,7 +122,7 @@ def ensure_debootstrap() -> str:
 def base_image() -> str:
     """The Debian base every test image is built on; built once, then found by its tag."""
     release, mirror = host_release(), host_debian_mirror()
-    ca = _ca_bundle().read_bytes()
+    ca = HOST_CA_BUNDLE.read_bytes()
     tag = f"{PREFIX}/base:{_digest(RECIPE_VERSION, release, mirror, ' '.join(BASE_PACKAGES), ca)}"
     if image_exists(tag):
         return tag
@@ -147,6 +143,7 @@ def base_image() -> str:
             ["docker", "import", "-", tag], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL, env=DOCKER_ENV
         )
         assert tar.wait() == 0
+    forget_older(tag)
     return tag
 
 
@@ -177,7 +174,17 @@ def build(name: str, context: Path, files: list[Path], args: dict[str, str]) -> 
     result = docker("build", "--quiet", "-t", tag, *build_args, str(context), check=False, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"docker build of {name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    forget_older(tag)
     return Built(tag, built=True)
+
+
+def forget_older(tag: str) -> None:
+    """Untag the other versions of this image (each change of the code makes one), so runs do not fill the disk."""
+    repository = tag.rsplit(":", 1)[0]
+    listed = docker("images", repository, "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+    for old in listed:
+        if old != tag:
+            docker("rmi", old, check=False)
 
 
 def gateway_image(base: str) -> Built:
