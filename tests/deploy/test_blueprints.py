@@ -251,6 +251,10 @@ def test_systemd_units_run_the_installed_commands() -> None:
     gateway = configparser.ConfigParser(strict=False, interpolation=None)
     gateway.read_string(units["chroma-ha.service"].read_text())
     assert gateway["Service"]["ExecStart"].split()[1:] == ["serve"]
+    assert f"chromadb=={version('chromadb')}" in units["chroma@.service"].read_text()
+    # systemd reads $NAME itself: the shell's arithmetic must be written $$((...))
+    chroma = units["chroma@.service"].read_text()
+    assert "$((" not in chroma.replace("$$((", "")
     example = dict(
         line.split("=", 1)
         for line in (DEPLOY / "systemd/gateway.env.example").read_text().splitlines()
