@@ -2,8 +2,8 @@
 #   docker build -t chroma-ha .
 #   docker run -p 8000:8000 -e CHROMA_HA_INSTANCES=http://chroma-0:8000,http://chroma-1:8000 \
 #       -e CHROMA_HA_STORE=postgresql://user:secret@db/chroma_ha chroma-ha
-# Every setting is a CHROMA_HA_* variable (or a flag of `chroma-ha serve`). BASE is any Debian-like image with python3 and
-# its venv module (an official slim Python by default).
+# Every setting is a CHROMA_HA_* variable (or a flag of `chroma-ha serve`). BASE is any Debian-like image with
+# python3 and its venv module (an official slim Python by default).
 ARG BASE=python:3.12-slim
 
 FROM ${BASE} AS build
