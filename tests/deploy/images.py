@@ -171,7 +171,7 @@ def build(name: str, context: Path, files: list[Path], args: dict[str, str]) -> 
     if image_exists(tag):
         return Built(tag, built=False)
     build_args = [x for k, v in {**pip, **args}.items() for x in ("--build-arg", f"{k}={v}")]
-    result = docker("build", "--quiet", "-t", tag, *build_args, str(context), check=False, timeout=1800)
+    result = docker("build", "--quiet", "--force-rm", "-t", tag, *build_args, str(context), check=False, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"docker build of {name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     forget_older(tag)
