@@ -22,6 +22,7 @@ ADMIN_DOCUMENTS: dict[str, tuple[str, ...]] = {
     "/wal/status": ("head", "oldest", "instances", "divergence_count", "divergences"),
     "/wal/stats": ("appended", "applied", "instances"),
     "/wal/divergences": ("divergences",),
+    "/wal/entries": ("seq", "head", "oldest", "entries"),
     "/recommendations": ("current", "recommendations"),
     "/admin/openapi.json": ("openapi", "paths"),
     "/dashboard/data": ("instances", "status"),

@@ -41,6 +41,7 @@ from .acceptance import (
 POLL_S = 0.1
 DOWN_GRACE_S = 3.0  # a lagging instance reported down this long is not waited for until the timeout
 DIMENSION = 4
+ENTRIES_SHOWN = 100  # the most /wal/entries shows on either side of a seq
 # Known vectors, far apart: the nearest neighbour of each is itself under any metric Chroma offers.
 VECTORS = {f"v{n}": [1.0 if d == n else 0.0 for d in range(DIMENSION)] for n in range(DIMENSION)}
 
@@ -124,7 +125,7 @@ class AcceptanceRun:
         await self._step("health", self._health)
         await self._step("admin /status", self._read_status)
         for path in ADMIN_DOCUMENTS:
-            if path != "/status":
+            if path not in ("/status", "/wal/entries"):  # /wal/entries is read once the run has written
                 await self._step(f"admin {path}", functools.partial(self._admin_document, path))
         await self._step("admin /dashboard", self._dashboard)
         await self._step("metrics", self._metrics)
@@ -134,6 +135,7 @@ class AcceptanceRun:
                 "write visible at once", self._write
             ):
                 await self._step("write applied on every instance", self._replicated)
+                await self._step("admin /wal/entries", self._logged)
                 await self._step("query finds the nearest neighbour", self._query)
                 await self._step("delete by id", self._delete_by_id)
                 await self._step("delete by where", self._delete_by_where)
@@ -235,6 +237,17 @@ class AcceptanceRun:
                 waited = now - started
                 raise CheckFailed(f"not applied within {waited:.1f}s: {describe_lag(behind, seq)}", sorted(behind))
             await asyncio.sleep(POLL_S)
+
+    async def _logged(self) -> str:
+        """The log shows the write: the entries before its head include this run's add, with its outcome."""
+        head = int((await self._json("GET", "/wal/status", admin=True))["head"])
+        document = await self._json("GET", f"/wal/entries?seq={head}&before={ENTRIES_SHOWN}&after=0", admin=True)
+        judge_document("/wal/entries", document)
+        ours = [e for e in document["entries"] if e["op"] == "add" and self._collection_id in e["path"]]
+        if not ours:
+            return f"{len(document['entries'])} entries shown; this run's add is older than the last {ENTRIES_SHOWN}"
+        outcome = ours[-1]["outcome"] or {}
+        return f"this run's add at seq {ours[-1]['seq']}, answered {outcome.get('status')} by {outcome.get('instance')}"
 
     async def _query(self) -> str:
         for rid, vector in VECTORS.items():

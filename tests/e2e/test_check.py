@@ -74,6 +74,7 @@ def test_check_passes_on_a_healthy_cluster_and_removes_its_collection(
         "metrics",
         "write visible at once",
         "write applied on every instance",
+        "admin /wal/entries",
         "query finds the nearest neighbour",
         "delete by id",
         "delete by where",
@@ -83,10 +84,11 @@ def test_check_passes_on_a_healthy_cluster_and_removes_its_collection(
         assert by_name[name]["status"] == "pass", by_name[name]
     assert "applied on 2 instances within" in str(by_name["write applied on every instance"]["detail"])
     assert by_name["document-level delete"]["status"] == "skipped"  # not configured on this gateway
+    assert "this run's add at seq" in str(by_name["admin /wal/entries"]["detail"])
 
     table = check(gateway.url)
     assert table.returncode == 0, table.stdout + table.stderr
-    assert "write applied on every instance" in table.stdout and "OK: 20 checks, none failed" in table.stdout
+    assert "write applied on every instance" in table.stdout and "OK: 21 checks, none failed" in table.stdout
 
     wait_drained(gateway.url)
     for url in [gateway.url, *(s.url for s in chroma_pair)]:
