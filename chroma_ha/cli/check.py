@@ -17,6 +17,7 @@ from rich.table import Table
 
 from ..ops.acceptance import FAIL, PASS, CheckReport
 from ..ops.acceptance_run import run_check
+from .remote import resolve_admin_token
 
 _STYLE = {PASS: "[green]pass[/green]", FAIL: "[red]FAIL[/red]"}
 
@@ -48,7 +49,7 @@ def _checked_url(url: str) -> str:
 
 @click.command()
 @click.option("--url", required=True, help="The gateway (or the load balancer in front of the gateways)")
-@click.option("--admin-token", default="", help="The admin token, when one is set")
+@click.option("--admin-token", default="", help="The admin token, when one is set [default: CHROMA_HA_ADMIN_TOKEN]")
 @click.option("--token", default="", help="A data token, sent as Authorization: Bearer on Chroma's routes")
 @click.option(
     "--timeout",
@@ -67,7 +68,7 @@ def check(url: str, admin_token: str, token: str, timeout: float, tenant: str, d
         run_check(
             _checked_url(url),
             timeout=timeout,
-            admin_token=admin_token,
+            admin_token=resolve_admin_token(admin_token),
             token=token,
             tenant=tenant,
             database=database,

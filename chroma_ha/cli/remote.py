@@ -17,6 +17,9 @@ from urllib.parse import urlencode, urlsplit
 import click
 import orjson
 
+from ..errors import SettingsError
+from ..settings import Settings
+
 F = Callable[..., Any]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -67,17 +70,30 @@ def _document(body: bytes) -> Any:
         return {"message": body[:300].decode(errors="replace")}
 
 
+def resolve_admin_token(given: str) -> str:
+    """The token given, else the gateway's own setting (`CHROMA_HA_ADMIN_TOKEN`), so that it need not be typed
+    where `ps` shows it."""
+    if given:
+        return given
+    try:
+        return Settings.load().admin.token
+    except SettingsError as exc:
+        raise click.UsageError(f"bad setting {exc}") from None
+
+
 def remote_options(fn: F) -> F:
     """--url, --admin-token and --timeout, handed to the command as one `remote`."""
 
     @click.option("--url", default=DEFAULT_URL, show_default=True, help="The gateway's URL")
-    @click.option("--admin-token", default="", help="The admin token, when the gateway has one")
+    @click.option(
+        "--admin-token", default="", help="The admin token, when the gateway has one [default: CHROMA_HA_ADMIN_TOKEN]"
+    )
     @click.option(
         "--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per request"
     )
     @functools.wraps(fn)
     def wrapper(url: str, admin_token: str, timeout: float, **kwargs: Any) -> Any:
-        return fn(remote=Remote(url, admin_token, timeout), **kwargs)
+        return fn(remote=Remote(url, resolve_admin_token(admin_token), timeout), **kwargs)
 
     return wrapper
 

@@ -20,11 +20,11 @@ from tests.harness import GatewayProcess, wait_drained, wait_for
 COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 
 
-def check(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
+def check(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
     return subprocess.run(
         [sys.executable, "-m", "chroma_ha", "check", "--url", url, *args],
-        env={**env, "COLUMNS": "200"},
+        env={**clean, "COLUMNS": "200", **(env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -105,6 +105,9 @@ def test_check_proves_auth_and_document_deletion_where_configured(
     assert by_name["auth"]["status"] == "pass" and "401" in str(by_name["auth"]["detail"])
     assert by_name["document-level delete"]["status"] == "pass"
     assert "check-admin-secret" not in completed.stdout
+
+    from_setting = check(gateway.url, "--json", env={"CHROMA_HA_ADMIN_TOKEN": "check-admin-secret"})
+    assert from_setting.returncode == 0, from_setting.stdout  # the gateway's own variable, not typed where ps shows it
 
     refused = check(gateway.url, "--json")  # no admin token: the admin documents are refused
     assert refused.returncode == 1
