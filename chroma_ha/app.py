@@ -16,7 +16,7 @@ from .cluster.limits import BatchLimits, Limits
 from .cluster.progress import Progress
 from .cluster.stats import ApplierStats, WriteStats
 from .errors import SettingsError, StoreError
-from .gateway.admin import admin_routes
+from .gateway.admin import admin_actions, admin_routes
 from .gateway.api import ChromaApi
 from .gateway.consistency import LogFollower, LogIndex
 from .gateway.deletes import DocumentDeletes, LimitedDeletes
@@ -25,6 +25,7 @@ from .gateway.reads import ReadPath
 from .gateway.server import Routes
 from .gateway.writes import WritePath
 from .ops.alerts import Alerts
+from .ops.cluster_stats import ClusterStats
 from .ops.metrics import Metrics
 from .ops.monitor import ResourceMonitor
 from .ops.pressure import Thresholds
@@ -32,6 +33,7 @@ from .ops.status import AdminDocuments
 from .ops.view import ClusterView
 from .replication.applier import Applier
 from .replication.bootstrap import Bootstrapper
+from .replication.maintenance import Maintenance
 from .replication.retention import Retention
 from .settings import Settings
 from .store import LogStore, open_store
@@ -75,6 +77,7 @@ class Gateway:
             dedup_window=s.alerts.dedup_window,
             min_interval=s.alerts.min_interval,
             rate_per_minute=s.alerts.rate_per_minute,
+            claims=self.store,
         )
         self.health.on_change(self.alerts.instance_changed)
         self.bootstrap, self.appliers = self._replication()
@@ -145,14 +148,20 @@ class Gateway:
             started_at=self.started_at,
             retention_status=self.retention.status_document,
         )
-        self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
+        self.cluster_stats = ClusterStats(
+            self.store, s.gateway_id, self.write_stats, self.applier_stats, self.started_at, s.monitor.interval
+        )
+        self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics, self.cluster_stats)
         self.api = ChromaApi(
             reads=self.reads,
             writes=self.writes,
             observe=self.metrics.observe_request,
             reset=self.reset if s.admin.allow_reset else None,
         )
-        self.routes = Routes(self.api, admin_routes(self.documents, s.admin.token))
+        self.maintenance = Maintenance(self.store, self.retention, self.appliers, self.health)
+        self.routes = Routes(
+            self.api, admin_routes(self.documents, s.admin.token), admin_actions(self.maintenance, s.admin.token)
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -208,6 +217,7 @@ class Gateway:
         self._spawn("alerts", self.alerts.run)
         self._spawn("monitor", self.monitor.run)
         self._spawn("retention", self.retention.run)
+        self._spawn("cluster-stats", self.cluster_stats.run)
         if self.settings.is_postgres:
             self._spawn("cursor-follower", self._follow_remote_cursors)
 

@@ -25,7 +25,9 @@ def chroma_executable() -> str:
         return str(beside)
     found = shutil.which("chroma")
     if found is None:
-        raise RuntimeError("the `chroma` command of the chromadb package is not installed")
+        raise RuntimeError(
+            "the `chroma` command of the chromadb package is not installed: pip install 'chroma-ha[local]'"
+        )
     return found
 
 

@@ -1,5 +1,7 @@
-"""The admin API over HTTP: health, status, the state and statistics of the log, metrics, recommendations, the
-dashboard. The documents come from an `AdminSource` (operations builds them); this module only serves them.
+"""The admin API over HTTP: health, status, the state, contents and statistics of the log, metrics, recommendations,
+the dashboard, and two actions (a manual prune, a forced rebuild of an instance). The documents come from an
+`AdminSource` (operations builds them) and the actions from `AdminActions` (replication carries them out); this
+module only serves them and checks their parameters, answering bad ones with 400 in Chroma's error shape.
 
 Every route but /health and /metrics asks for the admin token when one is set (see `guarded`).
 """
@@ -12,6 +14,7 @@ import contextlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -30,12 +33,25 @@ class AdminSource(Protocol):
     async def health(self) -> tuple[dict[str, Any], int]: ...
     async def status(self) -> dict[str, Any]: ...
     async def wal_status(self) -> dict[str, Any]: ...
-    def wal_stats(self) -> dict[str, Any]: ...
+    async def wal_stats(self) -> dict[str, Any]: ...
     async def metrics(self, *, as_json: bool) -> tuple[bytes | dict[str, Any], str]: ...
     async def recommendations(self) -> dict[str, Any]: ...
     def openapi(self) -> dict[str, Any]: ...
     def dashboard_page(self) -> bytes: ...
     async def dashboard_data(self) -> dict[str, Any]: ...
+    async def wal_entries(self, seq: int, before: int, after: int) -> dict[str, Any]: ...
+    async def wal_divergences(self, instance: str, include_resolved: bool) -> dict[str, Any]: ...
+
+
+class AdminActions(Protocol):
+    """What the admin API may change: each answers (document, HTTP status)."""
+
+    async def prune(self, upto: int | None, older_than: float) -> tuple[dict[str, Any], int]: ...
+    async def rebuild(self, instance: str) -> tuple[dict[str, Any], int]: ...
+
+
+class BadParameter(ValueError):
+    """A query parameter or body field of an admin route that cannot be used; its message says which and why."""
 
 
 def json_response(data: Any, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> HttpResponse:
@@ -74,6 +90,56 @@ def guarded(endpoint: Endpoint, token: str, *, browser: bool = False) -> Endpoin
     return check
 
 
+def _bad(message: str) -> HttpResponse:
+    return json_response({"error": "InvalidArgumentError", "message": message}, 400)
+
+
+def _params(request: HttpRequest) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(request.query, keep_blank_values=True).items()}
+
+
+def _int(params: dict[str, Any], name: str, default: int | None, *, low: int = 0) -> int | None:
+    value = params.get(name, default)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadParameter(f"{name} must be an integer, not {value!r}") from None
+    if isinstance(value, bool) or number < low:
+        raise BadParameter(f"{name} must be an integer of at least {low}, not {value!r}")
+    return number
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    value = params.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0", ""):
+        raise BadParameter(f"{name} must be true or false, not {value!r}")
+    return value in ("true", "1")
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise BadParameter("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadParameter("the body must be a JSON object")
+    return body
+
+
+def checked(endpoint: Endpoint) -> Endpoint:
+    async def answer(request: HttpRequest) -> HttpResponse:
+        try:
+            return await endpoint(request)
+        except BadParameter as exc:
+            return _bad(str(exc))
+
+    return answer
+
+
 def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
     """Path -> endpoint; every admin route is a GET."""
     page = source.dashboard_page()
@@ -89,7 +155,7 @@ def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
         return json_response(await source.wal_status())
 
     async def wal_stats(request: HttpRequest) -> HttpResponse:
-        return json_response(source.wal_stats())
+        return json_response(await source.wal_stats())
 
     async def metrics(request: HttpRequest) -> HttpResponse:
         body, content_type = await source.metrics(as_json="application/json" in _header(request, b"accept"))
@@ -110,14 +176,54 @@ def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
         body = orjson.dumps(await source.dashboard_data())
         return HttpResponse(200, body, [(b"content-type", JSON), _NO_STORE])
 
+    async def wal_entries(request: HttpRequest) -> HttpResponse:
+        params = _params(request)
+        seq = _int(params, "seq", None, low=1)
+        if seq is None:
+            raise BadParameter("seq is required: the entries around which seq?")
+        before, after = _int(params, "before", 5), _int(params, "after", 5)
+        assert before is not None and after is not None
+        return json_response(await source.wal_entries(seq, before, after))
+
+    async def wal_divergences(request: HttpRequest) -> HttpResponse:
+        params = _params(request)
+        document = await source.wal_divergences(params.get("instance", ""), _flag(params, "include_resolved"))
+        return json_response(document)
+
     return {
         "/health": health,
         "/metrics": metrics,
         "/status": guarded(status, token),
         "/wal/status": guarded(wal_status, token),
         "/wal/stats": guarded(wal_stats, token),
+        "/wal/entries": guarded(checked(wal_entries), token),
+        "/wal/divergences": guarded(checked(wal_divergences), token),
         "/recommendations": guarded(recommendations, token),
         "/admin/openapi.json": guarded(openapi, token),
         "/dashboard": guarded(dashboard, token, browser=True),
         "/dashboard/data": guarded(dashboard_data, token, browser=True),
+    }
+
+
+def admin_actions(actions: AdminActions, token: str) -> dict[str, Endpoint]:
+    """Path -> endpoint of the routes that change something; every one is a POST with a JSON body."""
+
+    async def prune(request: HttpRequest) -> HttpResponse:
+        body = _body(request)
+        older_than = body.get("older_than", 0.0)
+        if isinstance(older_than, bool) or not isinstance(older_than, int | float) or older_than < 0:
+            raise BadParameter(f"older_than must be a number of seconds of at least 0, not {older_than!r}")
+        document, status = await actions.prune(_int(body, "upto", None), float(older_than))
+        return json_response(document, status)
+
+    async def rebuild(request: HttpRequest) -> HttpResponse:
+        instance = _body(request).get("instance")
+        if not isinstance(instance, str) or not instance:
+            raise BadParameter("instance is required: the URL of the instance to rebuild")
+        document, status = await actions.rebuild(instance.rstrip("/"))
+        return json_response(document, status)
+
+    return {
+        "/wal/prune": guarded(checked(prune), token),
+        "/instances/bootstrap": guarded(checked(rebuild), token),
     }

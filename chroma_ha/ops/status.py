@@ -12,7 +12,9 @@ from .. import __version__
 from ..cluster.limits import BatchLimits
 from ..errors import StoreError
 from .alerts import Alerts
+from .cluster_stats import ClusterStats
 from .dashboard import dashboard_data, dashboard_page
+from .log_documents import divergences_document, entries_around
 from .metrics import PROMETHEUS_CONTENT_TYPE, Metrics, percentiles
 from .monitor import ResourceMonitor, log_positions
 from .openapi import admin_openapi
@@ -29,11 +31,14 @@ def _limits(limits: BatchLimits) -> dict[str, int]:
 
 
 class AdminDocuments:
-    def __init__(self, view: ClusterView, monitor: ResourceMonitor, alerts: Alerts, metrics: Metrics) -> None:
+    def __init__(
+        self, view: ClusterView, monitor: ResourceMonitor, alerts: Alerts, metrics: Metrics, cluster: ClusterStats
+    ) -> None:
         self.view = view
         self.monitor = monitor
         self.alerts = alerts
         self._metrics = metrics
+        self.cluster = cluster
 
     async def health(self) -> tuple[dict[str, Any], int]:
         """Is the gateway serving, what is up, and which of reads and writes it can take: reads while an instance is
@@ -151,7 +156,7 @@ class AdminDocuments:
             "retention": view.retention_status(),  # instances released from holding back pruning
         }
 
-    def wal_stats(self) -> dict[str, Any]:
+    async def wal_stats(self) -> dict[str, Any]:
         view, monitor = self.view, self.monitor
         monitor.update_rates(time.time())
         stats = view.applier_stats
@@ -189,7 +194,14 @@ class AdminDocuments:
             "rejections": sum(s.rejections for s in stats.values()),
             "lag_seconds": {k: round(v, 4) for k, v in lags.items()},
             "instances": by_instance,
+            "cluster": await self.cluster.document(),
         }
+
+    async def wal_entries(self, seq: int, before: int, after: int) -> dict[str, Any]:
+        return await entries_around(self.view.store, seq, before, after)
+
+    async def wal_divergences(self, instance: str, include_resolved: bool) -> dict[str, Any]:
+        return await divergences_document(self.view.store, instance, include_resolved)
 
     async def metrics(self, *, as_json: bool) -> tuple[bytes | dict[str, Any], str]:
         """Prometheus text (the body and its content type), or the latest resource figures as a document."""
@@ -228,7 +240,9 @@ class AdminDocuments:
         return dashboard_page()
 
     async def dashboard_data(self) -> dict[str, Any]:
-        return await dashboard_data(self.view, self.monitor, self.alerts)
+        data = await dashboard_data(self.view, self.monitor, self.alerts)
+        data["cluster"] = await self.cluster.document()
+        return data
 
 
 def resources_document(sample: Sample) -> dict[str, Any]:

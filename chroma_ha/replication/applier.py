@@ -117,6 +117,7 @@ class Applier:
         self._incarnation: Incarnation | None = None
         self._lease_until = 0.0
         self._must_check = True
+        self._rebuild = False  # asked for by an operator: clear and copy the instance even if it is in step
         self._paused = asyncio.Lock()
         self._strikes = Strikes(GIVE_UP_AFTER)
         health.on_change(self._on_health_change)
@@ -146,6 +147,17 @@ class Applier:
         await self._store.set_cursor(self.instance, seq, incarnation.id)
         self._cursor, self._incarnation = seq, incarnation
         self._progress.set_cursor(self.instance, seq)
+
+    def request_rebuild(self) -> None:
+        """Rebuild the instance at the next turn of the loop: forget its ids, clear it and copy every collection from
+        an in-sync instance (a bootstrap, whatever the log still holds), then apply the log from the copy's seq.
+        Until it has succeeded, each turn tries again."""
+        self._rebuild = True
+        self._must_check = True
+
+    @property
+    def rebuild_requested(self) -> bool:
+        return self._rebuild
 
     async def close(self) -> None:
         """Give the lease back, so another gateway can take this instance over at once."""
@@ -232,7 +244,18 @@ class Applier:
         oldest = await self._store.oldest_seq()
         # pruned past its cursor: entries it never applied are gone, only a bootstrap brings it back
         behind = self._bootstrapper is not None and known is not None and known.seq + 1 < oldest
-        if known is not None and known.incarnation == marker.id and not behind:
+        if self._rebuild and self._bootstrapper is not None:
+            # a rebuild asked for: a copy from an in-sync instance, also when the log could replay it
+            log.warning("instance %s: rebuilding it, as asked", self.instance)
+            self._catalog.forget(self.instance)
+            await self._store.forget_instance(self.instance)
+            await self._store.drop_bootstrap(self.instance)  # a copy asked for starts afresh, never resumes
+            self.state = "bootstrapping"
+            start = await self._bootstrapper(self.instance)
+            await self._store.set_cursor(self.instance, start, marker.id)
+            self._cursor = start
+            self._rebuild = False
+        elif known is not None and known.incarnation == marker.id and not behind:
             self._cursor = known.seq
         elif known is not None and not known.incarnation and known.seq == 0 and not behind:
             await self._store.set_cursor(self.instance, 0, marker.id)

@@ -64,6 +64,7 @@ class BootstrapStatus:
     source: str = ""
     start_seq: int | None = None
     collections_total: int = 0
+    collections_done: int = 0  # those whose every page the target holds
     records_total: int = 0
     records_copied: int = 0  # by this gateway, in this run
     pages_total: int = 0
@@ -299,6 +300,7 @@ class Bootstrapper:
         dst = ChromaInstance(self._client, book.target)
         gone: set[int] = set()
         async for page in book.pages_after(position):
+            status.collections_done = page.collection  # pages come in the order of the collections
             pair = plan.pairs[page.collection]
             if page.collection not in gone:
                 records = await src.get(pair.source, ids=page.ids, include=list(ALL_FIELDS))
@@ -309,6 +311,7 @@ class Bootstrapper:
                     status.records_copied += len(records)
             await book.reached(page.number)
             status.pages_copied += 1
+        status.collections_done = len(plan.pairs)
 
 
 async def _clear(instance: ChromaInstance, tenants: list[str]) -> None:

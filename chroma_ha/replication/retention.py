@@ -126,12 +126,19 @@ class Retention:
         self.released = found.released
         return found.seq
 
-    async def prune_once(self, now: float | None = None) -> int:
+    async def prune_once(
+        self, now: float | None = None, *, upto: int | None = None, window: float | None = None
+    ) -> int:
+        """Prune what every instance holding pruning back applied and is older than the window (`window` instead of
+        the retention, for a manual prune) or beyond the size cap, and at most up to `upto`."""
         now = time.time() if now is None else now
         floor = await self.floor(now)
+        if upto is not None:
+            floor = min(floor, upto)
+        retention = self._retention if window is None else window
         oldest, head = await self._store.oldest_seq(), await self._store.head()
         upto = max(
-            await self._expired_upto(floor, now - self._retention), capped_upto(oldest, head, floor, self._max_entries)
+            await self._expired_upto(floor, now - retention), capped_upto(oldest, head, floor, self._max_entries)
         )
         pruned = 0
         for step in range(oldest - 1 + PRUNE_STEP, upto + PRUNE_STEP, PRUNE_STEP):

@@ -37,11 +37,13 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    ALERT_CLAIMS,
     Applied,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
@@ -58,6 +60,9 @@ DEFAULT_MIN_CONNECTIONS = 1
 DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_POOL_TIMEOUT_S = 30.0
+# Asked for on every connection: a database created as SQL_ASCII (initdb where no locale is set) would otherwise
+# hand text back as bytes, and every entry's path with it.
+CLIENT_ENCODING = "utf8"
 # A LISTEN connection that has heard nothing for this long is pinged: a dead peer that the OS has not noticed
 # would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
 LISTEN_PING_INTERVAL_S = 30.0
@@ -149,7 +154,7 @@ class PostgresStore:
             min_size=min_connections,
             max_size=max_connections,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "client_encoding": CLIENT_ENCODING},
             configure=_configure,
             check=AsyncConnectionPool.check_connection,
             timeout=pool_timeout,
@@ -244,6 +249,7 @@ class PostgresStore:
             conn = await psycopg.AsyncConnection.connect(
                 self.dsn,
                 autocommit=True,
+                client_encoding=CLIENT_ENCODING,
                 connect_timeout=max(1, round(self._connect_timeout)),
                 application_name=LISTENER_APPLICATION_NAME,
             )
@@ -507,6 +513,27 @@ class PostgresStore:
     async def recommendations(self, limit: int = 100) -> list[Recommendation]:
         rows = await self._fetchall(Q["recommendations"], (limit,))
         return [Recommendation(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        if status not in ALERT_CLAIMS:
+            raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+        params = {"key": key, "owner": owner, "window": window, "stale": stale}
+        async with self._connection() as conn:
+            cur = await conn.execute(Q[f"claim_alert_{status}"], params)
+            return await cur.fetchone() is not None
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._execute(Q["touch_alerts"], (list(keys),))
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(Q["publish_gateway_stats"], (gateway, _json(stats)))
+            await conn.execute(Q["forget_gateway_stats"], (forget_after,))
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        rows = await self._fetchall(Q["gateway_stats"], (max_age,))
+        return [GatewayStats(r[0], r[1], max(0.0, r[2]), r[3]) for r in rows]
 
     async def reset(self) -> None:
         """Forget the log, the catalog and the divergences; `seq` keeps counting from the old head."""

@@ -29,11 +29,13 @@ import orjson
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    ALERT_CLAIMS,
     Applied,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
@@ -435,6 +437,34 @@ class SQLiteStore:
         def fetch(c: sqlite3.Connection) -> list[Recommendation]:
             rows = c.execute(Q["recommendations"], (limit,))
             return [Recommendation(r[0], r[1], r[2], r[3], orjson.loads(r[4])) for r in rows]
+
+        return await self._read(fetch)
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        if status not in ALERT_CLAIMS:
+            raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+        params = {"key": key, "owner": owner, "window": window, "stale": stale, "now": time.time()}
+        query = Q[f"claim_alert_{status}"]
+        return await self._write(lambda c: c.execute(query, params).fetchone() is not None)
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        if keys:
+            now = time.time()
+            await self._write(lambda c: c.executemany(Q["touch_alert"], [(now, k) for k in keys]))
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        def publish(c: sqlite3.Connection) -> None:
+            now = time.time()
+            c.execute(Q["publish_gateway_stats"], (gateway, now, orjson.dumps(stats).decode()))
+            c.execute(Q["forget_gateway_stats"], (now - forget_after,))
+
+        await self._write(publish)
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        def fetch(c: sqlite3.Connection) -> list[GatewayStats]:
+            now = time.time()
+            rows = c.execute(Q["gateway_stats"], (now, now - max_age))
+            return [GatewayStats(r[0], r[1], max(0.0, r[2]), orjson.loads(r[3])) for r in rows]
 
         return await self._read(fetch)
 

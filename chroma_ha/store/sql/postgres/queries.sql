@@ -185,3 +185,48 @@ SELECT page, body FROM bootstrap_pages WHERE instance = %s AND page >= %s ORDER 
 
 -- name: drop_bootstrap
 DELETE FROM bootstrap_pages WHERE instance = %s
+
+-- name: claim_alert_firing
+-- Alert claims: each statement returns a row only when this gateway's claim made the change, so exactly one of
+-- the gateways claiming the same change sends its message. Times from the database clock, as for leases.
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner)
+VALUES (%(key)s, TRUE, extract(epoch FROM clock_timestamp())::float8, extract(epoch FROM clock_timestamp())::float8,
+        %(owner)s)
+ON CONFLICT (key) DO UPDATE SET firing = TRUE, sent_at = excluded.sent_at, seen_at = excluded.seen_at,
+    owner = excluded.owner
+WHERE NOT alert_claims.firing OR alert_claims.seen_at < excluded.seen_at - %(stale)s
+RETURNING key
+
+-- name: claim_alert_reminder
+UPDATE alert_claims SET sent_at = extract(epoch FROM clock_timestamp())::float8,
+    seen_at = extract(epoch FROM clock_timestamp())::float8, owner = %(owner)s
+WHERE key = %(key)s AND firing AND sent_at <= extract(epoch FROM clock_timestamp())::float8 - %(window)s
+RETURNING key
+
+-- name: claim_alert_resolved
+UPDATE alert_claims SET firing = FALSE, sent_at = extract(epoch FROM clock_timestamp())::float8, owner = %(owner)s
+WHERE key = %(key)s AND firing
+RETURNING key
+
+-- name: claim_alert_event
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner)
+VALUES (%(key)s, FALSE, extract(epoch FROM clock_timestamp())::float8, extract(epoch FROM clock_timestamp())::float8,
+        %(owner)s)
+ON CONFLICT (key) DO UPDATE SET sent_at = excluded.sent_at, seen_at = excluded.seen_at, owner = excluded.owner
+WHERE alert_claims.sent_at <= excluded.sent_at - %(window)s
+RETURNING key
+
+-- name: touch_alerts
+UPDATE alert_claims SET seen_at = extract(epoch FROM clock_timestamp())::float8 WHERE key = ANY(%s) AND firing
+
+-- name: publish_gateway_stats
+INSERT INTO gateway_stats (gateway, updated_at, stats) VALUES (%s, extract(epoch FROM clock_timestamp())::float8, %s)
+ON CONFLICT (gateway) DO UPDATE SET updated_at = excluded.updated_at, stats = excluded.stats
+
+-- name: forget_gateway_stats
+DELETE FROM gateway_stats WHERE updated_at < extract(epoch FROM clock_timestamp())::float8 - %s
+
+-- name: gateway_stats
+SELECT gateway, updated_at, extract(epoch FROM clock_timestamp())::float8 - updated_at, stats FROM gateway_stats
+WHERE updated_at >= extract(epoch FROM clock_timestamp())::float8 - %s
+ORDER BY gateway

@@ -145,3 +145,39 @@ SELECT page, body FROM bootstrap_pages WHERE instance = ? AND page >= ? ORDER BY
 
 -- name: drop_bootstrap
 DELETE FROM bootstrap_pages WHERE instance = ?
+
+-- name: claim_alert_firing
+-- Alert claims: each statement returns a row only when this claim made the change (see the PostgreSQL dialect).
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner) VALUES (:key, 1, :now, :now, :owner)
+ON CONFLICT (key) DO UPDATE SET firing = 1, sent_at = excluded.sent_at, seen_at = excluded.seen_at,
+    owner = excluded.owner
+WHERE NOT alert_claims.firing OR alert_claims.seen_at < excluded.seen_at - :stale
+RETURNING key
+
+-- name: claim_alert_reminder
+UPDATE alert_claims SET sent_at = :now, seen_at = :now, owner = :owner
+WHERE key = :key AND firing AND sent_at <= :now - :window
+RETURNING key
+
+-- name: claim_alert_resolved
+UPDATE alert_claims SET firing = 0, sent_at = :now, owner = :owner WHERE key = :key AND firing
+RETURNING key
+
+-- name: claim_alert_event
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner) VALUES (:key, 0, :now, :now, :owner)
+ON CONFLICT (key) DO UPDATE SET sent_at = excluded.sent_at, seen_at = excluded.seen_at, owner = excluded.owner
+WHERE alert_claims.sent_at <= excluded.sent_at - :window
+RETURNING key
+
+-- name: touch_alert
+UPDATE alert_claims SET seen_at = ? WHERE key = ? AND firing
+
+-- name: publish_gateway_stats
+INSERT INTO gateway_stats (gateway, updated_at, stats) VALUES (?, ?, ?)
+ON CONFLICT (gateway) DO UPDATE SET updated_at = excluded.updated_at, stats = excluded.stats
+
+-- name: forget_gateway_stats
+DELETE FROM gateway_stats WHERE updated_at < ?
+
+-- name: gateway_stats
+SELECT gateway, updated_at, ? - updated_at, stats FROM gateway_stats WHERE updated_at >= ? ORDER BY gateway
