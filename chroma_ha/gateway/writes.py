@@ -88,8 +88,9 @@ class WritePath:
         self._probe_since = 0.0
 
     async def handle(
-        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes, *, author: str = ""
     ) -> WriteResult:
+        """`author`: the name of the token that made the write, logged with it ("" when auth is off)."""
         payload = parse_body(route.op, body)
         if payload is not None:
             # logged as parsed: an instance applying the entry alone, and one applying it merged into a batch,
@@ -120,6 +121,7 @@ class WritePath:
             collection_id=canonical,
             scope=_scope(route, payload),
             extra=extra,
+            author=author,
         )
         seq = await self._append(entry, created)
         if self._ack == "log":

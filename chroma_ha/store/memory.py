@@ -53,6 +53,7 @@ class _Row:
     collection_id: str | None
     scope: str
     extra: bytes
+    author: str
     outcome: Outcome | None = None
 
     def entry(self) -> Entry:
@@ -69,6 +70,7 @@ class _Row:
             scope=self.scope,
             extra=orjson.loads(self.extra),
             outcome=self.outcome,
+            author=self.author,
         )
 
     def key(self) -> EntryKey:
@@ -89,6 +91,7 @@ def _row(seq: int, now: float, e: NewEntry) -> _Row:
         e.collection_id,
         e.scope,
         orjson.dumps(e.extra),
+        e.author,
     )
 
 

@@ -93,6 +93,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=row[10],
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -116,6 +117,7 @@ def _row(e: NewEntry) -> tuple[Any, ...]:
         e.collection_id,
         e.scope,
         _json(e.extra),
+        e.author,
     )
 
 

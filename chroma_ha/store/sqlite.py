@@ -83,6 +83,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=orjson.loads(row[10]),
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -197,6 +198,7 @@ class SQLiteStore:
                 e.collection_id,
                 e.scope,
                 orjson.dumps(e.extra),
+                e.author,
             )
             for e in entries
         ]
