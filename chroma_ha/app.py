@@ -53,7 +53,9 @@ class Gateway:
         self.started_at = time.time()
         # what everything below talks through: the log store and the instances
         self.store = store or open_store(s)
-        self.client = transport or InstanceClient(s.request_timeout, max_answer_bytes=s.max_answer_bytes)
+        self.client = transport or InstanceClient(
+            s.request_timeout, max_answer_bytes=s.max_answer_bytes, credentials=s.headers_for_instances()
+        )
         # the shared view of the cluster
         self.catalog = Catalog(self.store)
         self.progress = Progress(s.instances)
