@@ -15,14 +15,16 @@ from .cluster.health import HealthMonitor
 from .cluster.limits import BatchLimits, Limits
 from .cluster.progress import Progress
 from .cluster.stats import ApplierStats, WriteStats
-from .errors import SettingsError, StoreError
+from .errors import InstanceError, SettingsError, StoreError
 from .gateway.admin import admin_routes
 from .gateway.api import ChromaApi
+from .gateway.auth import Gate
 from .gateway.consistency import LogFollower, LogIndex
 from .gateway.deletes import DocumentDeletes, LimitedDeletes
 from .gateway.http_server import HttpServer
 from .gateway.reads import ReadPath
 from .gateway.server import Routes
+from .gateway.tokens import TokenFileError, parse_token_setting
 from .gateway.writes import WritePath
 from .ops.alerts import Alerts
 from .ops.metrics import Metrics
@@ -141,13 +143,15 @@ class Gateway:
             started_at=self.started_at,
         )
         self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
+        self.gate = _gate(s)
         self.api = ChromaApi(
             reads=self.reads,
             writes=self.writes,
             observe=self.metrics.observe_request,
             reset=self.reset if s.admin.allow_reset else None,
+            gate=self.gate,
         )
-        self.routes = Routes(self.api, admin_routes(self.documents, s.admin.token))
+        self.routes = Routes(self.api, admin_routes(self.documents, self.gate))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -270,15 +274,29 @@ class Gateway:
             await server.stop(STOP_GRACE_S)
             await self.stop()
 
+    def _rebuild(self, reset: list[tuple[str, int, bytes]]) -> None:
+        """The instances a stopped reset did reset are rebuilt from the kept log by their appliers."""
+        for instance, _, _ in reset:
+            self.appliers[instance].recheck()
+
     async def reset(self) -> list[tuple[str, int, bytes]]:
-        """Reset every instance, the catalog and the log (only when allow_reset is set)."""
+        """Reset every instance in turn, then the catalog and the log (only when allow_reset is set). The first
+        instance that refuses or cannot be reached stops it with the log kept: the instances reset before it
+        are rebuilt from the log, as any wiped instance is, and hold nothing meanwhile (their cursors are held)."""
         async with contextlib.AsyncExitStack() as paused:
             for applier in self.appliers.values():
                 await paused.enter_async_context(applier.pause())
-            answers = []
+            answers: list[tuple[str, int, bytes]] = []
             for instance in self.settings.instances:
-                response = await self.client.request(instance, "POST", "/api/v2/reset", idempotent=True)
+                try:
+                    response = await self.client.request(instance, "POST", "/api/v2/reset", idempotent=True)
+                except InstanceError:
+                    self._rebuild(answers)
+                    raise
                 answers.append((instance, response.status, response.body))
+                if not response.ok:
+                    self._rebuild(answers[:-1])
+                    return answers
             await self.store.reset()
             self.catalog.clear()
             self.progress.clear_outcomes()
@@ -291,14 +309,24 @@ class Gateway:
             return answers
 
 
+def _gate(settings: Settings) -> Gate:
+    """Who may do what, from the auth and admin settings; a bad token file or setting stops the start."""
+    try:
+        fixed = parse_token_setting(settings.auth.tokens)
+    except TokenFileError as exc:
+        raise SettingsError("auth_tokens", str(exc)) from None
+    return Gate(admin_token=settings.admin.token, tokens_file=settings.auth.tokens_file, tokens=fixed)
+
+
 async def serve_until_signalled(gateway: Gateway) -> None:
-    """`Gateway.serve`, stopped by SIGINT or SIGTERM."""
+    """`Gateway.serve`, stopped by SIGINT or SIGTERM; SIGHUP reloads the token file."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.gate.reload)
     try:
         await gateway.serve(stop)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)

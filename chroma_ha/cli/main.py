@@ -8,6 +8,7 @@ from .. import __version__
 from .bench import bench
 from .repair import repair
 from .serve import serve
+from .token import token
 from .up import up
 from .verify import verify
 
@@ -23,3 +24,4 @@ cli.add_command(serve)
 cli.add_command(up)
 cli.add_command(verify)
 cli.add_command(repair)
+cli.add_command(token)

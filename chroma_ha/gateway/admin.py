@@ -1,24 +1,21 @@
 """The admin API over HTTP: health, status, the state and statistics of the log, metrics, recommendations, the
 dashboard. The documents come from an `AdminSource` (operations builds them); this module only serves them.
 
-Every route but /health and /metrics asks for the admin token when one is set (see `guarded`).
+Every route but /health and /metrics asks for an admin credential once any credential is configured: the admin
+token, or a data-path token with admin scope (see `guarded`; the gate decides, as it does for reset).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
 
+from .auth import Gate
 from .http_server import HttpRequest, HttpResponse
 
 JSON = b"application/json"
-TOKEN_HEADER = b"x-chroma-ha-token"
 _NO_STORE = (b"cache-control", b"no-store")
 
 Endpoint = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -46,27 +43,13 @@ def _header(request: HttpRequest, name: bytes) -> str:
     return (request.header(name) or b"").decode("latin-1")
 
 
-def presented_tokens(request: HttpRequest) -> list[str]:
-    """Tokens the request carries: `Authorization: Bearer`, `X-Chroma-HA-Token`, or a Basic password (browsers)."""
-    found = [_header(request, TOKEN_HEADER)]
-    scheme, _, value = _header(request, b"authorization").partition(" ")
-    if scheme.lower() == "bearer":
-        found.append(value.strip())
-    elif scheme.lower() == "basic":
-        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
-            found.append(base64.b64decode(value.strip()).decode().partition(":")[2])
-    return [t for t in found if t]
-
-
-def guarded(endpoint: Endpoint, token: str, *, browser: bool = False) -> Endpoint:
-    """Require the admin token when one is set; a browser page asks for it as a Basic password."""
-    if not token:
-        return endpoint
-    expected = token.encode()
+def guarded(endpoint: Endpoint, gate: Gate, *, browser: bool = False) -> Endpoint:
+    """Require an admin credential when the gate knows any (asked per request: a reload may add the first); a
+    browser page asks for it as a Basic password."""
     challenge = 'Basic realm="chroma-ha admin"' if browser else 'Bearer realm="chroma-ha admin"'
 
     async def check(request: HttpRequest) -> HttpResponse:
-        if any(hmac.compare_digest(t.encode(), expected) for t in presented_tokens(request)):
+        if not gate.guards_admin or gate.is_admin(request.headers):
             return await endpoint(request)
         body = {"error": "Unauthorized", "message": "This admin route needs the admin token (Authorization: Bearer)"}
         return json_response(body, 401, [(b"www-authenticate", challenge.encode())])
@@ -74,7 +57,7 @@ def guarded(endpoint: Endpoint, token: str, *, browser: bool = False) -> Endpoin
     return check
 
 
-def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
+def admin_routes(source: AdminSource, gate: Gate) -> dict[str, Endpoint]:
     """Path -> endpoint; every admin route is a GET."""
     page = source.dashboard_page()
 
@@ -113,11 +96,11 @@ def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
     return {
         "/health": health,
         "/metrics": metrics,
-        "/status": guarded(status, token),
-        "/wal/status": guarded(wal_status, token),
-        "/wal/stats": guarded(wal_stats, token),
-        "/recommendations": guarded(recommendations, token),
-        "/admin/openapi.json": guarded(openapi, token),
-        "/dashboard": guarded(dashboard, token, browser=True),
-        "/dashboard/data": guarded(dashboard_data, token, browser=True),
+        "/status": guarded(status, gate),
+        "/wal/status": guarded(wal_status, gate),
+        "/wal/stats": guarded(wal_stats, gate),
+        "/recommendations": guarded(recommendations, gate),
+        "/admin/openapi.json": guarded(openapi, gate),
+        "/dashboard": guarded(dashboard, gate, browser=True),
+        "/dashboard/data": guarded(dashboard_data, gate, browser=True),
     }

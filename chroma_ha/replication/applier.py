@@ -147,6 +147,13 @@ class Applier:
         self._cursor, self._incarnation = seq, incarnation
         self._progress.set_cursor(self.instance, seq)
 
+    def recheck(self) -> None:
+        """The instance may have been wiped behind the applier's back (a reset that stopped half-way): hold its
+        cursor, so no read is sent to it, until the applier has checked which incarnation it is, rebuilding it
+        if it is not the one the cursor belongs to."""
+        self._progress.hold(self.instance)
+        self._must_check = True
+
     async def close(self) -> None:
         """Give the lease back, so another gateway can take this instance over at once."""
         try:

@@ -220,6 +220,32 @@ class AdminSettings(_Checked):
     )
 
 
+def _token_names(entries: tuple[str, ...]) -> list[str]:
+    """The `auth_tokens` setting as /status shows it: the names, never the hashes."""
+    return [entry.partition(":")[0] for entry in entries]
+
+
+@dataclass(frozen=True)
+class AuthSettings(_Checked):
+    """Tokens on the data path: none configured means no authentication, as a Chroma server without auth."""
+
+    tokens_file: str = setting(
+        "auth_tokens_file",
+        "",
+        None,
+        "A TOML file of [[token]] tables (name, sha256, tenants, databases, access, admin), reloaded on SIGHUP",
+        shown_default="none",
+    )
+    tokens: tuple[str, ...] = setting(
+        "auth_tokens",
+        (),
+        None,
+        "Tokens as name:sha256 (hex of the token's SHA-256), comma-separated; each reads and writes everywhere",
+        redact=_token_names,
+        shown_default="none",
+    )
+
+
 @dataclass(frozen=True)
 class AlertSettings(_Checked):
     """Where alerts go, and how often: deduplicated and rate-limited."""
@@ -341,6 +367,7 @@ class Settings(_Checked):
     replication: ReplicationSettings = dataclasses.field(default_factory=ReplicationSettings)
     deletes: DeleteSettings = dataclasses.field(default_factory=DeleteSettings)
     admin: AdminSettings = dataclasses.field(default_factory=AdminSettings)
+    auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     alerts: AlertSettings = dataclasses.field(default_factory=AlertSettings)
     monitor: MonitorSettings = dataclasses.field(default_factory=MonitorSettings)
     # derived in __post_init__ from instances and instance_headers: not settings of their own

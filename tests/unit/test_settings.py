@@ -37,6 +37,7 @@ FLAT_NAMES = {
     "lag_threshold", "backlog_threshold", "down_ratio_threshold", "alert_dedup_window", "alert_min_interval",
     "alert_rate_per_minute", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
     "max_answer_bytes", "instance_headers",
+    "auth_tokens_file", "auth_tokens",
 }  # fmt: skip
 
 # One refused value per setting that has a rule (with what else it needs to be judged alone).
