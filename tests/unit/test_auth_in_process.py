@@ -30,9 +30,7 @@ def token_file(tmp_path: Path) -> str:
     return str(path)
 
 
-async def send(
-    gateway: Gateway, method: str, path: str, body: Any = None, token: str | None = None
-) -> tuple[int, Any]:
+async def send(gateway: Gateway, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
     headers = [(b"content-type", b"application/json")]
     if token is not None:
         headers.append((b"authorization", b"Bearer " + token.encode()))
