@@ -10,9 +10,10 @@ import click
 import uvloop
 
 from ..app import Gateway, serve_until_signalled
-from ..errors import SettingsError
+from ..errors import SettingsError, StoreError
 from ..settings import Settings
 from .options import load_settings, setting_options
+from .secrets import secrets_kept
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,18 @@ def warn_if_open(settings: Settings) -> None:
 
 
 def run_gateway(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM; a port that cannot be bound stops it with a message naming the setting."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    warn_if_open(settings)
-    try:
-        uvloop.run(serve_until_signalled(Gateway(settings)))
-    except SettingsError as exc:
-        raise click.UsageError(f"bad setting {exc}") from None
+    """Serve until SIGINT or SIGTERM; a port that cannot be bound stops it with a message naming the setting, a
+    store that cannot be opened with one naming the store (never its password). Every line it prints, its log
+    included, is scrubbed of the secrets in force."""
+    with secrets_kept(settings):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        warn_if_open(settings)
+        try:
+            uvloop.run(serve_until_signalled(Gateway(settings)))
+        except SettingsError as exc:
+            raise click.UsageError(f"bad setting {exc}") from None
+        except StoreError as exc:
+            raise click.ClickException(f"cannot open the log store: {exc}") from None
 
 
 @click.command()

@@ -24,7 +24,7 @@ Endpoint = Callable[[HttpRequest], Awaitable[HttpResponse]]
 class AdminSource(Protocol):
     """The documents the admin routes serve."""
 
-    async def health(self) -> tuple[dict[str, Any], int]: ...
+    async def health(self, *, full: bool = False) -> tuple[dict[str, Any], int]: ...
     async def status(self) -> dict[str, Any]: ...
     async def wal_status(self) -> dict[str, Any]: ...
     def wal_stats(self) -> dict[str, Any]: ...
@@ -32,6 +32,8 @@ class AdminSource(Protocol):
     async def recommendations(self) -> dict[str, Any]: ...
     def openapi(self) -> dict[str, Any]: ...
     def dashboard_page(self) -> bytes: ...
+    def dashboard_headers(self, page: bytes) -> list[tuple[bytes, bytes]]: ...
+    def data_headers(self) -> list[tuple[bytes, bytes]]: ...
     async def dashboard_data(self) -> dict[str, Any]: ...
 
 
@@ -60,9 +62,12 @@ def guarded(endpoint: Endpoint, gate: Gate, *, browser: bool = False) -> Endpoin
 def admin_routes(source: AdminSource, gate: Gate) -> dict[str, Endpoint]:
     """Path -> endpoint; every admin route is a GET."""
     page = source.dashboard_page()
+    page_headers = source.dashboard_headers(page)  # its Content-Security-Policy, nosniff
+    data_headers = source.data_headers()
 
     async def health(request: HttpRequest) -> HttpResponse:
-        document, status = await source.health()
+        # instance URLs for an admin only (anyone may ask /health: load balancers do)
+        document, status = await source.health(full=not gate.guards_admin or gate.is_admin(request.headers))
         return json_response(document, status)
 
     async def status(request: HttpRequest) -> HttpResponse:
@@ -87,11 +92,11 @@ def admin_routes(source: AdminSource, gate: Gate) -> dict[str, Endpoint]:
         return json_response(source.openapi())
 
     async def dashboard(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(200, page, [(b"content-type", b"text/html; charset=utf-8"), _NO_STORE])
+        return HttpResponse(200, page, [(b"content-type", b"text/html; charset=utf-8"), _NO_STORE, *page_headers])
 
     async def dashboard_data(request: HttpRequest) -> HttpResponse:
         body = orjson.dumps(await source.dashboard_data())
-        return HttpResponse(200, body, [(b"content-type", JSON), _NO_STORE])
+        return HttpResponse(200, body, [(b"content-type", JSON), _NO_STORE, *data_headers])
 
     return {
         "/health": health,
