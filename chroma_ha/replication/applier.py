@@ -67,9 +67,15 @@ class _Transient(InstanceError):
         self.response = response
 
 
+# Retried for as long as they last, never given up: they say nothing of the entry. A Chroma server authenticates
+# nobody, so a 401 or 407 comes from a proxy in front of it refusing the gateway's own credentials (missing, or
+# rotated there first): the entry waits, as it waits for an instance that is down, until the credentials are right.
+RETRIED_WHILE_THEY_LAST = frozenset({401, 407, 429})
+
+
 def is_transient(response: Upstream) -> bool:
-    """5xx and 429 are retried; a few 5xx that Chroma gives deterministically for the payload are not."""
-    if response.status == 429:
+    """5xx, 429, 401 and 407 are retried; a few 5xx that Chroma gives deterministically for the payload are not."""
+    if response.status in RETRIED_WHILE_THEY_LAST:
         return True
     if response.status == 501:
         return False
@@ -347,7 +353,7 @@ class Applier:
     async def _given_up(self, entry: Entry, failure: InstanceError) -> Applied | None:
         """The entry's outcome when this failure is its own (see `Strikes`), else None: retry it."""
         answer = failure.response if isinstance(failure, _Transient) else None
-        if answer is not None and answer.status == 429:
+        if answer is not None and answer.status in RETRIED_WHILE_THEY_LAST:
             return None
         signature = f"{answer.status} {answer.body[:200]!r}" if answer is not None else str(failure)
         if not self._strikes.failed(entry.seq, signature) or not await self._answers_heartbeat():
