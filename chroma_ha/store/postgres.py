@@ -259,7 +259,7 @@ class PostgresStore:
                 application_name=LISTENER_APPLICATION_NAME,
             )
         except psycopg.Error as exc:
-            raise self._failed(exc) from exc
+            raise self._failed(exc, f"cannot connect to {self.name}: ") from exc
         try:
             await conn.execute(Q["listen"])
         except psycopg.Error as exc:
