@@ -6,6 +6,7 @@ odd Authorization headers on the wire."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,7 +21,9 @@ from chromadb.config import Settings
 from chromadb.errors import AuthorizationError, ChromaAuthError
 
 from chroma_ha.gateway.tokens import mint, toml_entry
-from tests.harness import GatewayProcess, admin_client, client_auth, client_headers, wait_for
+from chroma_ha.settings import Settings as GatewaySettings
+from chroma_ha.store import open_store
+from tests.harness import GatewayProcess, admin_client, client_auth, client_headers, on_every_store, wait_for
 
 EMB = [[0.1, 0.2], [0.3, 0.4]]
 
@@ -149,6 +152,35 @@ def test_a_token_scoped_to_one_tenant_is_refused_every_other(guarded: GatewayPro
     # the gateway's own tenant stays the gateway's, whatever the token
     answer = httpx.get(f"{guarded.url}/api/v2/tenants/chroma_ha_system", headers={"x-chroma-token": tokens.rw})
     assert answer.status_code == 403 and answer.json()["error"] != "AuthError"
+
+
+@on_every_store
+def test_every_logged_write_names_the_token_that_made_it(guarded: GatewayProcess, tokens: Tokens) -> None:
+    admin_client(guarded.port, client_auth(tokens.rw)).create_tenant("acme")
+    admin_client(guarded.port, client_auth(tokens.acme)).create_database("default_database", tenant="acme")
+    rw = client(guarded, tokens.rw, "X-Chroma-Token")
+    rw.create_collection("mixed", embedding_function=None).add(ids=["a"], embeddings=[EMB[0]])
+    acme = client(guarded, tokens.acme, tenant="acme", database="default_database")
+    acme.create_collection("theirs", embedding_function=None).add(ids=["b"], embeddings=[EMB[1]])
+    guarded.wait_drained()
+
+    async def authors() -> list[tuple[str, str]]:
+        store = open_store(GatewaySettings.load(env={"CHROMA_HA_STORE": guarded.store}))
+        await store.open()
+        try:
+            return [(e.op, e.author) for e in await store.read(0, 100)]
+        finally:
+            with contextlib.suppress(Exception):
+                await store.close()
+
+    assert asyncio.run(authors()) == [
+        ("create_tenant", "rw"),
+        ("create_database", "acme-app"),
+        ("create_collection", "rw"),
+        ("add", "rw"),
+        ("create_collection", "acme-app"),
+        ("add", "acme-app"),
+    ]
 
 
 def test_identity_answers_the_tokens_scope_and_the_client_takes_its_defaults_from_it(
