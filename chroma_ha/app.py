@@ -53,6 +53,7 @@ class Gateway:
         s = settings
         self.settings = s
         self.started_at = time.time()
+        self.gate = _gate(s)  # who may do what; first, so that a bad token file stops the start before anything
         # what everything below talks through: the log store and the instances
         self.store = store or open_store(s)
         self.client = transport or InstanceClient(
@@ -143,7 +144,6 @@ class Gateway:
             started_at=self.started_at,
         )
         self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
-        self.gate = _gate(s)
         self.api = ChromaApi(
             reads=self.reads,
             writes=self.writes,

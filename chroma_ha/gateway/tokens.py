@@ -165,6 +165,9 @@ def _token(n: int, entry: Any) -> Token:
     unknown = set(entry) - _KEYS
     if unknown:
         raise TokenFileError(f"{where}: unknown key(s) {sorted(unknown)}; the keys are {', '.join(sorted(_KEYS))}")
+    if isinstance(name, str) and name.startswith(TOKEN_PREFIX) and len(name) > len(TOKEN_PREFIX) + 20:
+        # a token pasted where its name goes would be shown in logs and /status: refused, and not repeated
+        raise TokenFileError(f"token {n}: 'name' looks like a token itself; give the token's hash, never the token")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise TokenFileError(f"{where}: 'name' must be 1-100 letters, digits or _.@- (starting with a letter or digit)")
     digest = entry.get("sha256")

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from chroma_ha.app import Gateway
+from chroma_ha.errors import SettingsError
 from chroma_ha.gateway.http_server import HttpRequest
 from chroma_ha.gateway.tokens import toml_entry
-from tests.fake_chroma import FakeCluster, drained, error, in_process
+from tests.fake_chroma import FakeCluster, drained, error, in_process, settings_for
 
 COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 WRITER, READER, ACME, OPS = "cha_writer", "cha_reader", "cha_acme", "cha_ops"
@@ -122,3 +124,13 @@ async def test_with_no_tokens_the_data_path_is_open_and_reset_needs_the_admin_to
     async with in_process(FakeCluster(1), ALLOW_RESET="true") as gateway:
         status, body = await send(gateway, "POST", "/api/v2/reset")
         assert status == 403 and "none is configured" in body["message"]
+
+
+def test_a_bad_token_setting_or_file_stops_the_gateway_naming_the_setting(tmp_path: Path) -> None:
+    cluster = FakeCluster(1)
+    with pytest.raises(SettingsError, match=r"auth_tokens: token 2: expected name:sha256"):
+        Gateway(settings_for(cluster, AUTH_TOKENS=f"ci:{'0' * 64},oops"))
+    bad = tmp_path / "tokens.toml"
+    bad.write_text('[[token]]\nname = "x"\naccess = "write"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"auth_tokens_file: .*tokens.toml: token 1 \('x'\): 'sha256'"):
+        Gateway(settings_for(cluster, AUTH_TOKENS_FILE=str(bad)))

@@ -121,3 +121,14 @@ def test_the_setting_form_is_read_write_everywhere_and_bad_entries_are_named() -
         parse_token_setting([f"ci:{HASH}", f"ci:{OTHER}"])
     with pytest.raises(TokenFileError, match=r"token 1 \('ci'\): 'sha256'"):
         parse_token_setting(["ci:plaintext-token"])
+
+
+def test_a_token_given_as_a_name_is_refused_without_repeating_it() -> None:
+    secret = mint()
+    for refused in (
+        lambda: parse_token_setting([f"{secret}:{HASH}"]),
+        lambda: parse_token_file(f'[[token]]\nname = "{secret}"\nsha256 = "{HASH}"\n'),
+    ):
+        with pytest.raises(TokenFileError, match="looks like a token itself") as error:
+            refused()
+        assert secret not in str(error.value)
