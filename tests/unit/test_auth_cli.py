@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from chroma_ha.cli.main import cli
+from chroma_ha.cli.serve import is_loopback
 from chroma_ha.gateway.auth import Gate
 from chroma_ha.gateway.tokens import ALL, digest_of, parse_token_file
 
@@ -56,3 +57,10 @@ def test_file_appends_the_entry_owner_only_and_the_gate_takes_it(tmp_path: Path)
 def test_a_bad_name_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["token", "new", "--name", "two words"])
     assert result.exit_code == 2 and "--name ('two words'): 'name' must be" in result.output
+
+
+def test_only_loopback_addresses_count_as_closed_to_the_network() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "::", "10.0.0.5", "gateway.internal", "", "192.168.1.1"):
+        assert not is_loopback(host), host
