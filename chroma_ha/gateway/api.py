@@ -112,7 +112,7 @@ class ChromaApi:
         """The token the request is made with (None: auth is off, or the route is open to all), or the 401 or
         403 that answers it."""
         if route.op == "reset":
-            return None if self._gate.is_admin(request.headers) else self._reset_refusal(request)
+            return None if self._gate.is_admin(request.headers, write=True) else self._reset_refusal(request)
         if not self._gate.enabled:
             return None
         created = _created_name(request.body) if route.op == "create_tenant" else None
@@ -127,7 +127,8 @@ class ChromaApi:
         token = self._gate.token(request.headers)
         if isinstance(token, HttpResponse):
             return unauthorized("reset needs an admin token (Authorization: Bearer)")
-        return forbidden(f"reset needs an admin token; token '{token.name}' is not one")
+        why = "is read-only" if token.admin else "is not one"
+        return forbidden(f"reset needs a read-write admin token; token '{token.name}' {why}")
 
     async def _answer(self, route: Route, request: HttpRequest, author: str) -> tuple[HttpResponse, str]:
         method = request.method

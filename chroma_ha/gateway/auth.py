@@ -89,10 +89,12 @@ def refusal(need: Need, token: Token) -> str | None:
     """Why `token` may not do what `need` says (a 403's message), or None when it may."""
     if need.level in (Level.OPEN, Level.ANY):
         return None
-    if need.level is Level.ADMIN:
-        return None if token.admin else f"token '{token.name}' is not an admin token"
+    if need.level is Level.ADMIN and not token.admin:
+        return f"token '{token.name}' is not an admin token"
     if need.write and not token.write:
         return f"token '{token.name}' is read-only"
+    if need.level is Level.ADMIN:
+        return None
     tenant = need.tenant
     if not token.covers_tenant(ALL if tenant is None else tenant):
         what = f"tenant '{tenant}'" if tenant is not None else "a tenant it does not name"
@@ -218,11 +220,12 @@ class Gate:
         found = self._book.find(value)
         return found if found is not None else unauthorized("the token is not known to this gateway")
 
-    def is_admin(self, headers: HeaderPairs) -> bool:
-        """Does the request carry an admin credential: the admin token or a token with admin scope?"""
+    def is_admin(self, headers: HeaderPairs, *, write: bool = False) -> bool:
+        """Does the request carry an admin credential: the admin token or a token with admin scope (and with
+        `write`, read-write too: a read-only admin token, for a dashboard, never resets anything)?"""
         for candidate in admin_candidates(headers):
             found = self._book.find(candidate)
-            if found is not None and found.admin:
+            if found is not None and found.admin and (found.write or not write):
                 return True
         return False
 

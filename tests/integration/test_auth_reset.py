@@ -37,11 +37,12 @@ def test_reset_needs_an_admin_token_and_keeps_the_log_unless_every_instance_rese
 ) -> None:
     first, second = allowing_and_refusing
     urls = [first.url, second.url]
-    rw, ops, admin_token = mint(), mint(), mint()
+    rw, viewer, ops, admin_token = mint(), mint(), mint(), mint()
     tokens = tmp_path / "tokens.toml"
     tokens.write_text(
         toml_entry("rw", rw, ["*"], ["*"], write=True, admin=False)
-        + toml_entry("ops", ops, ["*"], ["*"], write=False, admin=True),
+        + toml_entry("viewer", viewer, ["*"], ["*"], write=False, admin=True)
+        + toml_entry("ops", ops, ["*"], ["*"], write=True, admin=True),
         encoding="utf-8",
     )
     env = {
@@ -63,10 +64,12 @@ def test_reset_needs_an_admin_token_and_keeps_the_log_unless_every_instance_rese
         answer = httpx.post(reset, headers={"authorization": f"Bearer {rw}"}, timeout=30)
         assert answer.json() == {
             "error": "AuthError",
-            "message": "Forbidden: reset needs an admin token; token 'rw' is not one",
+            "message": "Forbidden: reset needs a read-write admin token; token 'rw' is not one",
         }
-        with pytest.raises(ChromaAuthError, match="reset needs an admin token"):
+        with pytest.raises(ChromaAuthError, match="reset needs a read-write admin token"):
             writer.reset()
+        answer = httpx.post(reset, headers={"x-chroma-token": viewer}, timeout=30)  # admin for the dashboard only
+        assert answer.status_code == 403 and "token 'viewer' is read-only" in answer.json()["message"]
         with pytest.raises(AuthorizationError):
             chromadb.HttpClient(host="127.0.0.1", port=gateway.port).reset()
         assert all(len(snapshot(url)["kept"]["records"]) == 3 for url in urls)

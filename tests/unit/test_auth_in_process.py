@@ -17,7 +17,7 @@ from chroma_ha.gateway.tokens import toml_entry
 from tests.fake_chroma import FakeCluster, drained, error, in_process, settings_for
 
 COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"
-WRITER, READER, ACME, OPS = "cha_writer", "cha_reader", "cha_acme", "cha_ops"
+WRITER, READER, ACME, OPS, ROOT = "cha_writer", "cha_reader", "cha_acme", "cha_ops", "cha_root"
 
 
 def token_file(tmp_path: Path) -> str:
@@ -26,7 +26,8 @@ def token_file(tmp_path: Path) -> str:
         toml_entry("writer", WRITER, ["*"], ["*"], write=True, admin=False)
         + toml_entry("reader", READER, ["*"], ["*"], write=False, admin=False)
         + toml_entry("acme-app", ACME, ["acme"], ["*"], write=True, admin=False)
-        + toml_entry("ops", OPS, ["*"], ["*"], write=False, admin=True),
+        + toml_entry("ops", OPS, ["*"], ["*"], write=False, admin=True)
+        + toml_entry("root", ROOT, ["*"], ["*"], write=True, admin=True),
         encoding="utf-8",
     )
     return str(path)
@@ -91,13 +92,15 @@ async def test_reset_needs_an_admin_token_and_keeps_the_log_when_an_instance_ref
         await drained(gateway)
 
         status, body = await send(gateway, "POST", "/api/v2/reset", token=WRITER)
-        assert (status, body["error"]) == (403, "AuthError") and "is not one" in body["message"]
+        assert (status, body["error"]) == (403, "AuthError") and "token 'writer' is not one" in body["message"]
+        status, body = await send(gateway, "POST", "/api/v2/reset", token=OPS)
+        assert status == 403 and "needs a read-write admin token; token 'ops' is read-only" in body["message"]
         assert (await send(gateway, "POST", "/api/v2/reset"))[0] == 401
         assert ("POST", "/api/v2/reset") not in first.requests + second.requests
 
         refusal = error(403, "ChromaError", "Resetting is not allowed by this configuration")
         second.poison = lambda method, path, payload: refusal if path == "/api/v2/reset" else None
-        status, body = await send(gateway, "POST", "/api/v2/reset", token=OPS)
+        status, body = await send(gateway, "POST", "/api/v2/reset", token=ROOT)
         assert status == 403 and body["error"] == "ChromaError"
         assert "refused by instance 2 (403: Resetting is not allowed by this configuration)" in body["message"]
         assert "the log is kept" in body["message"]
@@ -108,7 +111,7 @@ async def test_reset_needs_an_admin_token_and_keeps_the_log_when_an_instance_ref
         assert (await send(gateway, "GET", f"{COLLECTIONS}/kept", token=READER))[1]["id"] == created["id"]
 
         second.poison = None
-        assert await send(gateway, "POST", "/api/v2/reset", token=OPS) == (200, True)
+        assert await send(gateway, "POST", "/api/v2/reset", token=ROOT) == (200, True)
         assert await gateway.store.read(0, 10) == []
         assert first.collections() == {} and second.collections() == {}
 

@@ -85,7 +85,8 @@ def test_a_create_tenant_with_no_name_needs_every_tenant() -> None:
         (Need(Level.OPEN), token(write=False), None),
         (Need(Level.ANY), token(("other",), ("x",), write=False), None),
         (Need(Level.ADMIN, write=True), token(), "is not an admin token"),
-        (Need(Level.ADMIN, write=True), token(("acme",), write=False, admin=True), None),
+        (Need(Level.ADMIN, write=True), token(("acme",), write=False, admin=True), "is read-only"),
+        (Need(Level.ADMIN, write=True), token(("acme",), write=True, admin=True), None),
         (Need(Level.DATABASE, False, "acme", "docs"), token(write=False), None),
         (Need(Level.DATABASE, True, "acme", "docs"), token(write=False), "is read-only"),
         (Need(Level.DATABASE, False, "acme", "docs"), token(("acme",)), None),
@@ -198,6 +199,8 @@ def test_the_admin_check_takes_the_admin_token_and_admin_scoped_tokens_in_every_
         [(b"authorization", b"Bearer wrong"), (b"x-chroma-ha-token", b"adm1n")],
     ):
         assert gate.is_admin(headers), headers
+    assert gate.is_admin([(b"authorization", b"Bearer adm1n")], write=True)  # the admin token may reset
+    assert not gate.is_admin([(b"authorization", b"Bearer cha_ops")], write=True)  # a read-only admin may not
     for headers in (
         [],
         [(b"authorization", b"Bearer cha_app")],
