@@ -4,6 +4,10 @@ All writes run on one thread with one connection, so `seq` is assigned and commi
 Appends that arrive while a commit is in flight are committed together by the next one (group commit): one fsync
 for many writes. Reads use a second connection on a second thread, so they never wait behind an fsync.
 
+Files: a store file this store creates is readable by its owner only (0600; SQLite gives its -wal and -shm files
+the mode of the database file), in a folder it creates readable by its owner only (0700): the log holds every
+write's payload.
+
 Schema: numbered migrations (`sql/sqlite/migrations/`) run at `open()`, each in its own BEGIN IMMEDIATE transaction
 that reads the version first, so two processes opening one file never apply a step twice.
 """
@@ -11,6 +15,7 @@ that reads the version first, so two processes opening one file never apply a st
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import time
@@ -45,7 +50,20 @@ Q = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
 _SEMICOLON = re.compile(";")
 BUSY_TIMEOUT_S = 30.0
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 WAL_RETRY_S = 0.01
+
+
+def _create_owner_only(path: str) -> None:
+    """Create the store's folder and an empty file, owner only, unless they exist; SQLite then takes the file as a
+    new database and creates its -wal and -shm with the same mode."""
+    Path(path).parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -85,6 +103,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=orjson.loads(row[10]),
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -163,8 +182,8 @@ class SQLiteStore:
         return result
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            _create_owner_only(self.path)
             self._wconn = await self._run(self._writer, lambda: _connect(self.path))
             while (step := await self._write(_apply_next_migration)) is not None:
                 log_applied("sqlite", step)
@@ -199,6 +218,7 @@ class SQLiteStore:
                 e.collection_id,
                 e.scope,
                 orjson.dumps(e.extra),
+                e.author,
             )
             for e in entries
         ]
