@@ -11,6 +11,7 @@ from .check import check
 from .repair import repair
 from .serve import serve
 from .status import status
+from .token import token
 from .up import up
 from .verify import verify
 from .wal import wal
@@ -31,3 +32,4 @@ cli.add_command(check)
 cli.add_command(status)
 cli.add_command(wal)
 cli.add_command(bootstrap)
+cli.add_command(token)

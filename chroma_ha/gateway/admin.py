@@ -3,25 +3,22 @@ the dashboard, and two actions (a manual prune, a forced rebuild of an instance)
 `AdminSource` (operations builds them) and the actions from `AdminActions` (replication carries them out); this
 module only serves them and checks their parameters, answering bad ones with 400 in Chroma's error shape.
 
-Every route but /health and /metrics asks for the admin token when one is set (see `guarded`).
+Every route but /health and /metrics asks for an admin credential once any credential is configured: the admin
+token, or a data-path token with admin scope (see `guarded`; the gate decides, as it does for reset).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import orjson
 
+from .auth import Gate
 from .http_server import HttpRequest, HttpResponse
 
 JSON = b"application/json"
-TOKEN_HEADER = b"x-chroma-ha-token"
 _NO_STORE = (b"cache-control", b"no-store")
 
 Endpoint = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -30,7 +27,7 @@ Endpoint = Callable[[HttpRequest], Awaitable[HttpResponse]]
 class AdminSource(Protocol):
     """The documents the admin routes serve."""
 
-    async def health(self) -> tuple[dict[str, Any], int]: ...
+    async def health(self, *, full: bool = False) -> tuple[dict[str, Any], int]: ...
     async def status(self) -> dict[str, Any]: ...
     async def wal_status(self) -> dict[str, Any]: ...
     async def wal_stats(self) -> dict[str, Any]: ...
@@ -38,6 +35,8 @@ class AdminSource(Protocol):
     async def recommendations(self) -> dict[str, Any]: ...
     def openapi(self) -> dict[str, Any]: ...
     def dashboard_page(self) -> bytes: ...
+    def dashboard_headers(self, page: bytes) -> list[tuple[bytes, bytes]]: ...
+    def data_headers(self) -> list[tuple[bytes, bytes]]: ...
     async def dashboard_data(self) -> dict[str, Any]: ...
     async def wal_entries(self, seq: int, before: int, after: int) -> dict[str, Any]: ...
     async def wal_divergences(self, instance: str, include_resolved: bool) -> dict[str, Any]: ...
@@ -62,27 +61,13 @@ def _header(request: HttpRequest, name: bytes) -> str:
     return (request.header(name) or b"").decode("latin-1")
 
 
-def presented_tokens(request: HttpRequest) -> list[str]:
-    """Tokens the request carries: `Authorization: Bearer`, `X-Chroma-HA-Token`, or a Basic password (browsers)."""
-    found = [_header(request, TOKEN_HEADER)]
-    scheme, _, value = _header(request, b"authorization").partition(" ")
-    if scheme.lower() == "bearer":
-        found.append(value.strip())
-    elif scheme.lower() == "basic":
-        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
-            found.append(base64.b64decode(value.strip()).decode().partition(":")[2])
-    return [t for t in found if t]
-
-
-def guarded(endpoint: Endpoint, token: str, *, browser: bool = False) -> Endpoint:
-    """Require the admin token when one is set; a browser page asks for it as a Basic password."""
-    if not token:
-        return endpoint
-    expected = token.encode()
+def guarded(endpoint: Endpoint, gate: Gate, *, browser: bool = False, write: bool = False) -> Endpoint:
+    """Require an admin credential when the gate knows any (asked per request: a reload may add the first), a
+    read-write one for a route that changes something (`write`); a browser page asks for it as a Basic password."""
     challenge = 'Basic realm="chroma-ha admin"' if browser else 'Bearer realm="chroma-ha admin"'
 
     async def check(request: HttpRequest) -> HttpResponse:
-        if any(hmac.compare_digest(t.encode(), expected) for t in presented_tokens(request)):
+        if not gate.guards_admin or gate.is_admin(request.headers, write=write):
             return await endpoint(request)
         body = {"error": "Unauthorized", "message": "This admin route needs the admin token (Authorization: Bearer)"}
         return json_response(body, 401, [(b"www-authenticate", challenge.encode())])
@@ -140,12 +125,15 @@ def checked(endpoint: Endpoint) -> Endpoint:
     return answer
 
 
-def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
+def admin_routes(source: AdminSource, gate: Gate) -> dict[str, Endpoint]:
     """Path -> endpoint; every admin route is a GET."""
     page = source.dashboard_page()
+    page_headers = source.dashboard_headers(page)  # its Content-Security-Policy, nosniff
+    data_headers = source.data_headers()
 
     async def health(request: HttpRequest) -> HttpResponse:
-        document, status = await source.health()
+        # instance URLs for an admin only (anyone may ask /health: load balancers do)
+        document, status = await source.health(full=not gate.guards_admin or gate.is_admin(request.headers))
         return json_response(document, status)
 
     async def status(request: HttpRequest) -> HttpResponse:
@@ -170,11 +158,11 @@ def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
         return json_response(source.openapi())
 
     async def dashboard(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(200, page, [(b"content-type", b"text/html; charset=utf-8"), _NO_STORE])
+        return HttpResponse(200, page, [(b"content-type", b"text/html; charset=utf-8"), _NO_STORE, *page_headers])
 
     async def dashboard_data(request: HttpRequest) -> HttpResponse:
         body = orjson.dumps(await source.dashboard_data())
-        return HttpResponse(200, body, [(b"content-type", JSON), _NO_STORE])
+        return HttpResponse(200, body, [(b"content-type", JSON), _NO_STORE, *data_headers])
 
     async def wal_entries(request: HttpRequest) -> HttpResponse:
         params = _params(request)
@@ -193,19 +181,19 @@ def admin_routes(source: AdminSource, token: str) -> dict[str, Endpoint]:
     return {
         "/health": health,
         "/metrics": metrics,
-        "/status": guarded(status, token),
-        "/wal/status": guarded(wal_status, token),
-        "/wal/stats": guarded(wal_stats, token),
-        "/wal/entries": guarded(checked(wal_entries), token),
-        "/wal/divergences": guarded(checked(wal_divergences), token),
-        "/recommendations": guarded(recommendations, token),
-        "/admin/openapi.json": guarded(openapi, token),
-        "/dashboard": guarded(dashboard, token, browser=True),
-        "/dashboard/data": guarded(dashboard_data, token, browser=True),
+        "/status": guarded(status, gate),
+        "/wal/status": guarded(wal_status, gate),
+        "/wal/stats": guarded(wal_stats, gate),
+        "/wal/entries": guarded(checked(wal_entries), gate),
+        "/wal/divergences": guarded(checked(wal_divergences), gate),
+        "/recommendations": guarded(recommendations, gate),
+        "/admin/openapi.json": guarded(openapi, gate),
+        "/dashboard": guarded(dashboard, gate, browser=True),
+        "/dashboard/data": guarded(dashboard_data, gate, browser=True),
     }
 
 
-def admin_actions(actions: AdminActions, token: str) -> dict[str, Endpoint]:
+def admin_actions(actions: AdminActions, gate: Gate) -> dict[str, Endpoint]:
     """Path -> endpoint of the routes that change something; every one is a POST with a JSON body."""
 
     async def prune(request: HttpRequest) -> HttpResponse:
@@ -224,6 +212,6 @@ def admin_actions(actions: AdminActions, token: str) -> dict[str, Endpoint]:
         return json_response(document, status)
 
     return {
-        "/wal/prune": guarded(checked(prune), token),
-        "/instances/bootstrap": guarded(checked(rebuild), token),
+        "/wal/prune": guarded(checked(prune), gate, write=True),
+        "/instances/bootstrap": guarded(checked(rebuild), gate, write=True),
     }

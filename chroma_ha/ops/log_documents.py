@@ -37,6 +37,7 @@ def entry_document(entry: Entry) -> dict[str, Any]:
         "query": entry.query,
         "collection_id": entry.collection_id,
         "scope": entry.scope,
+        "author": entry.author,
         "body_bytes": len(entry.body),
         "body": _text(entry.body),
         "extra": entry.extra,

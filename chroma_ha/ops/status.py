@@ -13,7 +13,7 @@ from ..cluster.limits import BatchLimits
 from ..errors import StoreError
 from .alerts import Alerts
 from .cluster_stats import ClusterStats
-from .dashboard import dashboard_data, dashboard_page
+from .dashboard import NOSNIFF, dashboard_data, dashboard_page, page_headers
 from .log_documents import divergences_document, entries_around
 from .metrics import PROMETHEUS_CONTENT_TYPE, Metrics, percentiles
 from .monitor import ResourceMonitor, log_positions
@@ -40,12 +40,16 @@ class AdminDocuments:
         self._metrics = metrics
         self.cluster = cluster
 
-    async def health(self) -> tuple[dict[str, Any], int]:
+    async def health(self, *, full: bool = False) -> tuple[dict[str, Any], int]:
         """Is the gateway serving, what is up, and which of reads and writes it can take: reads while an instance is
         up, writes while the store answers and an instance is up (or, with `ack=log`, without one). 200 while it
-        takes either, so that a load balancer keeps it in rotation; 503 when it takes neither."""
+        takes either, so that a load balancer keeps it in rotation; 503 when it takes neither.
+
+        Instances are named by their URL only in the `full` document (for an admin); anyone else, a load balancer
+        say, sees them by their index in the instances setting, from 0: a URL tells where the data lives."""
         view = self.view
         instances = view.settings.instances
+        label = (lambda i: i) if full else {i: str(n) for n, i in enumerate(instances)}.__getitem__
         up = view.health.up_instances()
         reasons = []
         try:
@@ -61,8 +65,8 @@ class AdminDocuments:
         lagging = [i for i in up if head - view.progress.cursors.get(i, 0) > 0]
         down = [i for i in instances if i not in up]
         if up:
-            reasons.extend(f"instance {i} is down" for i in down)
-            reasons.extend(f"instance {i} has not applied the whole log yet" for i in lagging)
+            reasons.extend(f"instance {label(i)} is down" for i in down)
+            reasons.extend(f"instance {label(i)} has not applied the whole log yet" for i in lagging)
         if not (reads or writes):
             status = "unhealthy"
         elif reasons:
@@ -75,14 +79,14 @@ class AdminDocuments:
             "writes": "available" if writes else "unavailable",
             "healthy_instances": f"{len(up)}/{len(instances)}",
             "store": "ok" if store_ok else "unreachable",
-            "instances": {i: {"up": view.health.is_up(i)} for i in instances},
+            "instances": {label(i): {"up": view.health.is_up(i)} for i in instances},
             "reasons": reasons,
         }
         return document, 200 if reads or writes else 503
 
     async def status(self) -> dict[str, Any]:
         view = self.view
-        health, _ = await self.health()
+        health, _ = await self.health(full=True)
         now = time.time()
         head, positions = await log_positions(view.store, view.progress.cursors, now)
         latest = self.monitor.latest
@@ -238,6 +242,15 @@ class AdminDocuments:
     @staticmethod
     def dashboard_page() -> bytes:
         return dashboard_page()
+
+    @staticmethod
+    def dashboard_headers(page: bytes) -> list[tuple[bytes, bytes]]:
+        """Headers of the page (its Content-Security-Policy first) and, with the page, of its data."""
+        return page_headers(page)
+
+    @staticmethod
+    def data_headers() -> list[tuple[bytes, bytes]]:
+        return [NOSNIFF]
 
     async def dashboard_data(self) -> dict[str, Any]:
         data = await dashboard_data(self.view, self.monitor, self.alerts)

@@ -67,9 +67,15 @@ class _Transient(InstanceError):
         self.response = response
 
 
+# Retried for as long as they last, never given up: they say nothing of the entry. A Chroma server authenticates
+# nobody, so a 401 or 407 comes from a proxy in front of it refusing the gateway's own credentials (missing, or
+# rotated there first): the entry waits, as it waits for an instance that is down, until the credentials are right.
+RETRIED_WHILE_THEY_LAST = frozenset({401, 407, 429})
+
+
 def is_transient(response: Upstream) -> bool:
-    """5xx and 429 are retried; a few 5xx that Chroma gives deterministically for the payload are not."""
-    if response.status == 429:
+    """5xx, 429, 401 and 407 are retried; a few 5xx that Chroma gives deterministically for the payload are not."""
+    if response.status in RETRIED_WHILE_THEY_LAST:
         return True
     if response.status == 501:
         return False
@@ -158,6 +164,13 @@ class Applier:
     @property
     def rebuild_requested(self) -> bool:
         return self._rebuild
+
+    def recheck(self) -> None:
+        """The instance may have been wiped behind the applier's back (a reset that stopped half-way): hold its
+        cursor, so no read is sent to it, until the applier has checked which incarnation it is, rebuilding it
+        if it is not the one the cursor belongs to."""
+        self._progress.hold(self.instance)
+        self._must_check = True
 
     async def close(self) -> None:
         """Give the lease back, so another gateway can take this instance over at once."""
@@ -363,7 +376,7 @@ class Applier:
     async def _given_up(self, entry: Entry, failure: InstanceError) -> Applied | None:
         """The entry's outcome when this failure is its own (see `Strikes`), else None: retry it."""
         answer = failure.response if isinstance(failure, _Transient) else None
-        if answer is not None and answer.status == 429:
+        if answer is not None and answer.status in RETRIED_WHILE_THEY_LAST:
             return None
         signature = f"{answer.status} {answer.body[:200]!r}" if answer is not None else str(failure)
         if not self._strikes.failed(entry.seq, signature) or not await self._answers_heartbeat():

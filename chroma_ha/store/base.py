@@ -31,6 +31,7 @@ class NewEntry:
     collection_id: str | None = None
     scope: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    author: str = ""  # the name of the token that made the write ("" when auth is off); never a credential
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class _Row:
     collection_id: str | None
     scope: str
     extra: bytes
+    author: str
     outcome: Outcome | None = None
 
     def entry(self) -> Entry:
@@ -72,6 +73,7 @@ class _Row:
             scope=self.scope,
             extra=orjson.loads(self.extra),
             outcome=self.outcome,
+            author=self.author,
         )
 
     def key(self) -> EntryKey:
@@ -92,6 +94,7 @@ def _row(seq: int, now: float, e: NewEntry) -> _Row:
         e.collection_id,
         e.scope,
         orjson.dumps(e.extra),
+        e.author,
     )
 
 

@@ -19,6 +19,8 @@ advisory lock, so gateways starting together on one database apply each step onc
 
 Times are read from the database clock, so that gateways with skewed clocks agree on when a lease expires.
 Driver errors (`psycopg.Error`, pool timeouts) are translated into `StoreError` in one place: `_connection`.
+A driver's message can echo the DSN (libpq repeats a connection string it cannot parse): every `StoreError` is
+made by `_failed`, which takes the DSN's password out of it, in whichever form.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError
 from ..pulse import Pulse
+from ..redaction import Scrubber, dsn_redacted, dsn_secrets
 from .base import (
     ALERT_CLAIMS,
     Applied,
@@ -98,6 +101,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=row[10],
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -121,6 +125,7 @@ def _row(e: NewEntry) -> tuple[Any, ...]:
         e.collection_id,
         e.scope,
         _json(e.extra),
+        e.author,
     )
 
 
@@ -148,6 +153,8 @@ class PostgresStore:
         pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
     ) -> None:
         self.dsn = normalize_dsn(dsn)
+        self.name = dsn_redacted(self.dsn)  # the store as messages name it
+        self._scrub = Scrubber(dsn_secrets(self.dsn))
         self._connect_timeout = connect_timeout
         self._pool = AsyncConnectionPool(
             self.dsn,
@@ -167,13 +174,17 @@ class PostgresStore:
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
+    def _failed(self, exc: BaseException, what: str = "") -> StoreError:
+        """The driver's error as a StoreError, with no secret of the DSN in its message."""
+        return StoreError(self._scrub(f"postgres: {what}{str(exc) or type(exc).__name__}"))
+
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         try:
             async with self._pool.connection() as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc) from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -214,7 +225,7 @@ class PostgresStore:
         except BaseException as exc:
             await self._pool.close()
             if isinstance(exc, psycopg.Error | PoolTimeout):
-                raise StoreError(f"postgres: {exc}") from exc
+                raise self._failed(exc, f"cannot open {self.name}: ") from exc
             raise
 
     async def _migrate(self) -> None:
@@ -254,12 +265,12 @@ class PostgresStore:
                 application_name=LISTENER_APPLICATION_NAME,
             )
         except psycopg.Error as exc:
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc, f"cannot connect to {self.name}: ") from exc
         try:
             await conn.execute(Q["listen"])
         except psycopg.Error as exc:
             await conn.close()
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc) from exc
         return conn
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -317,7 +328,7 @@ class PostgresStore:
                 try:
                     seqs = await self._insert(batch)
                 except BaseException as exc:
-                    error = exc if isinstance(exc, StoreError) else StoreError(f"postgres: append failed: {exc!r}")
+                    error = exc if isinstance(exc, StoreError) else self._failed(exc, "append failed: ")
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(error)

@@ -4,6 +4,10 @@ All writes run on one thread with one connection, so `seq` is assigned and commi
 Appends that arrive while a commit is in flight are committed together by the next one (group commit): one fsync
 for many writes. Reads use a second connection on a second thread, so they never wait behind an fsync.
 
+Files: a store file this store creates is readable by its owner only (0600; SQLite gives its -wal and -shm files
+the mode of the database file), in a folder it creates readable by its owner only (0700): the log holds every
+write's payload.
+
 Space: the file uses `auto_vacuum=INCREMENTAL`, set before a new file's first page, or by one VACUUM when a store
 made without it is opened; every prune is followed by `PRAGMA incremental_vacuum`, so the pages pruned entries
 held go back to the file system instead of staying in the file as free pages.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -51,8 +56,21 @@ Q = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
 _SEMICOLON = re.compile(";")
 BUSY_TIMEOUT_S = 30.0
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 WAL_RETRY_S = 0.01
 AUTO_VACUUM_INCREMENTAL = 2
+
+
+def _create_owner_only(path: str) -> None:
+    """Create the store's folder and an empty file, owner only, unless they exist; SQLite then takes the file as a
+    new database and creates its -wal and -shm with the same mode."""
+    Path(path).parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -107,6 +125,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=orjson.loads(row[10]),
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -185,8 +204,8 @@ class SQLiteStore:
         return result
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            _create_owner_only(self.path)
             self._wconn = wconn = await self._run(self._writer, lambda: _connect(self.path))
             await self._run(self._writer, lambda: _use_incremental_vacuum(wconn))
             while (step := await self._write(_apply_next_migration)) is not None:
@@ -222,6 +241,7 @@ class SQLiteStore:
                 e.collection_id,
                 e.scope,
                 orjson.dumps(e.extra),
+                e.author,
             )
             for e in entries
         ]

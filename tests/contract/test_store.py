@@ -116,6 +116,14 @@ async def test_concurrent_multi_entry_appends_keep_each_call_contiguous(store: L
     assert await store.head() == 120
 
 
+async def test_the_author_of_an_entry_is_kept_and_empty_when_none_was_given(store: LogStore) -> None:
+    authored = NewEntry(op="add", method="POST", path="/p", body=b"{}", author="ingest-job.1")
+    await store.append([authored, new_entry(2), NewEntry(op="add", method="POST", path="/p", author="Zoë")])
+
+    assert [e.author for e in await read_all(store)] == ["ingest-job.1", "", "Zoë"]
+    assert [e.author for e in await store.read(0, 10, max_bytes=1)] == ["ingest-job.1"]
+
+
 async def test_read_pages_after_a_seq(store: LogStore) -> None:
     await store.append([new_entry(n) for n in range(1, 26)])
     pages = [await store.read(after, 10) for after in (0, 10, 20, 25)]

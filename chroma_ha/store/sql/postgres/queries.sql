@@ -10,8 +10,8 @@ SELECT 1
 UPDATE log_head SET seq = seq + %s RETURNING seq
 
 -- name: append_entry
-INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra)
-VALUES (%s, extract(epoch FROM clock_timestamp())::float8, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra, author)
+VALUES (%s, extract(epoch FROM clock_timestamp())::float8, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 
 -- name: notify_append
 SELECT pg_notify('chroma_ha_log', %s)
@@ -30,7 +30,7 @@ SELECT COALESCE((SELECT min(seq) FROM entries), (SELECT seq FROM log_head) + 1)
 
 -- name: read_after
 SELECT seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra,
-       outcome_status, outcome_body, outcome_instance
+       outcome_status, outcome_body, outcome_instance, author
 FROM entries WHERE seq > %s ORDER BY seq LIMIT %s
 
 -- name: read_after_bounded
@@ -44,7 +44,7 @@ WITH page AS (
     ) AS sized WHERE running <= %s OR n = 1
 )
 SELECT e.seq, e.created_at, e.op, e.method, e.path, e.query, e.headers, e.body, e.collection_id, e.scope, e.extra,
-       e.outcome_status, e.outcome_body, e.outcome_instance
+       e.outcome_status, e.outcome_body, e.outcome_instance, e.author
 FROM fitting JOIN entries AS e ON e.seq = fitting.seq ORDER BY e.seq
 
 -- name: read_keys_after

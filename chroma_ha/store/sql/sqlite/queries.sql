@@ -1,6 +1,6 @@
 -- name: append_entry
-INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra, author)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: head
 SELECT COALESCE(MAX(seq), (SELECT value FROM log_meta WHERE key = 'pruned_upto')) FROM entries
@@ -10,7 +10,7 @@ SELECT COALESCE(MIN(seq), (SELECT value FROM log_meta WHERE key = 'pruned_upto')
 
 -- name: read_after
 SELECT seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra,
-       outcome_status, outcome_body, outcome_instance
+       outcome_status, outcome_body, outcome_instance, author
 FROM entries WHERE seq > ? ORDER BY seq LIMIT ?
 
 -- name: read_after_bounded
@@ -24,7 +24,7 @@ WITH page AS (
     ) WHERE running <= ? OR n = 1
 )
 SELECT e.seq, e.created_at, e.op, e.method, e.path, e.query, e.headers, e.body, e.collection_id, e.scope, e.extra,
-       e.outcome_status, e.outcome_body, e.outcome_instance
+       e.outcome_status, e.outcome_body, e.outcome_instance, e.author
 FROM fitting JOIN entries AS e ON e.seq = fitting.seq ORDER BY e.seq
 
 -- name: read_keys_after
