@@ -5,14 +5,19 @@ until commit, so an entry with a higher `seq` never commits, and so never become
 an applier reading after its cursor never passes over a gap. Appends arriving while a commit is in flight are
 committed together by the next transaction (group commit): a process takes the counter row once per batch.
 
+Freshness: the writer lease (`postgres_lease`) lets the one store that appends promise that no other does, so its
+gateway proves a read's freshness from what it appended itself. An append checks the lease in its transaction,
+after the counter row; when another store holds it, the transaction is rolled back, the lease revoked, and the
+batch tried again once it is released or expired.
+
 Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store, restarted when
 it drops, turns notifications from every gateway into an in-process event. A lost notification only costs the
 waiter's timeout, which is the appliers' poll interval.
 
 Lock order: every transaction that takes more than one of these takes them in this order, so that transactions
-of several gateways queue instead of deadlocking: the `log_head` row, `entries` rows, the catalog version row,
-`collection_ids` rows, `cursors` rows, `intents` rows. The catalog version row also serialises every change to
-the mappings, and readers see the version and the mappings it covers commit together.
+of several gateways queue instead of deadlocking: the `log_head` row, the `writer_lease` row, `entries` rows, the
+catalog version row, `collection_ids` rows, `cursors` rows, `intents` rows. The catalog version row also serialises
+every change to the mappings, and readers see the version and the mappings it covers commit together.
 
 Schema: numbered migrations (`sql/postgres/migrations/`) run at `open()`, each in its own transaction under an
 advisory lock, so gateways starting together on one database apply each step once.
@@ -25,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -38,6 +44,7 @@ from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
@@ -50,6 +57,7 @@ from .base import (
     load_queries,
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
+from .postgres_lease import LEASE_CHANNEL, WriterLease
 
 Q = load_queries("postgres")
 MIGRATIONS = load_migrations("postgres")
@@ -69,6 +77,11 @@ logger = logging.getLogger(__name__)
 
 # One caller's entries, already serialized as `append_entry` parameters after `seq`, and its answer.
 _Pending = tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+class _LeaseHeld(Exception):
+    """Another store holds the writer lease: this append's transaction is rolled back, to be tried again."""
 
 
 def normalize_dsn(dsn: str) -> str:
@@ -141,7 +154,9 @@ class PostgresStore:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
+        lease: Mapping[str, float] | None = None,
     ) -> None:
+        """`lease`: the writer lease's timings (`WriterLease` keywords), when not the defaults."""
         self.dsn = normalize_dsn(dsn)
         self._connect_timeout = connect_timeout
         self._pool = AsyncConnectionPool(
@@ -159,6 +174,8 @@ class PostgresStore:
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._listen_task: asyncio.Task[None] | None = None
+        self.commit_stats = CommitStats()
+        self.lease = WriterLease(f"store-{uuid.uuid4()}", self._fetchone, self._run_in_transaction, **(lease or {}))
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -175,15 +192,20 @@ class PostgresStore:
         async with self._connection() as conn, conn.transaction():
             yield conn
 
-    async def _fetchall(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    async def _fetchall(self, query: str, params: Params = None) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchall()
 
-    async def _fetchone(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+    async def _fetchone(self, query: str, params: Params = None) -> tuple[Any, ...] | None:
         async with self._connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchone()
+
+    async def _run_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> None:
+        async with self._transaction() as conn:
+            for query, params in statements:
+                await conn.execute(query, params)
 
     async def _execute(self, query: str, params: Sequence[Any] | None = None) -> int:
         async with self._connection() as conn:
@@ -230,6 +252,7 @@ class PostgresStore:
         if self._flush_task is not None:
             with suppress(Exception):
                 await self._flush_task
+        await self.lease.close()
         if self._listen_task is not None:
             self._listen_task.cancel()
             with suppress(asyncio.CancelledError):
@@ -251,6 +274,7 @@ class PostgresStore:
             raise StoreError(f"postgres: {exc}") from exc
         try:
             await conn.execute(Q["listen"])
+            await conn.execute(Q["listen_lease"])
         except psycopg.Error as exc:
             await conn.close()
             raise StoreError(f"postgres: {exc}") from exc
@@ -266,10 +290,14 @@ class PostgresStore:
                         conn = await self._connect_listener()
                         # Notifications sent while nobody listened are lost: let waiters look at the log now.
                         self._wake()
+                        self.lease.listener_restarted()
                         delay = LISTEN_RETRY_MIN_S
                     while True:
-                        async for _ in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
-                            self._wake()
+                        async for notification in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
+                            if notification.channel == LEASE_CHANNEL:
+                                self.lease.heard(notification.payload)
+                            else:
+                                self._wake()
                         await conn.execute(Q["ping"])
                 except (psycopg.Error, StoreError) as exc:
                     logger.warning("postgres LISTEN connection lost, reconnecting in %.1fs: %s", delay, exc)
@@ -292,6 +320,9 @@ class PostgresStore:
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
 
+    def sole_appender(self) -> int | None:
+        return self.lease.sole_appender()
+
     # --- the log --------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
@@ -302,6 +333,7 @@ class PostgresStore:
         if self._flush_task is None:
             loop = asyncio.get_running_loop()
             self._flush_task = loop.create_task(self._flush(), name="postgres-group-commit")
+        self.lease.start_holding()
         return await future
 
     async def _flush(self) -> None:
@@ -326,6 +358,17 @@ class PostgresStore:
             self._flush_task = None
 
     async def _insert(self, batch: list[_Pending]) -> list[list[int]]:
+        """One transaction for the whole batch; when another store holds the writer lease, revoke it and retry."""
+        while True:
+            try:
+                assigned = await self._insert_once(batch)
+            except _LeaseHeld:
+                await self.lease.revoke()
+                continue
+            self.commit_stats.committed(sum(len(seqs) for seqs in assigned))
+            return assigned
+
+    async def _insert_once(self, batch: list[_Pending]) -> list[list[int]]:
         rows = [group for group, _ in batch]
         total = sum(len(r) for r in rows)
         if total == 0:
@@ -334,6 +377,8 @@ class PostgresStore:
             head_row = await (await conn.execute(Q["advance_head"], (total,))).fetchone()
             assert head_row is not None
             head = int(head_row[0])
+            if await (await conn.execute(Q["note_appender"], {"me": self.lease.owner})).fetchone() is None:
+                raise _LeaseHeld
             seq = head - total
             assigned: list[list[int]] = []
             params = []

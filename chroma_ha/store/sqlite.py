@@ -25,6 +25,7 @@ from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
@@ -131,6 +132,7 @@ class SQLiteStore:
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._head = 0
+        self.commit_stats = CommitStats()
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -220,6 +222,7 @@ class SQLiteStore:
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            self.commit_stats.committed(sum(len(s) for s in seqs))
             for (_, future), assigned in zip(batch, seqs, strict=True):
                 if not future.done():
                     future.set_result(assigned)
@@ -245,6 +248,10 @@ class SQLiteStore:
 
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
+
+    def sole_appender(self) -> int | None:
+        """Always: one gateway per file, and every append runs on this store's one writer connection."""
+        return 0
 
     async def head(self) -> int:
         return self._head
