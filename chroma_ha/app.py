@@ -110,7 +110,7 @@ class Gateway:
             stats=self.write_stats,
             expander=LimitedDeletes(self.reads, documents),
         )
-        self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts)
+        self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts, self.store.commit_stats)
         self.monitor = ResourceMonitor(
             instances=s.instances,
             interval=s.monitor.interval,

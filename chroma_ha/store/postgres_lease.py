@@ -14,7 +14,7 @@ on its LISTEN connection) and waits for the release, or for the expiry when the 
 holder delays the first append of another gateway by `TTL` at most. A lost notification costs at most one
 renewal interval: a revoked lease is not renewed.
 
-Only a store that appends takes the lease, and only when no other store has appended for `QUIET` seconds, so
+Only the store that appended last takes the lease, once no other has appended beside it for `QUIET` seconds, so
 gateways that all write leave it free and each proves freshness by asking the head.
 """
 
@@ -140,6 +140,7 @@ class WriterLease:
         self._distrust()
         if self._held:
             await self._release()  # revoked, expired, or distrusted by a failure: a fresh take starts over
+            return  # not straight back: the store it was released for appends first
         sent = time.monotonic()
         if await self._fetch(Q["take_writer_lease"], params):
             self._held = True
@@ -157,8 +158,8 @@ class WriterLease:
     # --- revoking another's -------------------------------------------------------------------------------
 
     async def revoke(self) -> None:
-        """Ask the holder to give the lease up, and wait until it did or the lease expired (the append that
-        called this then tries again; the lease may meanwhile have been taken by yet another store)."""
+        """Ask the holder to give the lease up, and wait until it did or the lease expired, or until the lease is
+        held unrevoked again (taken by yet another store, say): the append that called this then tries again."""
         self.revocations += 1
         row = await self._fetch(Q["revoke_writer_lease"], {"me": self.owner})
         if row is None:
@@ -167,6 +168,6 @@ class WriterLease:
         await self._run([(Q["notify_lease"], (REVOKE + holder,))])
         while True:
             current = await self._fetch(Q["writer_lease_holder"], None)
-            if current is None or current[0] != holder:
+            if current is None or current[0] != holder or not current[1]:
                 return
             await self._changed.wait(RELEASE_POLL_S)

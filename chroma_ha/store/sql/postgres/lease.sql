@@ -22,13 +22,11 @@ WHERE owner = %(me)s AND NOT revoked AND expires_at > extract(epoch FROM clock_t
 RETURNING 1
 
 -- name: take_writer_lease
--- Taken when free (or expired) and no other store has appended for `quiet` seconds.
+-- Taken when free (or expired) by the store that appended last, once it has appended alone for `quiet` seconds.
 UPDATE writer_lease SET owner = %(me)s, revoked = false,
     expires_at = extract(epoch FROM clock_timestamp())::float8 + %(ttl)s
 WHERE (owner IS NULL OR expires_at <= extract(epoch FROM clock_timestamp())::float8)
-  AND (appender IS NULL
-       OR (appender = %(me)s AND sole_since < extract(epoch FROM clock_timestamp())::float8 - %(quiet)s)
-       OR (appender <> %(me)s AND appended_at < extract(epoch FROM clock_timestamp())::float8 - %(quiet)s))
+  AND appender = %(me)s AND sole_since < extract(epoch FROM clock_timestamp())::float8 - %(quiet)s
 RETURNING 1
 
 -- name: release_writer_lease
@@ -36,7 +34,12 @@ UPDATE writer_lease SET owner = NULL, revoked = false, expires_at = 0 WHERE owne
 
 -- name: revoke_writer_lease
 -- Asked by a store that must append while another holds the lease; the holder hears it (NOTIFY) and releases.
-UPDATE writer_lease SET revoked = true
+-- The revoking store counts as appending from now on, so the holder cannot take the lease straight back (the
+-- quiet time starts again) before the append it made way for is in.
+UPDATE writer_lease SET revoked = true,
+    sole_since = extract(epoch FROM clock_timestamp())::float8,
+    appender = %(me)s,
+    appended_at = extract(epoch FROM clock_timestamp())::float8
 WHERE owner <> %(me)s AND expires_at > extract(epoch FROM clock_timestamp())::float8
 RETURNING owner
 
@@ -44,4 +47,5 @@ RETURNING owner
 SELECT pg_notify('chroma_ha_lease', %s)
 
 -- name: writer_lease_holder
-SELECT owner FROM writer_lease WHERE owner IS NOT NULL AND expires_at > extract(epoch FROM clock_timestamp())::float8
+SELECT owner, revoked FROM writer_lease
+WHERE owner IS NOT NULL AND expires_at > extract(epoch FROM clock_timestamp())::float8
