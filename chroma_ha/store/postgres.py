@@ -39,6 +39,7 @@ import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from ..errors import StoreError
 from ..pulse import Pulse
@@ -65,7 +66,12 @@ MIGRATIONS = load_migrations("postgres")
 DEFAULT_MIN_CONNECTIONS = 1
 DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-DEFAULT_POOL_TIMEOUT_S = 30.0
+# A caller waits this long for a connection: when the server is gone, the pool has none to give, and the store
+# then fails within the second the write path promises instead of after psycopg's default 30 s.
+DEFAULT_POOL_TIMEOUT_S = 1.0
+# Reconnections are tried again this often at most (psycopg's own backoff doubles up to minutes), so the store
+# resumes within about this long of the server's return.
+RECONNECT_DELAY_MAX_S = 0.5
 # A LISTEN connection that has heard nothing for this long is pinged: a dead peer that the OS has not noticed
 # would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
 LISTEN_PING_INTERVAL_S = 30.0
@@ -82,6 +88,21 @@ Params = Sequence[Any] | Mapping[str, Any] | None
 
 class _LeaseHeld(Exception):
     """Another store holds the writer lease: this append's transaction is rolled back, to be tried again."""
+
+
+class _QuickReconnect(AttemptWithBackoff):
+    """psycopg's reconnection backoff, capped: an outage of minutes must not cost minutes after it ends."""
+
+    INITIAL_DELAY = 0.1
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_DELAY_MAX_S)
+
+
+class _Pool(AsyncConnectionPool[Any]):
+    async def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        await super()._add_connection(attempt or _QuickReconnect(timeout=self.reconnect_timeout), growing)
 
 
 def normalize_dsn(dsn: str) -> str:
@@ -159,7 +180,7 @@ class PostgresStore:
         """`lease`: the writer lease's timings (`WriterLease` keywords), when not the defaults."""
         self.dsn = normalize_dsn(dsn)
         self._connect_timeout = connect_timeout
-        self._pool = AsyncConnectionPool(
+        self._pool = _Pool(
             self.dsn,
             min_size=min_connections,
             max_size=max_connections,
