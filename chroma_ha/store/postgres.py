@@ -63,12 +63,14 @@ from .postgres_lease import LEASE_CHANNEL, WriterLease
 Q = load_queries("postgres")
 MIGRATIONS = load_migrations("postgres")
 
-DEFAULT_MIN_CONNECTIONS = 1
+# Kept open from the start: the pool grows by one connection at a time, and with a short wait for a connection
+# (below) the gateway's first moments (appliers, follower, monitor, first writes at once) must not queue for them.
+DEFAULT_MIN_CONNECTIONS = 4
 DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 # A caller waits this long for a connection: when the server is gone, the pool has none to give, and the store
-# then fails within the second the write path promises instead of after psycopg's default 30 s.
-DEFAULT_POOL_TIMEOUT_S = 1.0
+# then fails within seconds instead of after psycopg's default 30 s (the write path gives up on it after one).
+DEFAULT_POOL_TIMEOUT_S = 2.0
 # Reconnections are tried again this often at most (psycopg's own backoff doubles up to minutes), so the store
 # resumes within about this long of the server's return.
 RECONNECT_DELAY_MAX_S = 0.5
@@ -390,29 +392,35 @@ class PostgresStore:
             return assigned
 
     async def _insert_once(self, batch: list[_Pending]) -> list[list[int]]:
+        """The whole transaction in one pipeline (one round trip but for BEGIN's): each entry's `seq` is computed
+        in SQL from the head the transaction has just raised, so nothing waits for an answer before the commit."""
         rows = [group for group, _ in batch]
         total = sum(len(r) for r in rows)
         if total == 0:
             return [[] for _ in batch]
+        below = total  # the first entry is `head - (total - 1)`, the last one `head - 0`
+        params = []
+        for group in rows:
+            for row in group:
+                below -= 1
+                params.append((below, *row))
         async with self._transaction() as conn:
-            head_row = await (await conn.execute(Q["advance_head"], (total,))).fetchone()
-            assert head_row is not None
-            head = int(head_row[0])
-            if await (await conn.execute(Q["note_appender"], {"me": self.lease.owner})).fetchone() is None:
-                raise _LeaseHeld
-            seq = head - total
-            assigned: list[list[int]] = []
-            params = []
-            for group in rows:
-                seqs = []
-                for row in group:
-                    seq += 1
-                    seqs.append(seq)
-                    params.append((seq, *row))
-                assigned.append(seqs)
-            async with conn.cursor() as cur:
-                await cur.executemany(Q["append_entry"], params)
-            await conn.execute(Q["notify_append"], (str(head),))
+            async with conn.pipeline():
+                advanced = await conn.execute(Q["advance_head"], (total,))
+                allowed = await conn.execute(Q["note_appender"], {"me": self.lease.owner})
+                async with conn.cursor() as cur:
+                    await cur.executemany(Q["append_entry_below_head"], params)
+                await conn.execute(Q["notify_head"])
+                head_row = await advanced.fetchone()
+                may_append = await allowed.fetchone() is not None
+            if not may_append:
+                raise _LeaseHeld  # the transaction, inserts and all, is rolled back
+        assert head_row is not None
+        seq = int(head_row[0]) - total
+        assigned: list[list[int]] = []
+        for group in rows:
+            assigned.append(list(range(seq + 1, seq + 1 + len(group))))
+            seq += len(group)
         return assigned
 
     async def head(self) -> int:

@@ -37,7 +37,8 @@ LEASE_TTL_S = 2.0  # how long the database keeps a lease after its last renewal
 LEASE_MARGIN_S = 0.5  # how much sooner the holder stops trusting it, on its own clock
 RENEW_INTERVAL_S = 0.5
 QUIET_S = 2.0  # a lease is taken only by a store no other has appended beside for this long
-RELEASE_POLL_S = 0.05  # how often a revoking store looks at the lease when no notification came
+RELEASE_POLL_S = 0.05
+MIN_TAKE_PAUSE_S = 0.05  # how often a revoking store looks at the lease when no notification came
 LEASE_CHANNEL = "chroma_ha_lease"
 REVOKE = "revoke:"
 RELEASED = "released:"
@@ -128,8 +129,10 @@ class WriterLease:
                 self._distrust()
                 logger.exception("writer lease: holding failed; retrying")
             self._wake.clear()
+            # Not holding it: try again once the quiet time may have passed, if that comes before a renewal would.
+            pause = self._renew if self._held else max(MIN_TAKE_PAUSE_S, min(self._renew, self._quiet))
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._renew)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _hold_once(self) -> None:
         params = {"me": self.owner, "ttl": self._ttl, "quiet": self._quiet}
