@@ -81,6 +81,7 @@ class RateTracker:
 class AlertCounts(Protocol):
     sent: int
     failed: int
+    suppressed: int
 
 
 class _Counters(Collector):
@@ -105,6 +106,7 @@ class _Counters(Collector):
             "deletes_converted": float(writes.deletes_converted),
             "alerts_sent": float(alerts.sent),
             "alerts_failed": float(alerts.failed),
+            "alerts_suppressed": float(alerts.suppressed),
         }
 
     def collect(self) -> Iterator[Metric]:
@@ -208,6 +210,7 @@ class Metrics:
             registry=r,
         )
         self.divergences = Gauge("chroma_ha_divergences", "Unresolved divergences", registry=r)
+        self.store_up = Gauge("chroma_ha_store_up", "1 when the log store answered the last sample", registry=r)
         self.batch = Histogram(
             "chroma_ha_applier_batch_entries",
             "Entries per Chroma call",
@@ -267,6 +270,9 @@ class Metrics:
             self.heartbeat.labels(instance).set(i.heartbeat_seconds if i.heartbeat_seconds is not None else math.nan)
         for name, gauge in self.resources.items():
             gauge.set(getattr(sample.resources, name))
+
+    def store_answered(self, answered: bool) -> None:
+        self.store_up.set(1 if answered else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

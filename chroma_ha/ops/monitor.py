@@ -179,6 +179,7 @@ class ResourceMonitor:
             applied_per_second=self.applied.rate(60),
         )
         self._metrics.update(sample)
+        self._metrics.store_answered(not problem)
         self._metrics.feed_appliers()
         return sample, problem, divergences
 

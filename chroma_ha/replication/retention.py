@@ -50,8 +50,16 @@ class Retention:
         cursors = await self._store.cursors()
         return min((cursors[i].seq if i in cursors else 0 for i in self._instances), default=0)
 
-    async def prune_once(self, now: float | None = None) -> int:
-        upto = await self._expired_upto(await self.floor(), (now or time.time()) - self._retention)
+    async def prune_once(
+        self, now: float | None = None, *, upto: int | None = None, window: float | None = None
+    ) -> int:
+        """Prune what every instance applied and is older than the window (`window` instead of the retention,
+        for a manual prune), and at most up to `upto`."""
+        floor = await self.floor()
+        if upto is not None:
+            floor = min(floor, upto)
+        retention = self._retention if window is None else window
+        upto = await self._expired_upto(floor, (now or time.time()) - retention)
         pruned = 0
         oldest = await self._store.oldest_seq()
         for step in range(oldest - 1 + PRUNE_STEP, upto + PRUNE_STEP, PRUNE_STEP):

@@ -34,6 +34,7 @@ class NewEntry:
     collection_id: str | None = None
     scope: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    author: str = ""  # the name of the token that made the write ("" when auth is off); never a credential
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,51 @@ class CommitStats:
         self.sizes.append(entries)
 
 
+@dataclass(frozen=True)
+class GatewayStats:
+    """One gateway's counters as it last published them; `age_seconds` by the store's clock."""
+
+    gateway: str
+    updated_at: float
+    age_seconds: float
+    stats: dict[str, Any]
+
+
+ALERT_CLAIMS = ("firing", "reminder", "resolved", "event")
+
+
+@dataclass(frozen=True)
+class AlertClaim:
+    """An alert as the gateways of one store last sent it."""
+
+    firing: bool
+    sent_at: float
+    seen_at: float
+    owner: str
+
+
+def claimed(
+    state: AlertClaim | None, status: str, owner: str, now: float, *, window: float, stale: float
+) -> AlertClaim | None:
+    """The state after a successful claim of `status`, or None when the claim fails (see `LogStore.claim_alert`);
+    the rule each dialect's SQL applies in one statement. Pure."""
+    if status == "firing":
+        if state is None or not state.firing or state.seen_at < now - stale:
+            return AlertClaim(True, now, now, owner)
+    elif status == "reminder":
+        if state is not None and state.firing and state.sent_at <= now - window:
+            return AlertClaim(True, now, now, owner)
+    elif status == "resolved":
+        if state is not None and state.firing:
+            return AlertClaim(False, now, state.seen_at, owner)
+    elif status == "event":
+        if state is None or state.sent_at <= now - window:
+            return AlertClaim(False, now, now, owner)
+    else:
+        raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+    return None
+
+
 class LogStore(Protocol):
     commit_stats: CommitStats
 
@@ -191,6 +237,27 @@ class LogStore(Protocol):
     async def release_lease(self, instance: str, owner: str) -> None: ...
     async def add_recommendation(self, kind: str, reason: str, details: dict[str, Any]) -> Recommendation: ...
     async def recommendations(self, limit: int = 100) -> list[Recommendation]: ...
+
+    # what the gateways of one store share of alerts and statistics
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        """Claim the sending of one alert message; True for exactly one of the gateways claiming the same change.
+
+        `firing`: the alert was not firing, or no gateway has seen it firing for `stale` seconds (every gateway
+        that left it firing is gone); `reminder`: it is firing and was last sent `window` seconds ago or more;
+        `resolved`: it was firing; `event`: none of its key was sent in the last `window` seconds."""
+        ...
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        """This gateway still sees these alerts firing (keeps their claims from going stale)."""
+        ...
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        """Record this gateway's counters; forget those of gateways silent for `forget_after` seconds."""
+        ...
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        """The counters of every gateway that published within `max_age` seconds, by gateway name."""
+        ...
 
     async def reset(self) -> None: ...
 

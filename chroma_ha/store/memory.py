@@ -25,16 +25,19 @@ import orjson
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    AlertClaim,
     Applied,
     CommitStats,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
     Recommendation,
+    claimed,
     is_divergent,
 )
 
@@ -54,6 +57,7 @@ class _Row:
     collection_id: str | None
     scope: str
     extra: bytes
+    author: str
     outcome: Outcome | None = None
 
     def entry(self) -> Entry:
@@ -70,6 +74,7 @@ class _Row:
             scope=self.scope,
             extra=orjson.loads(self.extra),
             outcome=self.outcome,
+            author=self.author,
         )
 
     def key(self) -> EntryKey:
@@ -90,6 +95,7 @@ def _row(seq: int, now: float, e: NewEntry) -> _Row:
         e.collection_id,
         e.scope,
         orjson.dumps(e.extra),
+        e.author,
     )
 
 
@@ -117,6 +123,8 @@ class MemoryDatabase:
     divergences: list[Divergence] = field(default_factory=list)
     leases: dict[str, tuple[str, float]] = field(default_factory=dict)
     recommendations: list[tuple[int, float, str, str, bytes]] = field(default_factory=list)
+    alert_claims: dict[str, AlertClaim] = field(default_factory=dict)
+    gateway_stats: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     # ids are never reused, as with an identity column: not after a reset either
     divergence_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     recommendation_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -330,6 +338,35 @@ class MemoryStore:
     async def recommendations(self, limit: int = 100) -> list[Recommendation]:
         newest = reversed((await self._db()).recommendations[-limit:] if limit > 0 else [])
         return [Recommendation(i, at, kind, reason, orjson.loads(details)) for i, at, kind, reason, details in newest]
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        db = await self._db()
+        state = claimed(db.alert_claims.get(key), status, owner, time.time(), window=window, stale=stale)
+        if state is not None:
+            db.alert_claims[key] = state
+        return state is not None
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        db, now = await self._db(), time.time()
+        for key in keys:
+            state = db.alert_claims.get(key)
+            if state is not None and state.firing:
+                db.alert_claims[key] = AlertClaim(True, state.sent_at, now, state.owner)
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        db, now = await self._db(), time.time()
+        db.gateway_stats[gateway] = (now, orjson.dumps(stats))
+        for name, (at, _) in list(db.gateway_stats.items()):
+            if at < now - forget_after:
+                del db.gateway_stats[name]
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        db, now = await self._db(), time.time()
+        return [
+            GatewayStats(name, at, now - at, orjson.loads(stats))
+            for name, (at, stats) in sorted(db.gateway_stats.items())
+            if at >= now - max_age
+        ]
 
     async def reset(self) -> None:
         """Forget the log, the catalog and the divergences; `seq` keeps counting from the old head."""

@@ -24,6 +24,8 @@ advisory lock, so gateways starting together on one database apply each step onc
 
 Times are read from the database clock, so that gateways with skewed clocks agree on when a lease expires.
 Driver errors (`psycopg.Error`, pool timeouts) are translated into `StoreError` in one place: `_connection`.
+A driver's message can echo the DSN (libpq repeats a connection string it cannot parse): every `StoreError` is
+made by `_failed`, which takes the DSN's password out of it, in whichever form.
 """
 
 from __future__ import annotations
@@ -43,13 +45,16 @@ from psycopg_pool.base import AttemptWithBackoff
 
 from ..errors import StoreError
 from ..pulse import Pulse
+from ..redaction import Scrubber, dsn_redacted, dsn_secrets
 from .base import (
+    ALERT_CLAIMS,
     Applied,
     CommitStats,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
@@ -74,6 +79,9 @@ DEFAULT_POOL_TIMEOUT_S = 2.0
 # Reconnections are tried again this often at most (psycopg's own backoff doubles up to minutes), so the store
 # resumes within about this long of the server's return.
 RECONNECT_DELAY_MAX_S = 0.5
+# Asked for on every connection: a database created as SQL_ASCII (initdb where no locale is set) would otherwise
+# hand text back as bytes, and every entry's path with it.
+CLIENT_ENCODING = "utf8"
 # A LISTEN connection that has heard nothing for this long is pinged: a dead peer that the OS has not noticed
 # would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
 LISTEN_PING_INTERVAL_S = 30.0
@@ -83,7 +91,7 @@ LISTENER_APPLICATION_NAME = "chroma-ha-listen"
 
 logger = logging.getLogger(__name__)
 
-# One caller's entries, already serialized as `append_entry` parameters after `seq`, and its answer.
+# One caller's entries, already serialized as `append_entry_below_head` parameters after the offset, and its answer.
 _Pending = tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -129,6 +137,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=row[10],
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -141,7 +150,7 @@ def _json(value: Any) -> str:
 
 
 def _row(e: NewEntry) -> tuple[Any, ...]:
-    """The `append_entry` parameters after `seq`."""
+    """The `append_entry_below_head` parameters after the offset below the head."""
     return (
         e.op,
         e.method,
@@ -152,6 +161,7 @@ def _row(e: NewEntry) -> tuple[Any, ...]:
         e.collection_id,
         e.scope,
         _json(e.extra),
+        e.author,
     )
 
 
@@ -181,13 +191,15 @@ class PostgresStore:
     ) -> None:
         """`lease`: the writer lease's timings (`WriterLease` keywords), when not the defaults."""
         self.dsn = normalize_dsn(dsn)
+        self.name = dsn_redacted(self.dsn)  # the store as messages name it
+        self._scrub = Scrubber(dsn_secrets(self.dsn))
         self._connect_timeout = connect_timeout
         self._pool = _Pool(
             self.dsn,
             min_size=min_connections,
             max_size=max_connections,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "client_encoding": CLIENT_ENCODING},
             configure=_configure,
             check=AsyncConnectionPool.check_connection,
             timeout=pool_timeout,
@@ -202,13 +214,17 @@ class PostgresStore:
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
+    def _failed(self, exc: BaseException, what: str = "") -> StoreError:
+        """The driver's error as a StoreError, with no secret of the DSN in its message."""
+        return StoreError(self._scrub(f"postgres: {what}{str(exc) or type(exc).__name__}"))
+
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         try:
             async with self._pool.connection() as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc) from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -254,7 +270,7 @@ class PostgresStore:
         except BaseException as exc:
             await self._pool.close()
             if isinstance(exc, psycopg.Error | PoolTimeout):
-                raise StoreError(f"postgres: {exc}") from exc
+                raise self._failed(exc, f"cannot open {self.name}: ") from exc
             raise
 
     async def _migrate(self) -> None:
@@ -290,17 +306,18 @@ class PostgresStore:
             conn = await psycopg.AsyncConnection.connect(
                 self.dsn,
                 autocommit=True,
+                client_encoding=CLIENT_ENCODING,
                 connect_timeout=max(1, round(self._connect_timeout)),
                 application_name=LISTENER_APPLICATION_NAME,
             )
         except psycopg.Error as exc:
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc, f"cannot connect to {self.name}: ") from exc
         try:
             await conn.execute(Q["listen"])
             await conn.execute(Q["listen_lease"])
         except psycopg.Error as exc:
             await conn.close()
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc) from exc
         return conn
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -366,7 +383,7 @@ class PostgresStore:
                 try:
                     seqs = await self._insert(batch)
                 except BaseException as exc:
-                    error = exc if isinstance(exc, StoreError) else StoreError(f"postgres: append failed: {exc!r}")
+                    error = exc if isinstance(exc, StoreError) else self._failed(exc, "append failed: ")
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(error)
@@ -567,6 +584,27 @@ class PostgresStore:
     async def recommendations(self, limit: int = 100) -> list[Recommendation]:
         rows = await self._fetchall(Q["recommendations"], (limit,))
         return [Recommendation(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        if status not in ALERT_CLAIMS:
+            raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+        params = {"key": key, "owner": owner, "window": window, "stale": stale}
+        async with self._connection() as conn:
+            cur = await conn.execute(Q[f"claim_alert_{status}"], params)
+            return await cur.fetchone() is not None
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._execute(Q["touch_alerts"], (list(keys),))
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(Q["publish_gateway_stats"], (gateway, _json(stats)))
+            await conn.execute(Q["forget_gateway_stats"], (forget_after,))
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        rows = await self._fetchall(Q["gateway_stats"], (max_age,))
+        return [GatewayStats(r[0], r[1], max(0.0, r[2]), r[3]) for r in rows]
 
     async def reset(self) -> None:
         """Forget the log, the catalog and the divergences; `seq` keeps counting from the old head."""

@@ -4,6 +4,10 @@ All writes run on one thread with one connection, so `seq` is assigned and commi
 Appends that arrive while a commit is in flight are committed together by the next one (group commit): one fsync
 for many writes. Reads use a second connection on a second thread, so they never wait behind an fsync.
 
+Files: a store file this store creates is readable by its owner only (0600; SQLite gives its -wal and -shm files
+the mode of the database file), in a folder it creates readable by its owner only (0700): the log holds every
+write's payload.
+
 Schema: numbered migrations (`sql/sqlite/migrations/`) run at `open()`, each in its own BEGIN IMMEDIATE transaction
 that reads the version first, so two processes opening one file never apply a step twice.
 """
@@ -11,6 +15,7 @@ that reads the version first, so two processes opening one file never apply a st
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import time
@@ -24,12 +29,14 @@ import orjson
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    ALERT_CLAIMS,
     Applied,
     CommitStats,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
@@ -44,7 +51,20 @@ Q = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
 _SEMICOLON = re.compile(";")
 BUSY_TIMEOUT_S = 30.0
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 WAL_RETRY_S = 0.01
+
+
+def _create_owner_only(path: str) -> None:
+    """Create the store's folder and an empty file, owner only, unless they exist; SQLite then takes the file as a
+    new database and creates its -wal and -shm with the same mode."""
+    Path(path).parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -84,6 +104,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=orjson.loads(row[10]),
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -163,8 +184,8 @@ class SQLiteStore:
         return result
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            _create_owner_only(self.path)
             self._wconn = await self._run(self._writer, lambda: _connect(self.path))
             while (step := await self._write(_apply_next_migration)) is not None:
                 log_applied("sqlite", step)
@@ -199,6 +220,7 @@ class SQLiteStore:
                 e.collection_id,
                 e.scope,
                 orjson.dumps(e.extra),
+                e.author,
             )
             for e in entries
         ]
@@ -401,6 +423,34 @@ class SQLiteStore:
         def fetch(c: sqlite3.Connection) -> list[Recommendation]:
             rows = c.execute(Q["recommendations"], (limit,))
             return [Recommendation(r[0], r[1], r[2], r[3], orjson.loads(r[4])) for r in rows]
+
+        return await self._read(fetch)
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        if status not in ALERT_CLAIMS:
+            raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+        params = {"key": key, "owner": owner, "window": window, "stale": stale, "now": time.time()}
+        query = Q[f"claim_alert_{status}"]
+        return await self._write(lambda c: c.execute(query, params).fetchone() is not None)
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        if keys:
+            now = time.time()
+            await self._write(lambda c: c.executemany(Q["touch_alert"], [(now, k) for k in keys]))
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        def publish(c: sqlite3.Connection) -> None:
+            now = time.time()
+            c.execute(Q["publish_gateway_stats"], (gateway, now, orjson.dumps(stats).decode()))
+            c.execute(Q["forget_gateway_stats"], (now - forget_after,))
+
+        await self._write(publish)
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        def fetch(c: sqlite3.Connection) -> list[GatewayStats]:
+            now = time.time()
+            rows = c.execute(Q["gateway_stats"], (now, now - max_age))
+            return [GatewayStats(r[0], r[1], max(0.0, r[2]), orjson.loads(r[3])) for r in rows]
 
         return await self._read(fetch)
 

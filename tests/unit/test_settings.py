@@ -36,13 +36,15 @@ FLAT_NAMES = {
     "slack_webhook", "alert_webhook", "monitor_interval", "pressure_window", "cpu_threshold", "memory_threshold",
     "lag_threshold", "backlog_threshold", "down_ratio_threshold", "alert_dedup_window", "alert_min_interval",
     "alert_rate_per_minute", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
-    "max_answer_bytes",
+    "max_answer_bytes", "instance_headers",
+    "auth_tokens_file", "auth_tokens",
 }  # fmt: skip
 
 # One refused value per setting that has a rule (with what else it needs to be judged alone).
 REFUSED = {
     "instances": {"CHROMA_HA_INSTANCES": "ftp://a"},
     "instance_weights": {"CHROMA_HA_INSTANCES": "http://a:1", "CHROMA_HA_INSTANCE_WEIGHTS": "-1"},
+    "instance_headers": {"CHROMA_HA_INSTANCES": "http://a:1", "CHROMA_HA_INSTANCE_HEADERS": "no colon here"},
     "store": {"CHROMA_HA_STORE": "mysql://x"},
     "request_timeout": {"CHROMA_HA_REQUEST_TIMEOUT": "0"},
     "gateway_id": {"CHROMA_HA_GATEWAY_ID": ""},
@@ -120,7 +122,8 @@ def test_secrets_are_redacted() -> None:
         store="postgresql://u:hunter2@h/db", alerts=AlertSettings(slack_webhook="https://hooks.example/T/B/X")
     )
     shown = settings.redacted()
-    assert "hunter2" not in str(shown) and "hooks.example" not in str(shown)
+    assert "hunter2" not in str(shown) and "T/B/X" not in str(shown)
+    assert shown["slack_webhook"] == "https://hooks.example/***"  # the host only
 
 
 # --- one definition per setting ---------------------------------------------------------------------------------
@@ -340,10 +343,12 @@ def test_redacted_shows_every_setting_by_its_flat_name_with_secrets_hidden() -> 
     )
     shown = settings.redacted()
     assert list(shown) == [d.name for d in DEFINITIONS]
-    assert shown["admin_token"] == shown["slack_webhook"] == shown["alert_webhook"] == "***"
+    assert shown["admin_token"] == "***"
+    assert shown["slack_webhook"] == "https://hooks.slack.example/***"  # webhooks by their host only
+    assert shown["alert_webhook"] == "https://alerts.example/***"
     assert shown["store"] == "postgresql://chroma:***@db:5432/chroma_ha"
     assert shown["instances"] == ("http://a:1",) and shown["health_interval"] == 1.0
-    for secret in ("s3cret", "hunter2", "hooks.slack.example", "alerts.example"):
+    for secret in ("s3cret", "hunter2", "T/B/X", "example/x"):
         assert secret not in str(shown)
     assert Settings().redacted()["admin_token"] == ""  # nothing to hide: shown as not set
 

@@ -1,4 +1,4 @@
--- The writer lease (migrations/0003_writer_lease.sql). Times are seconds since the epoch from the database clock,
+-- The writer lease (migrations/0006_writer_lease.sql). Times are seconds since the epoch from the database clock,
 -- so that every gateway agrees on when the lease expires.
 
 -- name: listen_lease
