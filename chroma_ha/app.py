@@ -124,7 +124,7 @@ class Gateway:
             stats=self.write_stats,
             expander=LimitedDeletes(self.reads, documents),
         )
-        self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts)
+        self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts, self.store.commit_stats)
         self.monitor = ResourceMonitor(
             instances=s.instances,
             interval=s.monitor.interval,
@@ -245,12 +245,13 @@ class Gateway:
     async def _follow_remote_cursors(self, stop: asyncio.Event) -> None:
         """Cursors of instances whose applier runs in another gateway (shared PostgreSQL store)."""
         while not stop.is_set():
+            standby = [i for i, applier in self.appliers.items() if applier.state == "standby"]
             try:
-                cursors = await self.store.cursors()
+                cursors = await self.store.cursors() if standby else {}  # nothing to follow: no question
             except StoreError:
                 cursors = {}
-            for instance, applier in self.appliers.items():
-                if applier.state == "standby" and instance in cursors:
+            for instance in standby:
+                if instance in cursors:
                     self.progress.set_cursor(instance, cursors[instance].seq)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.replication.poll_interval)

@@ -11,6 +11,7 @@ from typing import Any
 from .. import __version__
 from ..cluster.limits import BatchLimits
 from ..errors import StoreError
+from ..store import CommitStats
 from .alerts import Alerts
 from .cluster_stats import ClusterStats
 from .dashboard import NOSNIFF, dashboard_data, dashboard_page, page_headers
@@ -186,6 +187,7 @@ class AdminDocuments:
                 "bytes": view.write_stats.appended_bytes,
                 "per_second": monitor.appended.rates(),
             },
+            "commits": _commits(view.store.commit_stats, monitor.commits.rates()),
             "applied": {
                 "entries": sum(s.applied_entries for s in stats.values()),
                 "bytes": sum(s.applied_bytes for s in stats.values()),
@@ -270,4 +272,15 @@ def resources_document(sample: Sample) -> dict[str, Any]:
             "memory_total_bytes": r.host_memory_total_bytes,
         },
         "instances": {i: {"up": s.up, "heartbeat_seconds": s.heartbeat_seconds} for i, s in sample.instances.items()},
+    }
+
+
+def _commits(stats: CommitStats, per_second: dict[str, float]) -> dict[str, Any]:
+    """The store's append transactions: with group commit, one carries the entries of many concurrent writes."""
+    return {
+        "count": stats.commits,
+        "entries": stats.entries,
+        "per_second": per_second,
+        "entries_per_commit": round(stats.entries / stats.commits, 3) if stats.commits else 0.0,
+        "entries_per_commit_recent": percentiles(stats.sizes),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..settings import Settings
 from .base import (
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
@@ -32,6 +33,7 @@ def open_store(settings: Settings) -> LogStore:
 
 __all__ = [
     "Applied",
+    "CommitStats",
     "Cursor",
     "Divergence",
     "Entry",

@@ -5,6 +5,8 @@ no I/O). One behavioural contract suite (tests/contract) runs against all three.
 
 Ordering guarantee every backend gives: `append` returns only once its entries are durable, and an entry with a
 higher `seq` is never visible to `read` before every lower `seq` is (no gaps an applier could pass over).
+Freshness guarantee: while `sole_appender()` returns an epoch, no other store appends to this log (every entry
+appended since the epoch began was appended through this store object); None when that cannot be promised.
 Catalog guarantee: `catalog_version` is raised in the same transaction as every change to the id mappings, so
 mappings read after seeing version v are current for as long as the version is still v (read the version first).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -114,6 +117,24 @@ class Recommendation:
     details: dict[str, Any]
 
 
+RECENT_COMMITS = 2048  # recent commit sizes kept for /wal/stats
+
+
+@dataclass
+class CommitStats:
+    """The appends of one store object since it opened: transactions committed and the entries they carried. Group
+    commit shows as more entries than commits. Owned by the store; operations only read it."""
+
+    commits: int = 0
+    entries: int = 0
+    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_COMMITS))
+
+    def committed(self, entries: int) -> None:
+        self.commits += 1
+        self.entries += entries
+        self.sizes.append(entries)
+
+
 @dataclass(frozen=True)
 class GatewayStats:
     """One gateway's counters as it last published them; `age_seconds` by the store's clock."""
@@ -160,8 +181,16 @@ def claimed(
 
 
 class LogStore(Protocol):
+    commit_stats: CommitStats
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+
+    def sole_appender(self) -> int | None:
+        """An epoch while no other store can append to this log, None otherwise (see the module's docstring). The
+        epoch changes whenever that stopped being true in between: what was learned of the log under one epoch
+        (its head, say) proves nothing under another."""
+        ...
 
     # the log
     async def append(self, entries: Sequence[NewEntry]) -> list[int]: ...

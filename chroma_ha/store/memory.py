@@ -27,6 +27,7 @@ from ..pulse import Pulse
 from .base import (
     AlertClaim,
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
@@ -157,6 +158,7 @@ class MemoryStore:
 
     def __init__(self, database: MemoryDatabase | None = None) -> None:
         self.database = database if database is not None else MemoryDatabase()
+        self.commit_stats = CommitStats()
 
     async def _db(self) -> MemoryDatabase:
         await asyncio.sleep(0)
@@ -170,6 +172,10 @@ class MemoryStore:
     async def close(self) -> None:
         """Nothing to close: the database outlives its stores, as a file or a server would."""
 
+    def sole_appender(self) -> int | None:
+        """Never promised: other stores on the same database may append at any time (readers ask the head)."""
+        return None
+
     # --- the log --------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
@@ -179,6 +185,7 @@ class MemoryStore:
         db.entries.extend(rows)
         db.head += len(rows)
         if rows:
+            self.commit_stats.committed(len(rows))
             db.appended.fire()
         return [r.seq for r in rows]
 

@@ -5,14 +5,19 @@ until commit, so an entry with a higher `seq` never commits, and so never become
 an applier reading after its cursor never passes over a gap. Appends arriving while a commit is in flight are
 committed together by the next transaction (group commit): a process takes the counter row once per batch.
 
+Freshness: the writer lease (`postgres_lease`) lets the one store that appends promise that no other does, so its
+gateway proves a read's freshness from what it appended itself. An append checks the lease in its transaction,
+after the counter row; when another store holds it, the transaction is rolled back, the lease revoked, and the
+batch tried again once it is released or expired.
+
 Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store, restarted when
 it drops, turns notifications from every gateway into an in-process event. A lost notification only costs the
 waiter's timeout, which is the appliers' poll interval.
 
 Lock order: every transaction that takes more than one of these takes them in this order, so that transactions
-of several gateways queue instead of deadlocking: the `log_head` row, `entries` rows, the catalog version row,
-`collection_ids` rows, `cursors` rows, `intents` rows. The catalog version row also serialises every change to
-the mappings, and readers see the version and the mappings it covers commit together.
+of several gateways queue instead of deadlocking: the `log_head` row, the `writer_lease` row, `entries` rows, the
+catalog version row, `collection_ids` rows, `cursors` rows, `intents` rows. The catalog version row also serialises
+every change to the mappings, and readers see the version and the mappings it covers commit together.
 
 Schema: numbered migrations (`sql/postgres/migrations/`) run at `open()`, each in its own transaction under an
 advisory lock, so gateways starting together on one database apply each step once.
@@ -27,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -35,6 +41,7 @@ import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from ..errors import StoreError
 from ..pulse import Pulse
@@ -42,6 +49,7 @@ from ..redaction import Scrubber, dsn_redacted, dsn_secrets
 from .base import (
     ALERT_CLAIMS,
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
@@ -55,14 +63,22 @@ from .base import (
     load_queries,
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
+from .postgres_lease import LEASE_CHANNEL, WriterLease
 
 Q = load_queries("postgres")
 MIGRATIONS = load_migrations("postgres")
 
-DEFAULT_MIN_CONNECTIONS = 1
+# Kept open from the start: the pool grows by one connection at a time, and with a short wait for a connection
+# (below) the gateway's first moments (appliers, follower, monitor, first writes at once) must not queue for them.
+DEFAULT_MIN_CONNECTIONS = 4
 DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-DEFAULT_POOL_TIMEOUT_S = 30.0
+# A caller waits this long for a connection: when the server is gone, the pool has none to give, and the store
+# then fails within seconds instead of after psycopg's default 30 s (the write path gives up on it after one).
+DEFAULT_POOL_TIMEOUT_S = 2.0
+# Reconnections are tried again this often at most (psycopg's own backoff doubles up to minutes), so the store
+# resumes within about this long of the server's return.
+RECONNECT_DELAY_MAX_S = 0.5
 # Asked for on every connection: a database created as SQL_ASCII (initdb where no locale is set) would otherwise
 # hand text back as bytes, and every entry's path with it.
 CLIENT_ENCODING = "utf8"
@@ -75,8 +91,28 @@ LISTENER_APPLICATION_NAME = "chroma-ha-listen"
 
 logger = logging.getLogger(__name__)
 
-# One caller's entries, already serialized as `append_entry` parameters after `seq`, and its answer.
+# One caller's entries, already serialized as `append_entry_below_head` parameters after the offset, and its answer.
 _Pending = tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+class _LeaseHeld(Exception):
+    """Another store holds the writer lease: this append's transaction is rolled back, to be tried again."""
+
+
+class _QuickReconnect(AttemptWithBackoff):
+    """psycopg's reconnection backoff, capped: an outage of minutes must not cost minutes after it ends."""
+
+    INITIAL_DELAY = 0.1
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_DELAY_MAX_S)
+
+
+class _Pool(AsyncConnectionPool[Any]):
+    async def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        await super()._add_connection(attempt or _QuickReconnect(timeout=self.reconnect_timeout), growing)
 
 
 def normalize_dsn(dsn: str) -> str:
@@ -114,7 +150,7 @@ def _json(value: Any) -> str:
 
 
 def _row(e: NewEntry) -> tuple[Any, ...]:
-    """The `append_entry` parameters after `seq`."""
+    """The `append_entry_below_head` parameters after the offset below the head."""
     return (
         e.op,
         e.method,
@@ -151,12 +187,14 @@ class PostgresStore:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
+        lease: Mapping[str, float] | None = None,
     ) -> None:
+        """`lease`: the writer lease's timings (`WriterLease` keywords), when not the defaults."""
         self.dsn = normalize_dsn(dsn)
         self.name = dsn_redacted(self.dsn)  # the store as messages name it
         self._scrub = Scrubber(dsn_secrets(self.dsn))
         self._connect_timeout = connect_timeout
-        self._pool = AsyncConnectionPool(
+        self._pool = _Pool(
             self.dsn,
             min_size=min_connections,
             max_size=max_connections,
@@ -171,6 +209,8 @@ class PostgresStore:
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._listen_task: asyncio.Task[None] | None = None
+        self.commit_stats = CommitStats()
+        self.lease = WriterLease(f"store-{uuid.uuid4()}", self._fetchone, self._run_in_transaction, **(lease or {}))
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -191,15 +231,20 @@ class PostgresStore:
         async with self._connection() as conn, conn.transaction():
             yield conn
 
-    async def _fetchall(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    async def _fetchall(self, query: str, params: Params = None) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchall()
 
-    async def _fetchone(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+    async def _fetchone(self, query: str, params: Params = None) -> tuple[Any, ...] | None:
         async with self._connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchone()
+
+    async def _run_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> None:
+        async with self._transaction() as conn:
+            for query, params in statements:
+                await conn.execute(query, params)
 
     async def _execute(self, query: str, params: Sequence[Any] | None = None) -> int:
         async with self._connection() as conn:
@@ -246,6 +291,7 @@ class PostgresStore:
         if self._flush_task is not None:
             with suppress(Exception):
                 await self._flush_task
+        await self.lease.close()
         if self._listen_task is not None:
             self._listen_task.cancel()
             with suppress(asyncio.CancelledError):
@@ -268,6 +314,7 @@ class PostgresStore:
             raise self._failed(exc, f"cannot connect to {self.name}: ") from exc
         try:
             await conn.execute(Q["listen"])
+            await conn.execute(Q["listen_lease"])
         except psycopg.Error as exc:
             await conn.close()
             raise self._failed(exc) from exc
@@ -283,10 +330,14 @@ class PostgresStore:
                         conn = await self._connect_listener()
                         # Notifications sent while nobody listened are lost: let waiters look at the log now.
                         self._wake()
+                        self.lease.listener_restarted()
                         delay = LISTEN_RETRY_MIN_S
                     while True:
-                        async for _ in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
-                            self._wake()
+                        async for notification in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
+                            if notification.channel == LEASE_CHANNEL:
+                                self.lease.heard(notification.payload)
+                            else:
+                                self._wake()
                         await conn.execute(Q["ping"])
                 except (psycopg.Error, StoreError) as exc:
                     logger.warning("postgres LISTEN connection lost, reconnecting in %.1fs: %s", delay, exc)
@@ -309,6 +360,9 @@ class PostgresStore:
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
 
+    def sole_appender(self) -> int | None:
+        return self.lease.sole_appender()
+
     # --- the log --------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
@@ -319,6 +373,7 @@ class PostgresStore:
         if self._flush_task is None:
             loop = asyncio.get_running_loop()
             self._flush_task = loop.create_task(self._flush(), name="postgres-group-commit")
+        self.lease.start_holding()
         return await future
 
     async def _flush(self) -> None:
@@ -343,27 +398,46 @@ class PostgresStore:
             self._flush_task = None
 
     async def _insert(self, batch: list[_Pending]) -> list[list[int]]:
+        """One transaction for the whole batch; when another store holds the writer lease, revoke it and retry."""
+        while True:
+            try:
+                assigned = await self._insert_once(batch)
+            except _LeaseHeld:
+                await self.lease.revoke()
+                continue
+            self.commit_stats.committed(sum(len(seqs) for seqs in assigned))
+            return assigned
+
+    async def _insert_once(self, batch: list[_Pending]) -> list[list[int]]:
+        """The whole transaction in one pipeline (one round trip but for BEGIN's): each entry's `seq` is computed
+        in SQL from the head the transaction has just raised, so nothing waits for an answer before the commit."""
         rows = [group for group, _ in batch]
         total = sum(len(r) for r in rows)
         if total == 0:
             return [[] for _ in batch]
+        below = total  # the first entry is `head - (total - 1)`, the last one `head - 0`
+        params = []
+        for group in rows:
+            for row in group:
+                below -= 1
+                params.append((below, *row))
         async with self._transaction() as conn:
-            head_row = await (await conn.execute(Q["advance_head"], (total,))).fetchone()
-            assert head_row is not None
-            head = int(head_row[0])
-            seq = head - total
-            assigned: list[list[int]] = []
-            params = []
-            for group in rows:
-                seqs = []
-                for row in group:
-                    seq += 1
-                    seqs.append(seq)
-                    params.append((seq, *row))
-                assigned.append(seqs)
-            async with conn.cursor() as cur:
-                await cur.executemany(Q["append_entry"], params)
-            await conn.execute(Q["notify_append"], (str(head),))
+            async with conn.pipeline():
+                advanced = await conn.execute(Q["advance_head"], (total,))
+                allowed = await conn.execute(Q["note_appender"], {"me": self.lease.owner})
+                async with conn.cursor() as cur:
+                    await cur.executemany(Q["append_entry_below_head"], params)
+                await conn.execute(Q["notify_head"])
+                head_row = await advanced.fetchone()
+                may_append = await allowed.fetchone() is not None
+            if not may_append:
+                raise _LeaseHeld  # the transaction, inserts and all, is rolled back
+        assert head_row is not None
+        seq = int(head_row[0]) - total
+        assigned: list[list[int]] = []
+        for group in rows:
+            assigned.append(list(range(seq + 1, seq + 1 + len(group))))
+            seq += len(group)
         return assigned
 
     async def head(self) -> int:

@@ -36,6 +36,7 @@ from ..pulse import Pulse
 from .base import (
     ALERT_CLAIMS,
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
@@ -174,6 +175,7 @@ class SQLiteStore:
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._head = 0
+        self.commit_stats = CommitStats()
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -265,6 +267,7 @@ class SQLiteStore:
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            self.commit_stats.committed(sum(len(s) for s in seqs))
             for (_, future), assigned in zip(batch, seqs, strict=True):
                 if not future.done():
                     future.set_result(assigned)
@@ -290,6 +293,10 @@ class SQLiteStore:
 
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
+
+    def sole_appender(self) -> int | None:
+        """Always: one gateway per file, and every append runs on this store's one writer connection."""
+        return 0
 
     async def head(self) -> int:
         return self._head

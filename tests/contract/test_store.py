@@ -670,7 +670,7 @@ async def _listener_pids(dsn: str) -> list[int]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = %s AND query = 'LISTEN chroma_ha_log'",
+            " AND application_name = %s AND query LIKE 'LISTEN chroma_ha_%%'",
             (LISTENER_APPLICATION_NAME,),
         )
         return [row[0] for row in await cur.fetchall()]

@@ -9,12 +9,14 @@ SELECT 1
 -- name: advance_head
 UPDATE log_head SET seq = seq + %s RETURNING seq
 
--- name: append_entry
+-- name: append_entry_below_head
+-- In the append transaction, after `advance_head`: the entry so many below the head this transaction has just set.
 INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra, author)
-VALUES (%s, extract(epoch FROM clock_timestamp())::float8, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES ((SELECT seq FROM log_head) - %s, extract(epoch FROM clock_timestamp())::float8,
+        %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 
--- name: notify_append
-SELECT pg_notify('chroma_ha_log', %s)
+-- name: notify_head
+SELECT pg_notify('chroma_ha_log', (SELECT seq FROM log_head)::text)
 
 -- name: head
 SELECT seq FROM log_head
