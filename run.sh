@@ -17,7 +17,7 @@ setup() {
     local stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
     if [ ! -f "$stamp" ]; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+        "$VENV/bin/python" -m pip install --quiet -e ".[local,test]"
         touch "$stamp"
     fi
 }
@@ -27,6 +27,15 @@ browser() {
     if ! command -v chromium >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        fi
+    fi
+}
+
+prometheus_tools() {
+    # The Prometheus files' test checks the alert rules with promtool (Debian's prometheus package).
+    if ! command -v promtool >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
         fi
     fi
 }
@@ -42,7 +51,7 @@ command="${1:-}"
 shift || true
 case "$command" in
     up) setup; exec "$VENV/bin/chroma-ha" up "$@" ;;
-    test) setup; browser; exec "$VENV/bin/python" -m pytest "$@" ;;
+    test) setup; browser; prometheus_tools; exec "$VENV/bin/python" -m pytest "$@" ;;
     bench) setup; exec "$VENV/bin/chroma-ha" bench "$@" ;;
     lint) setup; lint ;;
     *) echo "usage: bash run.sh up|test|bench|lint [args]" >&2; exit 2 ;;

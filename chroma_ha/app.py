@@ -15,16 +15,19 @@ from .cluster.health import HealthMonitor
 from .cluster.limits import BatchLimits, Limits
 from .cluster.progress import Progress
 from .cluster.stats import ApplierStats, WriteStats
-from .errors import SettingsError, StoreError
-from .gateway.admin import admin_routes
+from .errors import InstanceError, SettingsError, StoreError
+from .gateway.admin import admin_actions, admin_routes
 from .gateway.api import ChromaApi
+from .gateway.auth import Gate
 from .gateway.consistency import LogFollower, LogIndex
 from .gateway.deletes import DocumentDeletes, LimitedDeletes
 from .gateway.http_server import HttpServer
 from .gateway.reads import ReadPath
 from .gateway.server import Routes
+from .gateway.tokens import TokenFileError, parse_token_setting
 from .gateway.writes import WritePath
 from .ops.alerts import Alerts
+from .ops.cluster_stats import ClusterStats
 from .ops.metrics import Metrics
 from .ops.monitor import ResourceMonitor
 from .ops.pressure import Thresholds
@@ -32,6 +35,7 @@ from .ops.status import AdminDocuments
 from .ops.view import ClusterView
 from .replication.applier import Applier
 from .replication.bootstrap import Bootstrapper
+from .replication.maintenance import Maintenance
 from .replication.retention import Retention
 from .settings import Settings
 from .store import LogStore, open_store
@@ -51,9 +55,12 @@ class Gateway:
         s = settings
         self.settings = s
         self.started_at = time.time()
+        self.gate = _gate(s)  # who may do what; first, so that a bad token file stops the start before anything
         # what everything below talks through: the log store and the instances
         self.store = store or open_store(s)
-        self.client = transport or InstanceClient(s.request_timeout, max_answer_bytes=s.max_answer_bytes)
+        self.client = transport or InstanceClient(
+            s.request_timeout, max_answer_bytes=s.max_answer_bytes, credentials=s.headers_for_instances()
+        )
         # the shared view of the cluster
         self.catalog = Catalog(self.store)
         self.progress = Progress(s.instances)
@@ -75,10 +82,17 @@ class Gateway:
             dedup_window=s.alerts.dedup_window,
             min_interval=s.alerts.min_interval,
             rate_per_minute=s.alerts.rate_per_minute,
+            claims=self.store,
         )
         self.health.on_change(self.alerts.instance_changed)
         self.bootstrap, self.appliers = self._replication()
-        self.retention = Retention(self.store, s.instances, s.replication.retention)
+        self.retention = Retention(
+            self.store,
+            s.instances,
+            s.replication.retention,
+            rebuild_after=s.replication.rebuild_after,
+            max_entries=s.replication.retention_max_entries,
+        )
         self.index = LogIndex()
         self.follower = LogFollower(self.store, self.index)
         self.reads = ReadPath(
@@ -111,7 +125,7 @@ class Gateway:
             stats=self.write_stats,
             expander=LimitedDeletes(self.reads, documents),
         )
-        self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts)
+        self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts, self.store.commit_stats)
         self.monitor = ResourceMonitor(
             instances=s.instances,
             interval=s.monitor.interval,
@@ -138,15 +152,23 @@ class Gateway:
             limits=self.limits,
             write_stats=self.write_stats,
             started_at=self.started_at,
+            retention_status=self.retention.status_document,
         )
-        self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics)
+        self.cluster_stats = ClusterStats(
+            self.store, s.gateway_id, self.write_stats, self.applier_stats, self.started_at, s.monitor.interval
+        )
+        self.documents = AdminDocuments(view, self.monitor, self.alerts, self.metrics, self.cluster_stats)
         self.api = ChromaApi(
             reads=self.reads,
             writes=self.writes,
             observe=self.metrics.observe_request,
             reset=self.reset if s.admin.allow_reset else None,
+            gate=self.gate,
         )
-        self.routes = Routes(self.api, admin_routes(self.documents, s.admin.token))
+        self.maintenance = Maintenance(self.store, self.retention, self.appliers, self.health)
+        self.routes = Routes(
+            self.api, admin_routes(self.documents, self.gate), admin_actions(self.maintenance, self.gate)
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -162,6 +184,7 @@ class Gateway:
             health=self.health,
             progress=self.progress,
             sources=appliers,
+            page_size=s.replication.bootstrap_page_size,
         )
         owner = s.gateway_id if s.is_postgres else SQLITE_OWNER
         for instance in s.instances:
@@ -201,6 +224,7 @@ class Gateway:
         self._spawn("alerts", self.alerts.run)
         self._spawn("monitor", self.monitor.run)
         self._spawn("retention", self.retention.run)
+        self._spawn("cluster-stats", self.cluster_stats.run)
         if self.settings.is_postgres:
             self._spawn("cursor-follower", self._follow_remote_cursors)
 
@@ -222,12 +246,13 @@ class Gateway:
     async def _follow_remote_cursors(self, stop: asyncio.Event) -> None:
         """Cursors of instances whose applier runs in another gateway (shared PostgreSQL store)."""
         while not stop.is_set():
+            standby = [i for i, applier in self.appliers.items() if applier.state == "standby"]
             try:
-                cursors = await self.store.cursors()
+                cursors = await self.store.cursors() if standby else {}  # nothing to follow: no question
             except StoreError:
                 cursors = {}
-            for instance, applier in self.appliers.items():
-                if applier.state == "standby" and instance in cursors:
+            for instance in standby:
+                if instance in cursors:
                     self.progress.set_cursor(instance, cursors[instance].seq)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.replication.poll_interval)
@@ -269,15 +294,29 @@ class Gateway:
             await server.stop(STOP_GRACE_S)
             await self.stop()
 
+    def _rebuild(self, reset: list[tuple[str, int, bytes]]) -> None:
+        """The instances a stopped reset did reset are rebuilt from the kept log by their appliers."""
+        for instance, _, _ in reset:
+            self.appliers[instance].recheck()
+
     async def reset(self) -> list[tuple[str, int, bytes]]:
-        """Reset every instance, the catalog and the log (only when allow_reset is set)."""
+        """Reset every instance in turn, then the catalog and the log (only when allow_reset is set). The first
+        instance that refuses or cannot be reached stops it with the log kept: the instances reset before it
+        are rebuilt from the log, as any wiped instance is, and hold nothing meanwhile (their cursors are held)."""
         async with contextlib.AsyncExitStack() as paused:
             for applier in self.appliers.values():
                 await paused.enter_async_context(applier.pause())
-            answers = []
+            answers: list[tuple[str, int, bytes]] = []
             for instance in self.settings.instances:
-                response = await self.client.request(instance, "POST", "/api/v2/reset", idempotent=True)
+                try:
+                    response = await self.client.request(instance, "POST", "/api/v2/reset", idempotent=True)
+                except InstanceError:
+                    self._rebuild(answers)
+                    raise
                 answers.append((instance, response.status, response.body))
+                if not response.ok:
+                    self._rebuild(answers[:-1])
+                    return answers
             await self.store.reset()
             self.catalog.clear()
             self.progress.clear_outcomes()
@@ -290,14 +329,24 @@ class Gateway:
             return answers
 
 
+def _gate(settings: Settings) -> Gate:
+    """Who may do what, from the auth and admin settings; a bad token file or setting stops the start."""
+    try:
+        fixed = parse_token_setting(settings.auth.tokens)
+    except TokenFileError as exc:
+        raise SettingsError("auth_tokens", str(exc)) from None
+    return Gate(admin_token=settings.admin.token, tokens_file=settings.auth.tokens_file, tokens=fixed)
+
+
 async def serve_until_signalled(gateway: Gateway) -> None:
-    """`Gateway.serve`, stopped by SIGINT or SIGTERM."""
+    """`Gateway.serve`, stopped by SIGINT or SIGTERM; SIGHUP reloads the token file."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.gate.reload)
     try:
         await gateway.serve(stop)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)

@@ -25,7 +25,9 @@ def chroma_executable() -> str:
         return str(beside)
     found = shutil.which("chroma")
     if found is None:
-        raise RuntimeError("the `chroma` command of the chromadb package is not installed")
+        raise RuntimeError(
+            "the `chroma` command of the chromadb package is not installed: pip install 'chroma-ha[local]'"
+        )
     return found
 
 
@@ -68,11 +70,19 @@ class ChromaServer:
     def start(self, wait: bool = True) -> ChromaServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
+        args = ["--path", str(self.data_dir), "--port", str(self.port), "--host", "127.0.0.1"]
         if self.allow_reset:
-            env["ALLOW_RESET"] = "TRUE"
+            # Chroma 1.x reads allow_reset from its config file only (an ALLOW_RESET variable is ignored), and
+            # takes a config file or the flags, never both
+            config = self.data_dir / "chroma-config.yaml"
+            config.write_text(
+                f'persist_path: "{self.data_dir}"\nport: {self.port}\nlisten_address: "127.0.0.1"\nallow_reset: true\n',
+                encoding="utf-8",
+            )
+            args = [str(config)]
         log = open(self.data_dir / "chroma.log", "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [chroma_executable(), "run", "--path", str(self.data_dir), "--port", str(self.port), "--host", "127.0.0.1"],
+            [chroma_executable(), "run", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

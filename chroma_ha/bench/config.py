@@ -22,6 +22,7 @@ DEFAULT_PACED_SECONDS = 12.0
 DEFAULT_PACED_FRACTION = 0.5  # of the sustainable write rate
 DEFAULT_LAG_POLL_SECONDS = 0.005
 DEFAULT_DRAIN_TIMEOUT_SECONDS = 60.0
+DEFAULT_FRESHNESS_PAIRS = 500  # write-then-read pairs across gateways, when there are several
 DEFAULT_SEED = 7
 
 
@@ -44,6 +45,7 @@ class BenchConfig:
     paced_fraction: float = DEFAULT_PACED_FRACTION
     lag_poll_seconds: float = DEFAULT_LAG_POLL_SECONDS
     drain_timeout_seconds: float = DEFAULT_DRAIN_TIMEOUT_SECONDS
+    freshness_pairs: int = DEFAULT_FRESHNESS_PAIRS
     seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
@@ -62,6 +64,7 @@ class BenchConfig:
             "paced_seconds",
             "lag_poll_seconds",
             "drain_timeout_seconds",
+            "freshness_pairs",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -87,6 +90,7 @@ class BenchConfig:
             saturation_seconds=1.0,
             paced_seconds=1.0,
             drain_timeout_seconds=30.0,
+            freshness_pairs=50,
         )
 
     @property

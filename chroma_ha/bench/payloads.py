@@ -7,7 +7,9 @@ path); query embeddings travel as JSON lists of floats, as `Collection.query` se
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -18,14 +20,25 @@ QUERY_INCLUDE = ["metadatas", "documents", "distances"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One collection as one server knows it: the gateway (canonical id) or an instance (its own id)."""
+    """One collection as one server knows it: the gateway (canonical id) or an instance (its own id). With
+    `more_urls` (further gateways on the same store), each request goes to the next gateway in turn: the bench's
+    own round-robin, as a load balancer in front of them would spread them."""
 
     name: str
     base_url: str
     collection_id: str
+    more_urls: tuple[str, ...] = ()
+    _turns: Iterator[int] = field(default_factory=itertools.count, compare=False, hash=False, repr=False)
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        return (self.base_url, *self.more_urls)
 
     def url(self, op: str) -> str:
-        return f"{self.base_url}{COLLECTIONS}/{self.collection_id}/{op}"
+        base = self.base_url
+        if self.more_urls:
+            base = self.base_urls[next(self._turns) % len(self.base_urls)]
+        return f"{base}{COLLECTIONS}/{self.collection_id}/{op}"
 
 
 def vectors(count: int, dim: int, seed: int) -> np.ndarray:

@@ -23,7 +23,7 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Setup:
-    gateway_url: str
+    gateway_url: str  # the first gateway: the one asked for the log's status
     queries_direct: Endpoint  # the query collection on the first instance, asked directly
     queries_gateway: Endpoint
     writes_gateway: Endpoint
@@ -92,7 +92,7 @@ async def count(session: aiohttp.ClientSession, endpoint: Endpoint) -> int:
 
 async def prepare(
     session: aiohttp.ClientSession,
-    gateway_url: str,
+    gateway_urls: list[str],
     instances: list[str],
     standalone_url: str,
     *,
@@ -105,9 +105,10 @@ async def prepare(
     drain_timeout: float,
     log: Log,
 ) -> Setup:
+    gateway_url, *more = gateway_urls
     queries_id = await create_collection(session, gateway_url, QUERY_COLLECTION)
     writes_id = await create_collection(session, gateway_url, WRITE_COLLECTION)
-    queries_gateway = Endpoint("gateway", gateway_url, queries_id)
+    queries_gateway = Endpoint("gateway", gateway_url, queries_id, tuple(more))
     started = time.perf_counter()
     await load_records(session, queries_gateway, records, dim, load_batch, seed)
     await wait_drained(session, gateway_url, drain_timeout)
@@ -129,7 +130,7 @@ async def prepare(
         gateway_url=gateway_url,
         queries_direct=Endpoint("direct", direct[0].base_url, direct[0].collection_id),
         queries_gateway=queries_gateway,
-        writes_gateway=Endpoint("gateway", gateway_url, writes_id),
+        writes_gateway=Endpoint("gateway", gateway_url, writes_id, tuple(more)),
         writes_instances=writes_instances,
         writes_standalone=Endpoint(
             "standalone", standalone_url, await create_collection(session, standalone_url, STANDALONE_COLLECTION)

@@ -49,14 +49,17 @@ class LatencyResult:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) a process has used; the gateway's, to price one proxied query."""
+    """CPU seconds (user + system) some processes have used together; the gateways', to price one proxied query."""
 
-    def __init__(self, pid: int) -> None:
-        self._process = psutil.Process(pid)
+    def __init__(self, *pids: int) -> None:
+        self._processes = [psutil.Process(pid) for pid in pids]
 
     def seconds(self) -> float:
-        times = self._process.cpu_times()
-        return float(times.user + times.system)
+        total = 0.0
+        for process in self._processes:
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
 
 
 async def warm_up(

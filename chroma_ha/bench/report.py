@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .freshness import FreshnessResult
 from .query_phase import LatencyResult, ThroughputResult
 from .stats import percentile_ms
 from .write_phase import LagResult, SaturationResult
@@ -71,6 +72,7 @@ def figures_of(
             "write_standalone_per_s": saturation.standalone.rate,
             "write_standalone_ack_p50_ms": percentile_ms(saturation.standalone.latencies, 50),
             "write_acked_per_s": saturation.acked_rate,
+            "write_ratio": saturation.acked_rate / saturation.standalone.rate if saturation.standalone.rate else 0.0,
             "write_ack_p50_ms": percentile_ms(saturation.writes.latencies, 50),
             "write_sustainable_per_s": saturation.sustainable_rate,
             "write_sustainable_records_per_s": saturation.sustainable_rate * saturation.batch,
@@ -96,9 +98,10 @@ def build_report(
     latency: LatencyResult,
     saturation: SaturationResult,
     lag: LagResult,
+    freshness: FreshnessResult | None = None,
 ) -> dict[str, Any]:
     figures = figures_of(throughput, latency, saturation, lag)
-    return {
+    report = {
         "config": config,
         "environment": environment,
         "figures": figures,
@@ -125,6 +128,9 @@ def build_report(
             "lag_writes": lag.errors,
         },
     }
+    if freshness is not None:  # measured with several gateways only
+        report["freshness"] = freshness.as_dict()
+    return report
 
 
 def _spread_line(concurrency: int, ratios: list[float]) -> str:
@@ -161,10 +167,27 @@ def _host_line(host: dict[str, float] | None) -> str:
     return line
 
 
+def _freshness_lines(freshness: dict[str, int] | None) -> list[str]:
+    if freshness is None:
+        return []
+    return [
+        "",
+        f"Reads of each other's writes ({freshness['pairs']} pairs: a write acknowledged by one gateway, read at once "
+        "through the other)",
+        f"  saw it {freshness['seen']}, did not {freshness['missed']}, marked stale {freshness['stale']}, "
+        f"failed {freshness['errors']}",
+    ]
+
+
+def _fronts(env: dict[str, Any]) -> str:
+    gateways = env.get("gateways", 1)
+    return "the gateway" if gateways == 1 else f"{gateways} gateways (round-robin)"
+
+
 def render_table(report: dict[str, Any]) -> str:
     f, env, cfg = report["figures"], report["environment"], report["config"]
     lines = [
-        f"chroma-ha bench: {env['instances']} Chroma instances behind the gateway ({env['store']} log), direct = "
+        f"chroma-ha bench: {env['instances']} Chroma instances behind {_fronts(env)} ({env['store']} log), direct = "
         f"instance-0; {cfg['records']} records x {cfg['dim']} dims; {env['cpus']} CPUs; chromadb {env['chromadb']}",
         _host_line(env.get("host")),
         "",
@@ -193,7 +216,7 @@ def render_table(report: dict[str, Any]) -> str:
         f"  standalone Chroma, direct       {f['write_standalone_per_s']:>10.1f} writes/s"
         f"   (ack p50 {f['write_standalone_ack_p50_ms']:.1f} ms)",
         f"  gateway, acknowledged           {f['write_acked_per_s']:>10.1f} writes/s"
-        f"   (ack p50 {f['write_ack_p50_ms']:.1f} ms)",
+        f"   (ack p50 {f['write_ack_p50_ms']:.1f} ms; {f['write_ratio']:.2f}x standalone)",
         f"  gateway, applied on both        {f['write_sustainable_per_s']:>10.1f} writes/s"
         f" = {f['write_sustainable_records_per_s']:.0f} records/s",
         "",
@@ -202,6 +225,7 @@ def render_table(report: dict[str, Any]) -> str:
         f"  lag p50 / p99 / max             {f['lag_p50_ms']:>8.1f} / {f['lag_p99_ms']:.1f} / {f['lag_max_ms']:.1f} ms"
         f"   target {_verdict(report, 'lag_p99_ms')}",
         f"  ack p50 / p99                   {f['lag_ack_p50_ms']:>8.2f} / {f['lag_ack_p99_ms']:.2f} ms",
+        *_freshness_lines(report.get("freshness")),
     ]
     errors = {k: v for k, v in report["errors"].items() if v}
     if errors or report["counts"]["lag_writes_unseen"] or report["counts"]["lag_slots_skipped"]:

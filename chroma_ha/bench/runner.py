@@ -17,6 +17,7 @@ import aiohttp
 
 from .cluster import INSTANCE_COUNT, BenchCluster
 from .config import BenchConfig
+from .freshness import measure_freshness
 from .host import HostLoad
 from .prepare import Setup, prepare
 from .query_phase import CpuMeter, ThroughputResult, measure_latency, measure_throughput, warm_up
@@ -32,16 +33,20 @@ def run_bench(
     work_dir: Path | None = None,
     gateway_env: dict[str, str] | None = None,
     log: Log = print,
+    *,
+    store: str = "sqlite",
+    gateways: int = 1,
 ) -> dict[str, Any]:
     """Everything in one run, so the ratios compare measurements taken on the same machine minutes apart."""
     started = time.monotonic()
     folder: AbstractContextManager[str] = (
         nullcontext(str(work_dir)) if work_dir else tempfile.TemporaryDirectory(prefix="chroma-ha-bench-")
     )
-    with folder as path, BenchCluster(Path(path), gateway_env) as cluster:
+    with folder as path, BenchCluster(Path(path), gateway_env, store=store, gateways=gateways) as cluster:
+        shown = ", ".join(f"{g.url} (pid {g.pid})" for g in cluster.gateways)
         log(
             f"cluster up in {time.monotonic() - started:.1f}s: instances {', '.join(cluster.instance_urls)}, "
-            f"gateway {cluster.gateway.url} (pid {cluster.gateway.pid})"
+            f"{cluster.store_name} store, gateway {shown}"
         )
         report = _run_loop(_measure(config, cluster, log))
     report["environment"]["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -57,11 +62,12 @@ def _run_loop(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict[str, Any]:
-    host = HostLoad([cluster.gateway.pid, *cluster.server_pids])
+    host = HostLoad([*cluster.gateway_pids, *cluster.server_pids])
+    gateway_urls = [g.url for g in cluster.gateways]
     async with new_session(connections=4 * max(*config.concurrencies, config.write_concurrency, 8)) as session:
         setup = await prepare(
             session,
-            cluster.gateway.url,
+            gateway_urls,
             cluster.instance_urls,
             cluster.standalone.url,
             records=config.records,
@@ -73,7 +79,7 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
             drain_timeout=config.drain_timeout_seconds,
             log=log,
         )
-        throughput = await _queries(session, setup, config, CpuMeter(cluster.gateway.pid), log)
+        throughput = await _queries(session, setup, config, CpuMeter(*cluster.gateway_pids), log)
         log(f"single-query latency: {config.latency_samples} samples per target")
         latency = await measure_latency(
             session, setup.queries_direct, setup.queries_gateway, setup.query_bodies, config.latency_samples
@@ -115,13 +121,25 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
             drain_timeout=config.drain_timeout_seconds,
             log=log,
         )
+        freshness = None
+        if len(gateway_urls) > 1:
+            log(f"reads of each other's writes: {config.freshness_pairs} write-then-read pairs across gateways")
+            freshness = await measure_freshness(
+                session,
+                tuple(gateway_urls),
+                setup.writes_gateway.collection_id,
+                pairs=config.freshness_pairs,
+                dim=config.dim,
+            )
+    environment = {**_environment(), "store": cluster.store_name, "gateways": len(gateway_urls)}
     return build_report(
         config=config.as_dict(),
-        environment={**_environment(), "host": host.summary()},
+        environment={**environment, "host": host.summary()},
         throughput=throughput,
         latency=latency,
         saturation=saturation,
         lag=lag,
+        freshness=freshness,
     )
 
 
@@ -151,7 +169,6 @@ async def _queries(
 def _environment() -> dict[str, Any]:
     return {
         "instances": INSTANCE_COUNT,
-        "store": "SQLite",
         "direct_baseline": "queries: instance-0 asked directly with its own collection id; writes: a standalone "
         "Chroma server",
         "cpus": os.cpu_count(),

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
 
 from .inventory import CollectionInfo, Records
@@ -59,13 +58,15 @@ def page_digests(page: Records) -> Iterable[tuple[str, bytes]]:
 def embeddings_close(a: Any, b: Any) -> bool:
     if a is None or b is None or isinstance(a, str) or isinstance(b, str):
         return bool(a == b)
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.shape != y.shape:
+    # Plain floats, not numpy: this runs only for records whose digests differ, and the gateway's install (and its
+    # image) stays without numpy.
+    x, y = [float(v) for v in a], [float(v) for v in b]
+    if len(x) != len(y):
         return False
-    if not x.size:
+    if not x:
         return True
-    scale = max(float(np.abs(x).max()), float(np.abs(y).max()))
-    return bool(np.all(np.abs(x - y) <= EMBEDDING_RTOL * scale))
+    scale = max(max(map(abs, x)), max(map(abs, y)))
+    return all(abs(p - q) <= EMBEDDING_RTOL * scale for p, q in zip(x, y, strict=True))
 
 
 def changed_records(reference: Records, other: Records) -> list[str]:

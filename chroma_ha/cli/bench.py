@@ -58,6 +58,21 @@ def _gateway_env(pairs: tuple[str, ...]) -> dict[str, str]:
     metavar="NAME=VALUE",
     help="A gateway setting for this run, e.g. ack=all (becomes CHROMA_HA_ACK); repeatable",
 )
+@click.option(
+    "--store",
+    type=click.Choice(["sqlite", "postgres"]),
+    default="sqlite",
+    show_default=True,
+    help="The log the gateways use: a SQLite file, or a PostgreSQL the run starts for itself (as the tests do)",
+)
+@click.option(
+    "--gateways",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="Gateways on the one store, behind the bench's round-robin (more than one needs --store postgres); "
+    "with several, reads of each other's writes are counted",
+)
 def bench(
     quick: bool,
     records: int | None,
@@ -68,6 +83,8 @@ def bench(
     json_path: Path | None,
     work_dir: Path | None,
     gateway_settings: tuple[str, ...],
+    store: str,
+    gateways: int,
 ) -> None:
     """Benchmark the gateway against direct Chroma on a local 2-instance cluster; print PASS/MISS per target."""
     # Imported here: the load generator's dependencies (numpy, psutil) need not load for every other command.
@@ -86,13 +103,22 @@ def bench(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if gateways > 1 and store != "postgres":
+        raise click.UsageError("--gateways above 1 needs --store postgres: several gateways share only PostgreSQL")
     if work_dir is not None:
         work_dir = work_dir.resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
     # SIGTERM stops the run as Ctrl-C does, so the cluster it started is stopped too, not left running.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        report = run_bench(config, work_dir, _gateway_env(gateway_settings), log=lambda m: click.echo(m, err=True))
+        report = run_bench(
+            config,
+            work_dir,
+            _gateway_env(gateway_settings),
+            log=lambda m: click.echo(m, err=True),
+            store=store,
+            gateways=gateways,
+        )
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(render_table(report))

@@ -53,7 +53,9 @@ async def deployment(settings: Settings, request_timeout: float) -> AsyncIterato
     if not settings.is_postgres and not Path(settings.sqlite_path).exists():
         raise click.UsageError(f"bad setting store: no log at {settings.sqlite_path} (give the gateway's --store)")
     store = open_store(settings)
-    client = InstanceClient(request_timeout, max_answer_bytes=settings.max_answer_bytes)
+    client = InstanceClient(
+        request_timeout, max_answer_bytes=settings.max_answer_bytes, credentials=settings.headers_for_instances()
+    )
     await store.open()
     try:
         yield Deployment(settings, store, client, [ChromaInstance(client, url) for url in settings.instances])

@@ -6,11 +6,16 @@ import click
 
 from .. import __version__
 from .bench import bench
+from .bootstrap import bootstrap
+from .check import check
 from .repair import repair
 from .serve import serve
+from .status import status
+from .token import token
 from .torture import torture
 from .up import up
 from .verify import verify
+from .wal import wal
 
 
 @click.group()
@@ -24,4 +29,9 @@ cli.add_command(serve)
 cli.add_command(up)
 cli.add_command(verify)
 cli.add_command(repair)
+cli.add_command(check)
+cli.add_command(status)
+cli.add_command(wal)
+cli.add_command(bootstrap)
+cli.add_command(token)
 cli.add_command(torture)

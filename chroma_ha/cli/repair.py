@@ -8,7 +8,6 @@ made), 1 when something could not be repaired, 2 on a usage error.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -16,8 +15,10 @@ from rich.console import Console
 
 from ..catalog.drain import LogWatch
 from ..catalog.repair import Repair, RepairResult
+from ..settings import Settings
 from .context import BarTracker, Deployment, deployment, may_ask, progress_bar, write_json
 from .options import load_settings, setting_options
+from .secrets import secrets_kept
 
 
 async def choose_reference(d: Deployment) -> str:
@@ -31,7 +32,7 @@ async def choose_reference(d: Deployment) -> str:
 
 
 async def run_repair(
-    settings_flags: Mapping[str, object],
+    settings: Settings,
     reference: str | None,
     targets: tuple[str, ...],
     *,
@@ -40,7 +41,6 @@ async def run_repair(
     wait: float,
     console: Console,
 ) -> list[RepairResult]:
-    settings = load_settings(**settings_flags)
     async with deployment(settings, settings.request_timeout) as d:
         ref = d.instance(reference) if reference else d.instance(await choose_reference(d))
         chosen = [d.instance(t) for t in targets] if targets else [i for i in d.instances if i is not ref]
@@ -111,19 +111,21 @@ def repair(
     **settings_flags: object,
 ) -> None:
     """Make target instances identical to a reference: copy what is missing or different, remove the rest."""
-    console = Console(soft_wrap=True, highlight=False)
-    results = asyncio.run(
-        run_repair(
-            settings_flags,
-            reference,
-            targets,
-            dry_run=dry_run,
-            assume_yes=assume_yes,
-            wait=wait,
-            console=console,
+    settings = load_settings(**settings_flags)
+    with secrets_kept(settings):
+        console = Console(soft_wrap=True, highlight=False)
+        results = asyncio.run(
+            run_repair(
+                settings,
+                reference,
+                targets,
+                dry_run=dry_run,
+                assume_yes=assume_yes,
+                wait=wait,
+                console=console,
+            )
         )
-    )
-    print_results(results, dry_run, console)
+        print_results(results, dry_run, console)
     write_json(
         json_path,
         [

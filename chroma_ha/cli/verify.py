@@ -6,7 +6,6 @@ Exit status: 0 when they agree, 1 on any difference (an unreachable instance inc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -15,12 +14,13 @@ from rich.console import Console
 from ..catalog.compare import Report
 from ..catalog.drain import LogWatch, NotDrained
 from ..catalog.survey import DEFAULT_PAGE, Survey
+from ..settings import Settings
 from .context import BarTracker, deployment, progress_bar, write_json
 from .options import load_settings, setting_options
+from .secrets import secrets_kept
 
 
-async def run_verify(settings_flags: Mapping[str, object], page_size: int, wait: float) -> Report:
-    settings = load_settings(**settings_flags)
+async def run_verify(settings: Settings, page_size: int, wait: float) -> Report:
     async with deployment(settings, settings.request_timeout) as d:
         notes = []
         try:
@@ -86,7 +86,9 @@ def print_report(report: Report, console: Console) -> None:
 @setting_options
 def verify(json_path: Path | None, page_size: int, wait: float, **settings_flags: object) -> None:
     """Compare every collection on every instance (with `get`, page by page); exit 1 on any difference."""
-    report = asyncio.run(run_verify(settings_flags, page_size, wait))
-    print_report(report, Console(soft_wrap=True))
-    write_json(json_path, report.as_dict())
+    settings = load_settings(**settings_flags)
+    with secrets_kept(settings):
+        report = asyncio.run(run_verify(settings, page_size, wait))
+        print_report(report, Console(soft_wrap=True))
+        write_json(json_path, report.as_dict())
     raise SystemExit(0 if report.ok else 1)

@@ -4,9 +4,19 @@ A read may go to an instance whose cursor has reached the `seq` its target depen
 start from the keys of the part of the log that some instance has not applied yet (never the bodies), so it holds
 nothing the store does not. With a store shared by several gateways, `LogFollower` notes what the others appended.
 
+The guarantee: a read that arrives after a write was acknowledged, through any gateway on the store, is answered
+by an instance that has applied it, or is marked stale. `LogFollower.fresh_enough()` proves it without the store
+while the store is this gateway's sole appender (`LogStore.sole_appender`, the writer lease on PostgreSQL): every
+entry since the lease's epoch began was appended here and noted before its write was acknowledged, and a
+catch-up that began under that epoch noted everything before it. Otherwise a read catches up first: with the
+log's head as the store tells it *after the read arrived*, so every write acknowledged before the read counts.
+Concurrent reads share catch-ups: a read joins the next one to start, never one that was already under way.
+
 A store that is down does not hold reads up: a catch-up waits for it `CATCH_UP_WAIT_S` at most, and says whether it
 got to the head. A read that could not is served all the same, marked `UNPROVEN`: this gateway's own writes are
-still in the index, but what the others appended since the last catch-up cannot be counted.
+still in the index, but what the others appended since the last catch-up cannot be counted. A lease holder that
+loses the store stops trusting its lease within `postgres_lease.LEASE_TTL_S` (before any other store can append),
+and its reads then catch up like any other's.
 """
 
 from __future__ import annotations
@@ -28,6 +38,12 @@ KEYS_CHUNK = 5000
 CATCH_UP_WAIT_S = 0.5  # how long a read waits for the store to tell it the log's head
 RETRY_AFTER_S = 1  # what a refusal for want of the store (or of an instance) tells clients to wait
 UNPROVEN = -1  # the stale count of a read that could not learn the head: how many entries it may miss is unknown
+
+
+def _retrieved(attempt: asyncio.Future[None]) -> None:
+    """Its failure is logged by `_ended`, on the catch-up it waited for; readers that stopped waiting never ask."""
+    if not attempt.cancelled():
+        attempt.exception()
 
 
 class LogIndex:
@@ -76,7 +92,17 @@ class LogFollower:
         self._index = index
         self._lock = asyncio.Lock()
         self._late: asyncio.Future[None] | None = None  # a catch-up that outlived its wait, still asking the store
+        self._running: asyncio.Future[None] | None = None  # the catch-up under way: it may have asked the head
+        self._next: asyncio.Future[None] | None = None  # the one that starts when it ends, shared by new readers
+        self._proven_epoch: int | None = None  # the sole-appender epoch a completed catch-up began under
         self.unreachable: str | None = None  # why the last catch-up did not reach the head; None when it did
+        self.catch_ups = 0  # head questions asked for reads (the rest were proven without the store)
+
+    def fresh_enough(self) -> bool:
+        """Does the index already hold every write acknowledged until now, with no question to the store? True
+        while the store is the sole appender, under the epoch a completed catch-up began in."""
+        epoch = self._store.sole_appender()
+        return epoch is not None and epoch == self._proven_epoch
 
     async def rebuild(self, floor: int) -> None:
         """From the keys of every entry after `floor` (the lowest cursor)."""
@@ -94,13 +120,35 @@ class LogFollower:
         (it is down, or too slow to hold reads up for); its head, asked before they came, proves nothing to them."""
         if self._late is not None and not self._late.done():
             return False
-        attempt = asyncio.ensure_future(self._catch_up())
-        attempt.add_done_callback(self._ended)
+        attempt = self._attempt()
         await asyncio.wait([attempt], timeout=within)  # not cancelled past it: it goes on, as `_late`
         if not attempt.done():
             self._late = attempt
             return False
         return not attempt.cancelled() and attempt.exception() is None
+
+    def _attempt(self) -> asyncio.Future[None]:
+        """A catch-up that asks the head after now: a new one, or the one queued behind the catch-up under way
+        (which may have asked before this read arrived), shared by every read that comes meanwhile."""
+        running = self._running
+        if running is None or running.done():
+            self._running = self._started()
+            return self._running
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._after(running))
+            self._next.add_done_callback(_retrieved)
+        return self._next
+
+    def _started(self) -> asyncio.Future[None]:
+        attempt = asyncio.ensure_future(self._catch_up())
+        attempt.add_done_callback(self._ended)
+        return attempt
+
+    async def _after(self, running: asyncio.Future[None]) -> None:
+        await asyncio.wait([running])
+        self._next = None
+        self._running = attempt = self._started()
+        await attempt
 
     def why_unproven(self) -> str:
         reason = self.unreachable or f"it did not answer within {CATCH_UP_WAIT_S:g}s"
@@ -119,6 +167,8 @@ class LogFollower:
             log.warning("cannot catch up with the log (%s): reads are served, marked unproven", self.unreachable)
 
     async def _catch_up(self) -> None:
+        self.catch_ups += 1
+        epoch = self._store.sole_appender()  # before the head: the head then covers the epoch's start
         head = await self._store.head()
         async with self._lock:
             while self._index.position < head:
@@ -128,3 +178,5 @@ class LogFollower:
                 for key in chunk:
                     self._index.note(key)
                 self._index.position = chunk[-1].seq
+        if epoch is not None:
+            self._proven_epoch = epoch

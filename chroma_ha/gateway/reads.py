@@ -146,7 +146,7 @@ class ReadPath:
         proven = True
         if self._ignore_freshness:
             fresh = False
-        if fresh and self._follower is not None:
+        if fresh and self._follower is not None and not self._follower.fresh_enough():
             proven = await self._follower.catch_up()  # writes other gateways acknowledged count too
             if not proven and self._stale_reads == "refuse":
                 raise RequestRejected(503, self._follower.why_unproven(), "StaleRead", retry_after=RETRY_AFTER_S)
@@ -203,10 +203,11 @@ class ReadPath:
     ) -> bool:
         """The fast path of a fresh read: forward it at once on a free connection and `deliver` the result (or the
         exception) by callback, with no task in between. False, with nothing sent, when the read needs `handle`:
-        a shared store to catch up with, no fresh instance right now, an unmapped collection, no idle connection.
-        An answer that needs more (failure, 5xx, a 404, ids to learn) continues in `_try`, in a task.
+        a shared store to catch up with (this gateway not its sole appender), no fresh instance right now, an
+        unmapped collection, no idle connection. An answer that needs more (failure, 5xx, a 404, ids to learn)
+        continues in `_try`, in a task.
         """
-        if self._follower is not None or route.op == "list_collections":
+        if route.op == "list_collections" or (self._follower is not None and not self._follower.fresh_enough()):
             return False
         required = 0 if self._ignore_freshness else self._index.required_seq(route)
         order = self._fresh(required)

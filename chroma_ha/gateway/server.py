@@ -13,11 +13,14 @@ _API_PREFIX = API_ROOT + "/"
 
 
 class Routes:
-    """Chroma's API under /api/v2, and the admin API (GET routes)."""
+    """Chroma's API under /api/v2, and the admin API (GET routes, and POST routes for its actions)."""
 
-    def __init__(self, api: ChromaApi, admin: Mapping[str, Endpoint]) -> None:
+    def __init__(
+        self, api: ChromaApi, admin: Mapping[str, Endpoint], actions: Mapping[str, Endpoint] | None = None
+    ) -> None:
         self._api = api
         self._admin = admin
+        self._actions = actions or {}
 
     def __call__(self, request: HttpRequest) -> Awaitable[HttpResponse]:
         """The handler's coroutine itself, not one more around it: every proxied query passes here."""
@@ -30,9 +33,14 @@ class Routes:
         return request.path.startswith(_API_PREFIX) and self._api.forward_now(request, respond)
 
     async def _admin_answer(self, request: HttpRequest) -> HttpResponse:
-        endpoint = self._admin.get(request.path)
+        path = request.path
+        if path in self._actions:
+            if request.method != "POST":
+                return HttpResponse.error(405, "MethodNotAllowed", f"{path} only answers POST")
+            return await self._actions[path](request)
+        endpoint = self._admin.get(path)
         if endpoint is None:
-            return HttpResponse.error(404, "NotFound", f"No route {request.path}")
+            return HttpResponse.error(404, "NotFound", f"No route {path}")
         if request.method != "GET":
-            return HttpResponse.error(405, "MethodNotAllowed", f"{request.path} only answers GET")
+            return HttpResponse.error(405, "MethodNotAllowed", f"{path} only answers GET")
         return await endpoint(request)

@@ -39,8 +39,9 @@ from .validation import parse_body
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Client headers kept with a logged write, so the applier sends them to every instance (auth included).
-LOGGED_HEADERS = frozenset({"authorization", "x-chroma-token", "content-type", "x-chroma-tenant"})
+# Client headers kept with a logged write, so the applier sends them to every instance. Never a credential: the
+# log keeps who wrote an entry (its author), and the appliers authenticate with the gateway's own credentials.
+LOGGED_HEADERS = frozenset({"content-type", "x-chroma-tenant"})
 STORE_WAIT_S = 1.0  # how long a write waits for the store to confirm an append, or to answer a question beside it
 NEEDS_AN_INSTANCE = (
     "Creating a collection needs an instance: its answer (the collection's configuration and schema) comes from "
@@ -88,8 +89,9 @@ class WritePath:
         self._probe_since = 0.0
 
     async def handle(
-        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes
+        self, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes, *, author: str = ""
     ) -> WriteResult:
+        """`author`: the name of the token that made the write, logged with it ("" when auth is off)."""
         payload = parse_body(route.op, body)
         if payload is not None:
             # logged as parsed: an instance applying the entry alone, and one applying it merged into a batch,
@@ -120,6 +122,7 @@ class WritePath:
             collection_id=canonical,
             scope=_scope(route, payload),
             extra=extra,
+            author=author,
         )
         seq = await self._append(entry, created)
         if self._ack == "log":
@@ -323,7 +326,7 @@ class DeleteExpander(Protocol):
 
 
 def logged_headers(headers: HeaderPairs) -> dict[str, str]:
-    """The client headers kept with a logged write (auth, tenant, content type), for the applier to send."""
+    """The client headers kept with a logged write (tenant, content type), for the applier to send."""
     kept = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers)
     return {k: v for k, v in kept if k in LOGGED_HEADERS}
 

@@ -6,6 +6,12 @@ one key are at least `min_interval` apart (a flapping instance collapses into it
 bucket caps the overall rate. A message held back is reconsidered on each `tick`, so only the state still in force
 is sent. `Alerts` is the shell: callers only enqueue, and one background task posts, so a slow or failing webhook
 never slows the request path. Webhook URLs are secrets: they are never logged or put in a message.
+
+Several gateways, one voice: every gateway of a store decides on its own, then claims each message in the store
+before sending it (`LogStore.claim_alert`), and only the first claim of a change succeeds; so an instance going
+down is announced once, by whichever gateway saw it first, and its recovery once. A gateway keeps the alerts it
+sees firing fresh in the store, so that when every gateway that saw one is gone, the next to see it firing says so.
+A store that cannot answer the claim never silences an alert: the message is sent (a duplicate over silence).
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
+from ..errors import StoreError
 from ..store import Divergence
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,8 @@ SEND_TIMEOUT_S = 5.0
 SEND_ATTEMPTS = 2
 TICK_S = 0.5
 QUEUE_SIZE = 1000
+TOUCH_S = 5.0  # how often a gateway tells the store which alerts it still sees firing
+CLAIM_STALE_S = 30.0  # a firing claim nobody touched for this long no longer holds back a new message
 RECENT_ALERTS = 100
 _ICONS = {"critical": ":red_circle:", "warning": ":warning:", "info": ":information_source:"}
 
@@ -211,6 +221,18 @@ def webhook_payload(message: Message, gateway: str) -> dict[str, Any]:
     }
 
 
+class AlertClaims(Protocol):
+    """The store's side of one voice across gateways (`LogStore` provides it)."""
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool: ...
+    async def touch_alerts(self, keys: Sequence[str]) -> None: ...
+
+
+def claim_of(message: Message) -> str:
+    """What a message claims in the store: firing, reminder, resolved or event."""
+    return "reminder" if message.reminder else message.status
+
+
 class Alerts:
     def __init__(
         self,
@@ -221,7 +243,9 @@ class Alerts:
         dedup_window: float,
         min_interval: float,
         rate_per_minute: int,
+        claims: AlertClaims | None = None,
     ) -> None:
+        self._claims = claims
         self.book = AlertBook(dedup_window=dedup_window, min_interval=min_interval, rate_per_minute=rate_per_minute)
         self._targets = [(n, u) for n, u in (("slack", slack_webhook), ("webhook", alert_webhook)) if u]
         self._gateway = gateway_id
@@ -230,6 +254,7 @@ class Alerts:
         self.sent = 0
         self.failed = 0
         self.dropped = 0
+        self.suppressed = 0  # messages another gateway of the store claimed first
 
     # --- what the gateway reports: cheap and synchronous, safe on the request path -------------------------
 
@@ -280,16 +305,45 @@ class Alerts:
     # --- the background task ---------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        touched = float("-inf")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S)) as session:
             while not stop.is_set():
                 self._enqueue(self.book.tick(time.time()))
+                if self._claims is not None and self._targets and time.monotonic() - touched >= TOUCH_S:
+                    touched = time.monotonic()
+                    await self._touch(self._claims)
                 try:
                     message = await asyncio.wait_for(self._queue.get(), TICK_S)
                 except TimeoutError:
                     continue
+                if not await self._claimed(message):
+                    self.suppressed += 1
+                    log.info("alert %s: %s sent by another gateway", message.status, message.headline)
+                    continue
                 for name, url in self._targets:
                     payload = slack_payload if name == "slack" else webhook_payload
                     await self._post(session, name, url, payload(message, self._gateway), stop)
+
+    async def _claimed(self, message: Message) -> bool:
+        if self._claims is None:
+            return True
+        try:
+            return await self._claims.claim_alert(
+                message.alert.key,
+                claim_of(message),
+                self._gateway,
+                window=self.book.dedup_window,
+                stale=CLAIM_STALE_S,
+            )
+        except StoreError as exc:
+            log.warning("could not claim an alert in the store (%s): sending it anyway", exc)
+            return True
+
+    async def _touch(self, claims: AlertClaims) -> None:
+        try:
+            await claims.touch_alerts([a.key for a in self.book.firing()])
+        except StoreError as exc:
+            log.warning("could not refresh the firing alerts in the store: %s", exc)
 
     async def _post(
         self, session: aiohttp.ClientSession, name: str, url: str, payload: dict[str, Any], stop: asyncio.Event

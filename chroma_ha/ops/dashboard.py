@@ -1,11 +1,18 @@
 """The dashboard: one self-contained page (ops/static/dashboard.html: inline script and SVG charts, no external
 assets), served at GET /dashboard; the page polls GET /dashboard/data, built here from the monitor's hour of
 samples, the live positions of the log, the recent alerts and the stored recommendations.
+
+The page is served under a Content-Security-Policy that allows its own inline script and style by their hashes
+(computed from the page as shipped, so an edit of the page cannot break it), data from this origin only, and no
+framing: an injected script or a page that frames the dashboard gets nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.resources
+import re
 import time
 from typing import Any
 
@@ -19,8 +26,36 @@ RECENT_SHOWN = 20
 MAX_POINTS = 720  # an hour at the default 5 s monitor interval; longer histories are thinned to this
 
 
+_INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.S)
+# Headers of every admin answer read by a browser: its type is the one sent, never sniffed.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
 def dashboard_page() -> bytes:
     return (importlib.resources.files("chroma_ha.ops") / "static" / "dashboard.html").read_bytes()
+
+
+def content_security_policy(page: bytes) -> bytes:
+    """The page's policy: its own inline scripts and styles (by hash), its data from this origin, nothing else."""
+    hashes: dict[bytes, list[str]] = {b"script": [], b"style": []}
+    for kind, body in _INLINE.findall(page):
+        hashes[kind].append("'sha256-" + base64.b64encode(hashlib.sha256(body).digest()).decode() + "'")
+    directives = [
+        "default-src 'none'",
+        "script-src " + (" ".join(hashes[b"script"]) or "'none'"),
+        "style-src " + (" ".join(hashes[b"style"]) or "'none'"),
+        "img-src data:",  # the page's empty icon
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+    return "; ".join(directives).encode()
+
+
+def page_headers(page: bytes) -> list[tuple[bytes, bytes]]:
+    """What the dashboard page is served with, besides its type."""
+    return [(b"content-security-policy", content_security_policy(page)), NOSNIFF, (b"x-frame-options", b"DENY")]
 
 
 def _thin(items: list[Any], limit: int = MAX_POINTS) -> list[Any]:

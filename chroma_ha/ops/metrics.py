@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from ..cluster.stats import ApplierStats, WriteStats
+from ..store import CommitStats
 
 if TYPE_CHECKING:
     from .pressure import Sample
@@ -80,24 +81,32 @@ class RateTracker:
 class AlertCounts(Protocol):
     sent: int
     failed: int
+    suppressed: int
 
 
 class _Counters(Collector):
     """Cumulative applier, write-path and alert counters, read at scrape time from the objects that own them."""
 
-    def __init__(self, stats: Mapping[str, ApplierStats], writes: WriteStats, alerts: AlertCounts):
+    def __init__(
+        self, stats: Mapping[str, ApplierStats], writes: WriteStats, alerts: AlertCounts, commits: CommitStats
+    ):
         self._stats = stats
         self._writes = writes
         self._alerts = alerts
+        self._commits = commits
 
     def _totals(self) -> dict[str, float]:
         writes, alerts = self._writes, self._alerts
         return {
             "log_appended_entries": float(writes.appended_entries),
             "log_appended_bytes": float(writes.appended_bytes),
+            # entries per commit: rate(chroma_ha_log_committed_entries) / rate(chroma_ha_log_commits)
+            "log_commits": float(self._commits.commits),
+            "log_committed_entries": float(self._commits.entries),
             "deletes_converted": float(writes.deletes_converted),
             "alerts_sent": float(alerts.sent),
             "alerts_failed": float(alerts.failed),
+            "alerts_suppressed": float(alerts.suppressed),
         }
 
     def collect(self) -> Iterator[Metric]:
@@ -171,12 +180,19 @@ class _RequestCounts(Collector):
 
 
 class Metrics:
-    def __init__(self, applier_stats: Mapping[str, ApplierStats], writes: WriteStats, alerts: AlertCounts) -> None:
+    def __init__(
+        self,
+        applier_stats: Mapping[str, ApplierStats],
+        writes: WriteStats,
+        alerts: AlertCounts,
+        commits: CommitStats | None = None,
+    ) -> None:
+        """`commits`: the store's append transactions (none counted when not given)."""
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self._requests = _RequestCounts()
         r.register(self._requests)
-        r.register(_Counters(applier_stats, writes, alerts))
+        r.register(_Counters(applier_stats, writes, alerts, commits or CommitStats()))
         self._applier_stats = applier_stats
         # What the request path calls, once per request: (route class, answering instance, status, seconds).
         self.observe_request: Callable[[str, str, int, float], None] = self._requests.observe
@@ -194,6 +210,7 @@ class Metrics:
             registry=r,
         )
         self.divergences = Gauge("chroma_ha_divergences", "Unresolved divergences", registry=r)
+        self.store_up = Gauge("chroma_ha_store_up", "1 when the log store answered the last sample", registry=r)
         self.batch = Histogram(
             "chroma_ha_applier_batch_entries",
             "Entries per Chroma call",
@@ -253,6 +270,9 @@ class Metrics:
             self.heartbeat.labels(instance).set(i.heartbeat_seconds if i.heartbeat_seconds is not None else math.nan)
         for name, gauge in self.resources.items():
             gauge.set(getattr(sample.resources, name))
+
+    def store_answered(self, answered: bool) -> None:
+        self.store_up.set(1 if answered else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

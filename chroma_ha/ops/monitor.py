@@ -120,6 +120,7 @@ class ResourceMonitor:
         self._sampler = sampler or PsutilSampler()
         self.tracker = PressureTracker(thresholds)
         self.appended = RateTracker()
+        self.commits = RateTracker()  # the store's append transactions (group commit: fewer than entries)
         self.applied = RateTracker()
         self.applied_by_instance = {i: RateTracker() for i in instances}
         self.latest: Sample | None = None
@@ -133,6 +134,7 @@ class ResourceMonitor:
 
     def update_rates(self, now: float) -> None:
         self.appended.update(self._write_stats.appended_entries, now)
+        self.commits.update(self._store.commit_stats.commits, now)
         total = 0
         for instance, stats in self._applier_stats.items():
             total += stats.applied_entries
@@ -177,6 +179,7 @@ class ResourceMonitor:
             applied_per_second=self.applied.rate(60),
         )
         self._metrics.update(sample)
+        self._metrics.store_answered(not problem)
         self._metrics.feed_appliers()
         return sample, problem, divergences
 

@@ -186,6 +186,57 @@ def _get(summary: str, responses: dict[str, Any], *, guarded: bool = True) -> di
     return {"get": operation}
 
 
+_OBJECT = {"description": "see docs/admin-api.md", "content": {"application/json": {"schema": {"type": "object"}}}}
+_BAD = {"400": _json("Error", "a parameter or body field that cannot be used")}
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def _post(summary: str, body: dict[str, Any], responses: dict[str, Any]) -> dict[str, Any]:
+    content = {"application/json": {"schema": _obj(body)}}
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": False, "content": content},
+            "responses": {**responses, **_BAD, **_UNAUTHORIZED},
+        }
+    }
+
+
+def _log_routes() -> dict[str, Any]:
+    entries = _get("The entries the log still holds around a seq", {"200": _OBJECT, **_BAD})
+    entries["get"]["parameters"] = [
+        _query("seq", _INT, "the seq to show the entries around", required=True),
+        _query("before", _INT, "entries before it (default 5, at most 100)"),
+        _query("after", _INT, "entries after it (default 5, at most 100)"),
+    ]
+    divergences = _get("The divergences with their entries and both answers", {"200": _OBJECT, **_BAD})
+    divergences["get"]["parameters"] = [
+        _query("instance", _STR, "only this instance's"),
+        _query("include_resolved", _BOOL, "also the resolved ones"),
+    ]
+    return {
+        "/wal/entries": entries,
+        "/wal/divergences": divergences,
+        "/wal/prune": _post(
+            "Prune now what every instance has applied",
+            {"upto": _INT, "older_than": _NUM},
+            {"200": _OBJECT, "503": _json("Error", "the store failed")},
+        ),
+        "/instances/bootstrap": _post(
+            "Rebuild one instance from an in-sync instance",
+            {"instance": _STR},
+            {
+                "202": _OBJECT,
+                "404": _json("Error", "not one of the instances"),
+                "409": _json("Error", "no instance to copy from, or its applier runs in another gateway"),
+            },
+        ),
+    }
+
+
 def admin_openapi(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -238,6 +289,7 @@ def admin_openapi(version: str) -> dict[str, Any]:
             },
             "/dashboard/data": _get("What the dashboard draws", {"200": _json("DashboardData", "dashboard data")}),
             "/admin/openapi.json": _get("This document", {"200": {"description": "OpenAPI 3.1 document"}}),
+            **_log_routes(),
         },
         "components": {
             "schemas": SCHEMAS,

@@ -11,8 +11,11 @@ from typing import Any
 from .. import __version__
 from ..cluster.limits import BatchLimits
 from ..errors import StoreError
+from ..store import CommitStats
 from .alerts import Alerts
-from .dashboard import dashboard_data, dashboard_page
+from .cluster_stats import ClusterStats
+from .dashboard import NOSNIFF, dashboard_data, dashboard_page, page_headers
+from .log_documents import divergences_document, entries_around
 from .metrics import PROMETHEUS_CONTENT_TYPE, Metrics, percentiles
 from .monitor import ResourceMonitor, log_positions
 from .openapi import admin_openapi
@@ -29,18 +32,25 @@ def _limits(limits: BatchLimits) -> dict[str, int]:
 
 
 class AdminDocuments:
-    def __init__(self, view: ClusterView, monitor: ResourceMonitor, alerts: Alerts, metrics: Metrics) -> None:
+    def __init__(
+        self, view: ClusterView, monitor: ResourceMonitor, alerts: Alerts, metrics: Metrics, cluster: ClusterStats
+    ) -> None:
         self.view = view
         self.monitor = monitor
         self.alerts = alerts
         self._metrics = metrics
+        self.cluster = cluster
 
-    async def health(self) -> tuple[dict[str, Any], int]:
+    async def health(self, *, full: bool = False) -> tuple[dict[str, Any], int]:
         """Is the gateway serving, what is up, and which of reads and writes it can take: reads while an instance is
         up, writes while the store answers and an instance is up (or, with `ack=log`, without one). 200 while it
-        takes either, so that a load balancer keeps it in rotation; 503 when it takes neither."""
+        takes either, so that a load balancer keeps it in rotation; 503 when it takes neither.
+
+        Instances are named by their URL only in the `full` document (for an admin); anyone else, a load balancer
+        say, sees them by their index in the instances setting, from 0: a URL tells where the data lives."""
         view = self.view
         instances = view.settings.instances
+        label = (lambda i: i) if full else {i: str(n) for n, i in enumerate(instances)}.__getitem__
         up = view.health.up_instances()
         reasons = []
         try:
@@ -56,8 +66,8 @@ class AdminDocuments:
         lagging = [i for i in up if head - view.progress.cursors.get(i, 0) > 0]
         down = [i for i in instances if i not in up]
         if up:
-            reasons.extend(f"instance {i} is down" for i in down)
-            reasons.extend(f"instance {i} has not applied the whole log yet" for i in lagging)
+            reasons.extend(f"instance {label(i)} is down" for i in down)
+            reasons.extend(f"instance {label(i)} has not applied the whole log yet" for i in lagging)
         if not (reads or writes):
             status = "unhealthy"
         elif reasons:
@@ -70,14 +80,14 @@ class AdminDocuments:
             "writes": "available" if writes else "unavailable",
             "healthy_instances": f"{len(up)}/{len(instances)}",
             "store": "ok" if store_ok else "unreachable",
-            "instances": {i: {"up": view.health.is_up(i)} for i in instances},
+            "instances": {label(i): {"up": view.health.is_up(i)} for i in instances},
             "reasons": reasons,
         }
         return document, 200 if reads or writes else 503
 
     async def status(self) -> dict[str, Any]:
         view = self.view
-        health, _ = await self.health()
+        health, _ = await self.health(full=True)
         now = time.time()
         head, positions = await log_positions(view.store, view.progress.cursors, now)
         latest = self.monitor.latest
@@ -148,9 +158,10 @@ class AdminDocuments:
                 for d in divergences[:DIVERGENCES_SHOWN]
             ],
             "bootstrap": view.bootstrap_status(),  # per instance: state, source, start_seq, records
+            "retention": view.retention_status(),  # instances released from holding back pruning
         }
 
-    def wal_stats(self) -> dict[str, Any]:
+    async def wal_stats(self) -> dict[str, Any]:
         view, monitor = self.view, self.monitor
         monitor.update_rates(time.time())
         stats = view.applier_stats
@@ -176,6 +187,7 @@ class AdminDocuments:
                 "bytes": view.write_stats.appended_bytes,
                 "per_second": monitor.appended.rates(),
             },
+            "commits": _commits(view.store.commit_stats, monitor.commits.rates()),
             "applied": {
                 "entries": sum(s.applied_entries for s in stats.values()),
                 "bytes": sum(s.applied_bytes for s in stats.values()),
@@ -188,7 +200,14 @@ class AdminDocuments:
             "rejections": sum(s.rejections for s in stats.values()),
             "lag_seconds": {k: round(v, 4) for k, v in lags.items()},
             "instances": by_instance,
+            "cluster": await self.cluster.document(),
         }
+
+    async def wal_entries(self, seq: int, before: int, after: int) -> dict[str, Any]:
+        return await entries_around(self.view.store, seq, before, after)
+
+    async def wal_divergences(self, instance: str, include_resolved: bool) -> dict[str, Any]:
+        return await divergences_document(self.view.store, instance, include_resolved)
 
     async def metrics(self, *, as_json: bool) -> tuple[bytes | dict[str, Any], str]:
         """Prometheus text (the body and its content type), or the latest resource figures as a document."""
@@ -226,8 +245,19 @@ class AdminDocuments:
     def dashboard_page() -> bytes:
         return dashboard_page()
 
+    @staticmethod
+    def dashboard_headers(page: bytes) -> list[tuple[bytes, bytes]]:
+        """Headers of the page (its Content-Security-Policy first) and, with the page, of its data."""
+        return page_headers(page)
+
+    @staticmethod
+    def data_headers() -> list[tuple[bytes, bytes]]:
+        return [NOSNIFF]
+
     async def dashboard_data(self) -> dict[str, Any]:
-        return await dashboard_data(self.view, self.monitor, self.alerts)
+        data = await dashboard_data(self.view, self.monitor, self.alerts)
+        data["cluster"] = await self.cluster.document()
+        return data
 
 
 def resources_document(sample: Sample) -> dict[str, Any]:
@@ -242,4 +272,15 @@ def resources_document(sample: Sample) -> dict[str, Any]:
             "memory_total_bytes": r.host_memory_total_bytes,
         },
         "instances": {i: {"up": s.up, "heartbeat_seconds": s.heartbeat_seconds} for i, s in sample.instances.items()},
+    }
+
+
+def _commits(stats: CommitStats, per_second: dict[str, float]) -> dict[str, Any]:
+    """The store's append transactions: with group commit, one carries the entries of many concurrent writes."""
+    return {
+        "count": stats.commits,
+        "entries": stats.entries,
+        "per_second": per_second,
+        "entries_per_commit": round(stats.entries / stats.commits, 3) if stats.commits else 0.0,
+        "entries_per_commit_recent": percentiles(stats.sizes),
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..cluster.health import HealthMonitor
@@ -33,6 +33,7 @@ class ClusterView:
     limits: BatchLimits
     write_stats: WriteStats
     started_at: float
+    retention_status: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
     def applying(self) -> bool:
         return any(a.state == "applying" for a in self.appliers.values())

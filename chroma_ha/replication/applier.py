@@ -67,9 +67,15 @@ class _Transient(InstanceError):
         self.response = response
 
 
+# Retried for as long as they last, never given up: they say nothing of the entry. A Chroma server authenticates
+# nobody, so a 401 or 407 comes from a proxy in front of it refusing the gateway's own credentials (missing, or
+# rotated there first): the entry waits, as it waits for an instance that is down, until the credentials are right.
+RETRIED_WHILE_THEY_LAST = frozenset({401, 407, 429})
+
+
 def is_transient(response: Upstream) -> bool:
-    """5xx and 429 are retried; a few 5xx that Chroma gives deterministically for the payload are not."""
-    if response.status == 429:
+    """5xx, 429, 401 and 407 are retried; a few 5xx that Chroma gives deterministically for the payload are not."""
+    if response.status in RETRIED_WHILE_THEY_LAST:
         return True
     if response.status == 501:
         return False
@@ -117,6 +123,7 @@ class Applier:
         self._incarnation: Incarnation | None = None
         self._lease_until = 0.0
         self._must_check = True
+        self._rebuild = False  # asked for by an operator: clear and copy the instance even if it is in step
         self._paused = asyncio.Lock()
         self._strikes = Strikes(GIVE_UP_AFTER)
         health.on_change(self._on_health_change)
@@ -146,6 +153,24 @@ class Applier:
         await self._store.set_cursor(self.instance, seq, incarnation.id)
         self._cursor, self._incarnation = seq, incarnation
         self._progress.set_cursor(self.instance, seq)
+
+    def request_rebuild(self) -> None:
+        """Rebuild the instance at the next turn of the loop: forget its ids, clear it and copy every collection from
+        an in-sync instance (a bootstrap, whatever the log still holds), then apply the log from the copy's seq.
+        Until it has succeeded, each turn tries again."""
+        self._rebuild = True
+        self._must_check = True
+
+    @property
+    def rebuild_requested(self) -> bool:
+        return self._rebuild
+
+    def recheck(self) -> None:
+        """The instance may have been wiped behind the applier's back (a reset that stopped half-way): hold its
+        cursor, so no read is sent to it, until the applier has checked which incarnation it is, rebuilding it
+        if it is not the one the cursor belongs to."""
+        self._progress.hold(self.instance)
+        self._must_check = True
 
     async def close(self) -> None:
         """Give the lease back, so another gateway can take this instance over at once."""
@@ -259,7 +284,18 @@ class Applier:
         oldest = await self._store.oldest_seq()
         # pruned past its cursor: entries it never applied are gone, only a bootstrap brings it back
         behind = self._bootstrapper is not None and known is not None and known.seq + 1 < oldest
-        if known is not None and known.incarnation == marker.id and not behind:
+        if self._rebuild and self._bootstrapper is not None:
+            # a rebuild asked for: a copy from an in-sync instance, also when the log could replay it
+            log.warning("instance %s: rebuilding it, as asked", self.instance)
+            self._catalog.forget(self.instance)
+            await self._store.forget_instance(self.instance)
+            await self._store.drop_bootstrap(self.instance)  # a copy asked for starts afresh, never resumes
+            self.state = "bootstrapping"
+            start = await self._bootstrapper(self.instance)
+            await self._store.set_cursor(self.instance, start, marker.id)
+            self._cursor = start
+            self._rebuild = False
+        elif known is not None and known.incarnation == marker.id and not behind:
             self._cursor = known.seq
         elif known is not None and not known.incarnation and known.seq == 0 and not behind:
             await self._store.set_cursor(self.instance, 0, marker.id)
@@ -369,7 +405,7 @@ class Applier:
     async def _given_up(self, entry: Entry, failure: InstanceError) -> Applied | None:
         """The entry's outcome when this failure is its own (see `Strikes`), else None: retry it."""
         answer = failure.response if isinstance(failure, _Transient) else None
-        if answer is not None and answer.status == 429:
+        if answer is not None and answer.status in RETRIED_WHILE_THEY_LAST:
             return None
         signature = f"{answer.status} {answer.body[:200]!r}" if answer is not None else str(failure)
         if not self._strikes.failed(entry.seq, signature) or not await self._answers_heartbeat():

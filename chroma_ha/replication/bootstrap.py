@@ -5,15 +5,20 @@ starts after seq 1. It copies every tenant, database and collection from an in-s
 applier resumes from the log at the returned seq S.
 
 Why S is exact: the copy of the catalog and the listing of every collection's ids happen while the source's applier
-is paused, so S is the source's cursor and the listed ids are exactly the records at S. The records are then
-fetched by id, in pages, with the source applying again: a record changed after S is copied in a later state, one
-deleted after S is missing, one added after S is not listed. Replaying the log from S repairs all three, because
-replay is idempotent (an add of an existing id changes nothing, metadata updates set keys, deletes of missing ids
-succeed). Fetching by id, not by offset, keeps a concurrent delete from shifting a page over a record.
+is paused, so S is the source's cursor and the listed ids are exactly the records at S. The listing pages with
+limit/offset, and that order is stable: the source takes writes only from its applier, which is paused, so no record
+moves between two pages. The ids go to the store page by page (`bootstrap_plan`), never all into memory. The
+records are then fetched by id, a page at a time, with the source applying again: a record changed after S is
+copied in a later state, one deleted after S is missing, one added after S is not listed. Replaying the log from S
+repairs all three, because replay is idempotent (an add of an existing id changes nothing, metadata updates set
+keys, deletes of missing ids succeed). Fetching by id, not by offset, keeps a concurrent delete from shifting a
+page over a record.
 
-While it runs, the target's cursor in the store is 0 with a placeholder incarnation: pruning holds back, and a
-gateway that crashes mid-copy finds an unknown incarnation and starts the bootstrap again (the target is cleared
-first, so a half copy never survives). Progress is in `/wal/status` under `bootstrap`.
+While it runs, the target's cursor in the store is 0 with a placeholder incarnation: pruning holds back. A gateway
+that crashes mid-copy (or another gateway taking the instance over) finds the plan in the store and resumes after
+the last page the target acknowledged, as long as the target and the source are the same instances (their markers)
+and the source is still usable; otherwise the target is cleared and copied again. Progress is in `/wal/status`
+under `bootstrap`.
 
 Limitation: the source must be an instance whose applier runs in this gateway (it is paused); with several gateways
 on PostgreSQL, a bootstrap waits until such a source exists.
@@ -21,6 +26,8 @@ on PostgreSQL, a bootstrap waits until such a source exists.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -28,13 +35,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.ids import Catalog
-from ..catalog.inventory import ALL_FIELDS, ChromaInstance, CollectionInfo, tenants_of
+from ..catalog.inventory import ALL_FIELDS, ChromaInstance, tenants_of
 from ..cluster.health import HealthMonitor
 from ..cluster.progress import Progress
-from ..errors import InstanceError
+from ..errors import InstanceError, StoreError
 from ..store import IdMapping, LogStore
 from ..upstream.incarnation import ensure_marker
 from ..upstream.transport import Transport
+from .bootstrap_plan import IdsPage, Pair, Plan, PlanBook, split
 
 if TYPE_CHECKING:
     from .applier import Applier
@@ -45,6 +53,8 @@ BOOTSTRAPPING = "bootstrapping"  # the incarnation recorded while a copy runs: n
 PAGE_SIZE = 500
 ID_PAGE_SIZE = 5000
 SOURCE_LOCK_TIMEOUT_S = 60.0
+CURSOR_TOUCH_S = 60.0  # the placeholder cursor is rewritten this often, so retention sees the copy is alive
+SOURCE_WAIT_S = 30.0  # how long a resumable copy waits for its source before it starts again from another
 _UNUSABLE_STATES = frozenset({"starting", "bootstrapping", "standby", "down"})
 
 
@@ -54,9 +64,12 @@ class BootstrapStatus:
     source: str = ""
     start_seq: int | None = None
     collections_total: int = 0
-    collections_done: int = 0
+    collections_done: int = 0  # those whose every page the target holds
     records_total: int = 0
-    records_copied: int = 0
+    records_copied: int = 0  # by this gateway, in this run
+    pages_total: int = 0
+    pages_copied: int = 0  # by this gateway, in this run
+    resumed_after_page: int | None = None  # the page a crashed run had reached, when this run resumed it
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     error: str = ""
@@ -82,13 +95,6 @@ def choose_source(target: str, candidates: list[Candidate]) -> str | None:
     return max(usable, key=lambda c: c.cursor).instance  # max keeps the first of equals: the configured order
 
 
-@dataclass(frozen=True)
-class _Copy:
-    source: CollectionInfo
-    target: CollectionInfo
-    ids: list[str]
-
-
 class Bootstrapper:
     def __init__(
         self,
@@ -109,29 +115,58 @@ class Bootstrapper:
         self._sources = sources  # every instance's applier: the copy's source is paused through its own
         self._page_size = page_size
         self.status: dict[str, BootstrapStatus] = {}
+        self._waiting_since: dict[str, float] = {}
 
     def status_document(self) -> dict[str, Any]:
         return {instance: status.as_dict() for instance, status in self.status.items()}
 
     async def __call__(self, target: str) -> int:
         status = self.status[target] = BootstrapStatus()
+        book = PlanBook(self._store, target)
+        await self._store.set_cursor(target, 0, BOOTSTRAPPING)
+        keeping = asyncio.create_task(self._keep_holding(target), name=f"bootstrap-cursor {target}")
         try:
-            await self._store.set_cursor(target, 0, BOOTSTRAPPING)
             self._progress.set_cursor(target, 0)
-            start = await self._bootstrap(target, status)
+            found = await book.load()
+            resumable = found is not None and await self._resumable(target, found[0])
+            if found is not None and resumable:
+                plan, position = found
+                await self._resume(target, plan, position, status)
+            else:
+                plan, position = await self._plan(target, book, status), 0
+            await self._copy_records(plan, book, position, status)
+            await book.drop()
         except BaseException as exc:
-            status.state, status.error, status.finished_at = "failed", str(exc) or type(exc).__name__, time.time()
+            # a retryable failure (no source yet, a source to wait for) is tried again by the applier
+            retried = isinstance(exc, InstanceError) and exc.retryable
+            status.state, status.error = "retrying" if retried else "failed", str(exc) or type(exc).__name__
+            status.finished_at = None if retried else time.time()
             log.error("bootstrap of %s failed: %s", target, status.error)
             raise
+        finally:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
         status.state, status.finished_at = "done", time.time()
         log.warning(
-            "bootstrap of %s done: %d records from %s, resuming at seq %d",
+            "bootstrap of %s done: %d records in %d pages from %s, resuming at seq %d",
             target,
             status.records_copied,
+            status.pages_copied,
             status.source,
-            start,
+            plan.start_seq,
         )
-        return start
+        return plan.start_seq
+
+    async def _keep_holding(self, target: str) -> None:
+        """The placeholder cursor, written now and again every `CURSOR_TOUCH_S`: retention releases a cursor that
+        has not moved for `rebuild_after`, and a copy that long must keep the log after S, which it resumes from."""
+        while True:
+            await asyncio.sleep(CURSOR_TOUCH_S)
+            try:
+                await self._store.set_cursor(target, 0, BOOTSTRAPPING)
+            except StoreError as exc:
+                log.warning("bootstrap of %s: could not rewrite its cursor: %s", target, exc)
 
     def _choose(self, target: str) -> str | None:
         candidates = [
@@ -140,11 +175,17 @@ class Bootstrapper:
         ]
         return choose_source(target, candidates)
 
-    async def _bootstrap(self, target: str, status: BootstrapStatus) -> int:
+    # --- a new plan: clear the target, copy the catalog and list the ids at S, the source paused -------------
+
+    async def _plan(self, target: str, book: PlanBook, status: BootstrapStatus) -> Plan:
         source = self._choose(target)
         if source is None:
             raise InstanceError(target, "bootstrap: no up, in-sync instance to copy from yet", retryable=True)
         status.source = source
+        target_marker = await ensure_marker(self._client, target, create=False)
+        if target_marker is None:
+            raise InstanceError(target, "bootstrap: the target lost its marker", retryable=True)
+        await book.drop()
         src, dst = ChromaInstance(self._client, source), ChromaInstance(self._client, target)
         tenants = tenants_of(await self._store.scopes())
         status.state = "clearing target"
@@ -158,20 +199,20 @@ class Bootstrapper:
                 if marker is None or known is None or marker.id != known.id:
                     raise InstanceError(target, f"bootstrap: {source} was replaced meanwhile", retryable=True)
                 status.start_seq, status.state = start, "copying collections"
-                copies = await self._copy_catalog(src, dst, tenants, status)
+                pairs = await self._copy_catalog(src, dst, tenants, status)
+                status.state = "listing records"
+                pages, records = await self._list_ids(src, pairs, book)
+                plan = Plan(source, marker.id, target_marker.id, start, tuple(pairs), pages, records)
+                await book.commit(plan)
         except TimeoutError:
             raise InstanceError(target, f"bootstrap: {source} stayed busy", retryable=True) from None
-        status.state = "copying records"
-        for copy in copies:
-            await self._copy_records(src, dst, copy, status)
-            status.collections_done += 1
-        return start
+        status.pages_total, status.records_total = pages, records
+        return plan
 
     async def _copy_catalog(
         self, src: ChromaInstance, dst: ChromaInstance, tenants: list[str], status: BootstrapStatus
-    ) -> list[_Copy]:
-        copies: list[_Copy] = []
-        mappings: list[IdMapping] = []
+    ) -> list[Pair]:
+        pairs: list[Pair] = []
         for tenant in tenants:
             if not await src.tenant_exists(tenant):
                 continue
@@ -184,28 +225,93 @@ class Bootstrapper:
                 for collection in await src.collections(tenant, database):
                     created = await dst.create_collection(collection)
                     canonical = self._catalog.canonical_id(src.url, collection.id)
-                    if canonical is not None:
-                        mappings.append(IdMapping(dst.url, canonical, created.id))
-                    else:
+                    if canonical is None:
                         log.warning("bootstrap: %s on %s is not in the catalog", collection.label, src.url)
-                    ids = await src.all_ids(collection, ID_PAGE_SIZE)
-                    copies.append(_Copy(collection, created, ids))
+                    pairs.append(Pair(collection, created, canonical))
                     status.collections_total += 1
-                    status.records_total += len(ids)
+        await self._remember(dst.url, pairs)
+        return pairs
+
+    async def _list_ids(self, src: ChromaInstance, pairs: list[Pair], book: PlanBook) -> tuple[int, int]:
+        """Every collection's ids at S into the store, in the source's order, in pages of `page_size` (the last
+        of a collection shorter); (pages, records). At most one listing request's ids are held at a time."""
+        pages = records = 0
+        for index, pair in enumerate(pairs):
+            held: list[str] = []
+            async for listed in src.pages(pair.source, ID_PAGE_SIZE, include=()):
+                held.extend(listed.ids)
+                records += len(listed.ids)
+                whole = len(held) - len(held) % self._page_size
+                for ids in split(held[:whole], self._page_size):
+                    pages += 1
+                    await book.add_ids(IdsPage(pages, index, ids))
+                held = held[whole:]
+            if held:
+                pages += 1
+                await book.add_ids(IdsPage(pages, index, held))
+        return pages, records
+
+    async def _remember(self, target: str, pairs: list[Pair] | tuple[Pair, ...]) -> None:
+        mappings = [IdMapping(target, p.canonical_id, p.target.id) for p in pairs if p.canonical_id is not None]
         await self._store.record_mappings(mappings)
         self._catalog.learn(mappings)
-        return copies
 
-    async def _copy_records(
-        self, src: ChromaInstance, dst: ChromaInstance, copy: _Copy, status: BootstrapStatus
-    ) -> None:
-        for start in range(0, len(copy.ids), self._page_size):
-            ids = copy.ids[start : start + self._page_size]
-            page = await src.get(copy.source, ids=ids, include=list(ALL_FIELDS))
-            if page is None:
-                return  # deleted on the source after S: the log deletes it on the target too
-            await dst.add(copy.target, page)
-            status.records_copied += len(page)
+    # --- resuming a plan a crashed run left -------------------------------------------------------------------
+
+    async def _resumable(self, target: str, plan: Plan) -> bool:
+        """The same target and source as the plan's, the source usable and at or past S. A source not checked
+        yet, or not up, is waited for (a retryable error) for `SOURCE_WAIT_S`; after that the copy starts again."""
+        target_marker = await ensure_marker(self._client, target, create=False)
+        if target_marker is None or target_marker.id != plan.target_incarnation:
+            return self._start_again(target, "the target is not the instance the plan copied to")
+        if await self._store.oldest_seq() > plan.start_seq + 1:
+            return self._start_again(target, f"the log was pruned past seq {plan.start_seq}, where the copy starts")
+        applier = self._sources.get(plan.source)
+        if applier is None:
+            return self._start_again(target, f"{plan.source} is no longer an instance")
+        known = applier.incarnation
+        if known is not None and known.id != plan.source_incarnation:
+            return self._start_again(target, f"{plan.source} is not the instance it was")
+        usable = self._health.is_up(plan.source) and applier.state not in _UNUSABLE_STATES
+        if known is None or not usable or applier.cursor < plan.start_seq:
+            waited = time.monotonic() - self._waiting_since.setdefault(target, time.monotonic())
+            if waited > SOURCE_WAIT_S:
+                return self._start_again(target, f"{plan.source} stayed unusable for {waited:.0f}s")
+            raise InstanceError(target, f"bootstrap: waiting for {plan.source} to resume the copy", retryable=True)
+        self._waiting_since.pop(target, None)
+        return True
+
+    def _start_again(self, target: str, reason: str) -> bool:
+        self._waiting_since.pop(target, None)
+        log.warning("bootstrap of %s starts again: %s", target, reason)
+        return False
+
+    async def _resume(self, target: str, plan: Plan, position: int, status: BootstrapStatus) -> None:
+        status.source, status.start_seq, status.resumed_after_page = plan.source, plan.start_seq, position
+        status.collections_total, status.pages_total, status.records_total = len(plan.pairs), plan.pages, plan.records
+        await self._remember(target, plan.pairs)  # the applier forgot the target's ids before calling us
+        log.warning("bootstrap of %s resumes after page %d of %d", target, position, plan.pages)
+
+    # --- records, by id, the source applying again ------------------------------------------------------------
+
+    async def _copy_records(self, plan: Plan, book: PlanBook, position: int, status: BootstrapStatus) -> None:
+        status.state = "copying records"
+        src = ChromaInstance(self._client, plan.source)
+        dst = ChromaInstance(self._client, book.target)
+        gone: set[int] = set()
+        async for page in book.pages_after(position):
+            status.collections_done = page.collection  # pages come in the order of the collections
+            pair = plan.pairs[page.collection]
+            if page.collection not in gone:
+                records = await src.get(pair.source, ids=page.ids, include=list(ALL_FIELDS))
+                if records is None:
+                    gone.add(page.collection)  # deleted on the source after S: the log deletes it on the target too
+                else:
+                    await dst.add(pair.target, records)
+                    status.records_copied += len(records)
+            await book.reached(page.number)
+            status.pages_copied += 1
+        status.collections_done = len(plan.pairs)
 
 
 async def _clear(instance: ChromaInstance, tenants: list[str]) -> None:

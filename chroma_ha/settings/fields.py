@@ -46,9 +46,10 @@ def setting(
     `factory` of it), its `rule` and its `help`. A `redact`ed value is shown through that function in /status.
     `flag` replaces `--<name>`, and a `repeatable` flag is given once per item."""
     about = _About(name, rule, help, redact, shown_default, flag, repeatable)
+    shown = redact is None  # a secret is never in a repr (a failed assertion, a debugger, a log line)
     if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={_ABOUT: about})
-    return dataclasses.field(default=default, metadata={_ABOUT: about})
+        return dataclasses.field(default_factory=factory, metadata={_ABOUT: about}, repr=shown)
+    return dataclasses.field(default=default, metadata={_ABOUT: about}, repr=shown)
 
 
 class _Checked:

@@ -18,9 +18,11 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import SettingsError
+from ..redaction import DSN, HEADERS, WEBHOOK, Redaction, Scrubber
+from .credentials import InstanceHeaders, header_items_problem, instance_headers, known_secrets, without_userinfo
 from .fields import Definition, _Checked, setting, walk
 from .rules import (
     OneOf,
@@ -30,7 +32,6 @@ from .rules import (
     instance_urls,
     not_empty,
     not_negative,
-    password_hidden,
     percentage,
     port_number,
     positive,
@@ -65,6 +66,9 @@ DEFAULT_BATCH_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_BACKOFF_BASE_S = 0.05
 DEFAULT_BACKOFF_CAP_S = 2.0
 DEFAULT_RETENTION_S = 24 * 3600.0
+DEFAULT_BOOTSTRAP_PAGE_SIZE = 500
+DEFAULT_REBUILD_AFTER_S = 6 * 3600.0
+DEFAULT_RETENTION_MAX_ENTRIES = 0  # no cap
 DEFAULT_LEASE_TTL_S = 10.0
 # operations: the resource monitor and alerts
 DEFAULT_MONITOR_INTERVAL_S = 5.0
@@ -182,6 +186,25 @@ class ReplicationSettings(_Checked):
     retention: float = setting(
         "retention", DEFAULT_RETENTION_S, positive, "Seconds an entry applied everywhere is kept before pruning"
     )
+    rebuild_after: float = setting(
+        "rebuild_after",
+        DEFAULT_REBUILD_AFTER_S,
+        positive,
+        "Seconds an instance behind the log may hold back pruning; then it is rebuilt when it returns",
+    )
+    retention_max_entries: int = setting(
+        "retention_max_entries",
+        DEFAULT_RETENTION_MAX_ENTRIES,
+        not_negative,
+        "Most entries the log keeps: older ones every instance holding pruning back applied are pruned early",
+        shown_default="no cap",
+    )
+    bootstrap_page_size: int = setting(
+        "bootstrap_page_size",
+        DEFAULT_BOOTSTRAP_PAGE_SIZE,
+        at_least_one,
+        "Records a bootstrap copies per request; a resumed bootstrap starts after the last page copied",
+    )
     lease_ttl: float = setting(
         "lease_ttl",
         DEFAULT_LEASE_TTL_S,
@@ -226,15 +249,41 @@ class AdminSettings(_Checked):
     )
 
 
+def _token_names(entries: tuple[str, ...]) -> list[str]:
+    """The `auth_tokens` setting as /status shows it: the names, never the hashes."""
+    return [entry.partition(":")[0] for entry in entries]
+
+
+@dataclass(frozen=True)
+class AuthSettings(_Checked):
+    """Tokens on the data path: none configured means no authentication, as a Chroma server without auth."""
+
+    tokens_file: str = setting(
+        "auth_tokens_file",
+        "",
+        None,
+        "A TOML file of [[token]] tables (name, sha256, tenants, databases, access, admin), reloaded on SIGHUP",
+        shown_default="none",
+    )
+    tokens: tuple[str, ...] = setting(
+        "auth_tokens",
+        (),
+        None,
+        "Tokens as name:sha256 (hex of the token's SHA-256), comma-separated; each reads and writes everywhere",
+        redact=_token_names,
+        shown_default="none",
+    )
+
+
 @dataclass(frozen=True)
 class AlertSettings(_Checked):
     """Where alerts go, and how often: deduplicated and rate-limited."""
 
     slack_webhook: str = setting(
-        "slack_webhook", "", webhook_url, "A Slack incoming webhook URL for alerts (a secret)", redact=hidden
+        "slack_webhook", "", webhook_url, "A Slack incoming webhook URL for alerts (a secret)", redact=WEBHOOK
     )
     webhook: str = setting(
-        "alert_webhook", "", webhook_url, "A generic webhook URL that takes alerts as JSON (a secret)", redact=hidden
+        "alert_webhook", "", webhook_url, "A generic webhook URL that takes alerts as JSON (a secret)", redact=WEBHOOK
     )
     dedup_window: float = setting(
         "alert_dedup_window",
@@ -307,12 +356,22 @@ class Settings(_Checked):
         "Read weights, one per instance, comma-separated",
         shown_default="equal",
     )
+    instance_headers: tuple[str, ...] = setting(
+        "instance_headers",
+        (),
+        header_items_problem,
+        "A header the gateway sends to every instance, 'Name: value', or to one, '<URL or index from 0>=Name: value';"
+        " repeat for each (the variable: comma-separated). Values are secrets",
+        redact=HEADERS,
+        flag="--instance-header",
+        repeatable=True,
+    )
     store: str = setting(
         "store",
         DEFAULT_STORE,
         store_url,
         "sqlite:///relative.db, sqlite:////absolute.db or a postgresql:// DSN",
-        redact=password_hidden,
+        redact=DSN,
     )
     request_timeout: float = setting(
         "request_timeout", DEFAULT_REQUEST_TIMEOUT_S, positive, "Seconds a request to an instance may take"
@@ -337,11 +396,20 @@ class Settings(_Checked):
     replication: ReplicationSettings = dataclasses.field(default_factory=ReplicationSettings)
     deletes: DeleteSettings = dataclasses.field(default_factory=DeleteSettings)
     admin: AdminSettings = dataclasses.field(default_factory=AdminSettings)
+    auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     alerts: AlertSettings = dataclasses.field(default_factory=AlertSettings)
     monitor: MonitorSettings = dataclasses.field(default_factory=MonitorSettings)
+    # derived in __post_init__ from instances and instance_headers: not settings of their own
+    _userinfo: ClassVar[Mapping[str, tuple[str, str]]]
+    _instance_headers: ClassVar[InstanceHeaders]
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # an instance is known without its userinfo everywhere; what it carried becomes its credentials
+        bare, carried = without_userinfo(self.instances)
+        object.__setattr__(self, "instances", bare)
+        object.__setattr__(self, "_userinfo", carried)
+        object.__setattr__(self, "_instance_headers", instance_headers(bare, self.instance_headers, carried))
         if self.instance_weights and len(self.instance_weights) != len(self.instances):
             raise SettingsError("instance_weights", "give one weight per instance")
 
@@ -353,6 +421,20 @@ class Settings(_Checked):
     def sqlite_path(self) -> str:
         """The file of a `sqlite:///relative.db` or `sqlite:////absolute.db` store, as SQLAlchemy reads them."""
         return self.store[len("sqlite:///") :]
+
+    def headers_for_instances(self) -> InstanceHeaders:
+        """The headers the gateway sends to each instance: its own credentials, never a client's."""
+        return dict(self._instance_headers)
+
+    def secrets(self, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """Every secret value in force (the store's password, tokens, webhooks, instance credentials, a PGPASSWORD
+        of the environment), for scrubbing text that leaves the process."""
+        values = [(d.redact if isinstance(d.redact, Redaction) else None, d.value_in(self)) for d in DEFINITIONS]
+        return known_secrets(values, self._userinfo, self.headers_for_instances(), os.environ if env is None else env)
+
+    def scrubber(self, env: Mapping[str, str] | None = None) -> Scrubber:
+        """What takes every secret in force out of a text (a log line, an error, a traceback)."""
+        return Scrubber(self.secrets(env))
 
     def weight(self, instance: str) -> float:
         if not self.instance_weights:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..redaction import DSN, SECRET, Redaction, dsn_redacted, url_redacted
+
 Rule = Callable[[Any], "str | None"]  # what is wrong with a value, or None when nothing is
 
 
@@ -44,14 +46,14 @@ def not_empty(value: str) -> str | None:
 def store_url(value: str) -> str | None:
     if value.startswith(("sqlite:///", "postgresql://", "postgres://")):
         return None
-    return f"expected sqlite:///path.db or postgresql://..., got {password_hidden(value)!r}"
+    return f"expected sqlite:///path.db or postgresql://..., got {dsn_redacted(value)!r}"
 
 
 def instance_urls(urls: tuple[str, ...]) -> str | None:
     for url in urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            return f"not an http(s) URL: {url!r}"
+            return f"not an http(s) URL: {url_redacted(url)!r}"
     return "the same instance is listed twice" if len(set(urls)) != len(urls) else None
 
 
@@ -74,16 +76,7 @@ class OneOf:
         return None if value in self.choices else f"expected one of {', '.join(self.choices)}, got {value!r}"
 
 
-# --- redaction --------------------------------------------------------------------------------------------------
+# --- redaction (chroma_ha.redaction): how a secret setting is shown, and which of its parts are secret ------------
 
-
-def hidden(value: str) -> str:
-    return "***" if value else value
-
-
-def password_hidden(dsn: str) -> str:
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:  # not even a URL: it may still hold a password
-        return "***"
-    return dsn.replace(f":{password}@", ":***@") if password else dsn
+hidden: Redaction = SECRET
+password_hidden: Redaction = DSN

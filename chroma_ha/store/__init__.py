@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..settings import Settings
 from .base import (
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     LogStore,
     NewEntry,
@@ -31,10 +33,12 @@ def open_store(settings: Settings) -> LogStore:
 
 __all__ = [
     "Applied",
+    "CommitStats",
     "Cursor",
     "Divergence",
     "Entry",
     "EntryKey",
+    "GatewayStats",
     "IdMapping",
     "LogStore",
     "MemoryDatabase",

@@ -5,6 +5,8 @@ no I/O). One behavioural contract suite (tests/contract) runs against all three.
 
 Ordering guarantee every backend gives: `append` returns only once its entries are durable, and an entry with a
 higher `seq` is never visible to `read` before every lower `seq` is (no gaps an applier could pass over).
+Freshness guarantee: while `sole_appender()` returns an epoch, no other store appends to this log (every entry
+appended since the epoch began was appended through this store object); None when that cannot be promised.
 Catalog guarantee: `catalog_version` is raised in the same transaction as every change to the id mappings, so
 mappings read after seeing version v are current for as long as the version is still v (read the version first).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,6 +34,7 @@ class NewEntry:
     collection_id: str | None = None
     scope: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    author: str = ""  # the name of the token that made the write ("" when auth is off); never a credential
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,80 @@ class Recommendation:
     details: dict[str, Any]
 
 
+RECENT_COMMITS = 2048  # recent commit sizes kept for /wal/stats
+
+
+@dataclass
+class CommitStats:
+    """The appends of one store object since it opened: transactions committed and the entries they carried. Group
+    commit shows as more entries than commits. Owned by the store; operations only read it."""
+
+    commits: int = 0
+    entries: int = 0
+    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_COMMITS))
+
+    def committed(self, entries: int) -> None:
+        self.commits += 1
+        self.entries += entries
+        self.sizes.append(entries)
+
+
+@dataclass(frozen=True)
+class GatewayStats:
+    """One gateway's counters as it last published them; `age_seconds` by the store's clock."""
+
+    gateway: str
+    updated_at: float
+    age_seconds: float
+    stats: dict[str, Any]
+
+
+ALERT_CLAIMS = ("firing", "reminder", "resolved", "event")
+
+
+@dataclass(frozen=True)
+class AlertClaim:
+    """An alert as the gateways of one store last sent it."""
+
+    firing: bool
+    sent_at: float
+    seen_at: float
+    owner: str
+
+
+def claimed(
+    state: AlertClaim | None, status: str, owner: str, now: float, *, window: float, stale: float
+) -> AlertClaim | None:
+    """The state after a successful claim of `status`, or None when the claim fails (see `LogStore.claim_alert`);
+    the rule each dialect's SQL applies in one statement. Pure."""
+    if status == "firing":
+        if state is None or not state.firing or state.seen_at < now - stale:
+            return AlertClaim(True, now, now, owner)
+    elif status == "reminder":
+        if state is not None and state.firing and state.sent_at <= now - window:
+            return AlertClaim(True, now, now, owner)
+    elif status == "resolved":
+        if state is not None and state.firing:
+            return AlertClaim(False, now, state.seen_at, owner)
+    elif status == "event":
+        if state is None or state.sent_at <= now - window:
+            return AlertClaim(False, now, now, owner)
+    else:
+        raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+    return None
+
+
 class LogStore(Protocol):
+    commit_stats: CommitStats
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+
+    def sole_appender(self) -> int | None:
+        """An epoch while no other store can append to this log, None otherwise (see the module's docstring). The
+        epoch changes whenever that stopped being true in between: what was learned of the log under one epoch
+        (its head, say) proves nothing under another."""
+        ...
 
     # the log
     async def append(self, entries: Sequence[NewEntry]) -> list[int]: ...
@@ -155,6 +230,17 @@ class LogStore(Protocol):
         forget_instance, reset), shared by every gateway on the store: equal versions, equal mappings."""
         ...
 
+    # the plan of a bootstrap under way: numbered pages of bytes per instance (see replication/bootstrap_plan.py)
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        """Write (or overwrite) these pages of the instance's plan, all in one transaction."""
+        ...
+
+    async def bootstrap_pages(self, instance: str, first: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` pages of the instance's plan numbered `first` or more, in order."""
+        ...
+
+    async def drop_bootstrap(self, instance: str) -> None: ...
+
     # divergences, leases, recommendations
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]: ...
     async def resolve_divergences(self, instance: str) -> int: ...
@@ -162,6 +248,27 @@ class LogStore(Protocol):
     async def release_lease(self, instance: str, owner: str) -> None: ...
     async def add_recommendation(self, kind: str, reason: str, details: dict[str, Any]) -> Recommendation: ...
     async def recommendations(self, limit: int = 100) -> list[Recommendation]: ...
+
+    # what the gateways of one store share of alerts and statistics
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        """Claim the sending of one alert message; True for exactly one of the gateways claiming the same change.
+
+        `firing`: the alert was not firing, or no gateway has seen it firing for `stale` seconds (every gateway
+        that left it firing is gone); `reminder`: it is firing and was last sent `window` seconds ago or more;
+        `resolved`: it was firing; `event`: none of its key was sent in the last `window` seconds."""
+        ...
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        """This gateway still sees these alerts firing (keeps their claims from going stale)."""
+        ...
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        """Record this gateway's counters; forget those of gateways silent for `forget_after` seconds."""
+        ...
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        """The counters of every gateway that published within `max_age` seconds, by gateway name."""
+        ...
 
     async def reset(self) -> None: ...
 

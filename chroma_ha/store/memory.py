@@ -25,15 +25,19 @@ import orjson
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    AlertClaim,
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
     Recommendation,
+    claimed,
     is_divergent,
 )
 
@@ -53,6 +57,7 @@ class _Row:
     collection_id: str | None
     scope: str
     extra: bytes
+    author: str
     outcome: Outcome | None = None
 
     def entry(self) -> Entry:
@@ -69,6 +74,7 @@ class _Row:
             scope=self.scope,
             extra=orjson.loads(self.extra),
             outcome=self.outcome,
+            author=self.author,
         )
 
     def key(self) -> EntryKey:
@@ -89,6 +95,7 @@ def _row(seq: int, now: float, e: NewEntry) -> _Row:
         e.collection_id,
         e.scope,
         orjson.dumps(e.extra),
+        e.author,
     )
 
 
@@ -116,6 +123,9 @@ class MemoryDatabase:
     divergences: list[Divergence] = field(default_factory=list)
     leases: dict[str, tuple[str, float]] = field(default_factory=dict)
     recommendations: list[tuple[int, float, str, str, bytes]] = field(default_factory=list)
+    bootstrap_pages: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    alert_claims: dict[str, AlertClaim] = field(default_factory=dict)
+    gateway_stats: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     # ids are never reused, as with an identity column: not after a reset either
     divergence_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     recommendation_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -148,6 +158,7 @@ class MemoryStore:
 
     def __init__(self, database: MemoryDatabase | None = None) -> None:
         self.database = database if database is not None else MemoryDatabase()
+        self.commit_stats = CommitStats()
 
     async def _db(self) -> MemoryDatabase:
         await asyncio.sleep(0)
@@ -161,6 +172,10 @@ class MemoryStore:
     async def close(self) -> None:
         """Nothing to close: the database outlives its stores, as a file or a server would."""
 
+    def sole_appender(self) -> int | None:
+        """Never promised: other stores on the same database may append at any time (readers ask the head)."""
+        return None
+
     # --- the log --------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
@@ -170,6 +185,7 @@ class MemoryStore:
         db.entries.extend(rows)
         db.head += len(rows)
         if rows:
+            self.commit_stats.committed(len(rows))
             db.appended.fire()
         return [r.seq for r in rows]
 
@@ -286,6 +302,18 @@ class MemoryStore:
     async def catalog_version(self) -> int:
         return (await self._db()).catalog_version
 
+    # --- bootstrap plans ------------------------------------------------------------------------------------
+
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        (await self._db()).bootstrap_pages.setdefault(instance, {}).update(pages)
+
+    async def bootstrap_pages(self, instance: str, first: int, limit: int) -> list[tuple[int, bytes]]:
+        held = (await self._db()).bootstrap_pages.get(instance, {})
+        return [(page, held[page]) for page in sorted(p for p in held if p >= first)[:limit]]
+
+    async def drop_bootstrap(self, instance: str) -> None:
+        (await self._db()).bootstrap_pages.pop(instance, None)
+
     # --- divergences, leases, recommendations ---------------------------------------------------------------
 
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]:
@@ -324,6 +352,35 @@ class MemoryStore:
         newest = reversed((await self._db()).recommendations[-limit:] if limit > 0 else [])
         return [Recommendation(i, at, kind, reason, orjson.loads(details)) for i, at, kind, reason, details in newest]
 
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        db = await self._db()
+        state = claimed(db.alert_claims.get(key), status, owner, time.time(), window=window, stale=stale)
+        if state is not None:
+            db.alert_claims[key] = state
+        return state is not None
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        db, now = await self._db(), time.time()
+        for key in keys:
+            state = db.alert_claims.get(key)
+            if state is not None and state.firing:
+                db.alert_claims[key] = AlertClaim(True, state.sent_at, now, state.owner)
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        db, now = await self._db(), time.time()
+        db.gateway_stats[gateway] = (now, orjson.dumps(stats))
+        for name, (at, _) in list(db.gateway_stats.items()):
+            if at < now - forget_after:
+                del db.gateway_stats[name]
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        db, now = await self._db(), time.time()
+        return [
+            GatewayStats(name, at, now - at, orjson.loads(stats))
+            for name, (at, stats) in sorted(db.gateway_stats.items())
+            if at >= now - max_age
+        ]
+
     async def reset(self) -> None:
         """Forget the log, the catalog and the divergences; `seq` keeps counting from the old head."""
         db = await self._db()
@@ -334,4 +391,5 @@ class MemoryStore:
         db.intents.clear()
         db.known_scopes.clear()
         db.divergences.clear()
+        db.bootstrap_pages.clear()
         db.cursors = {i: Cursor(i, db.head, c.incarnation, now) for i, c in db.cursors.items()}

@@ -5,27 +5,35 @@ until commit, so an entry with a higher `seq` never commits, and so never become
 an applier reading after its cursor never passes over a gap. Appends arriving while a commit is in flight are
 committed together by the next transaction (group commit): a process takes the counter row once per batch.
 
+Freshness: the writer lease (`postgres_lease`) lets the one store that appends promise that no other does, so its
+gateway proves a read's freshness from what it appended itself. An append checks the lease in its transaction,
+after the counter row; when another store holds it, the transaction is rolled back, the lease revoked, and the
+batch tried again once it is released or expired.
+
 Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store, restarted when
 it drops, turns notifications from every gateway into an in-process event. A lost notification only costs the
 waiter's timeout, which is the appliers' poll interval.
 
 Lock order: every transaction that takes more than one of these takes them in this order, so that transactions
-of several gateways queue instead of deadlocking: the `log_head` row, `entries` rows, the catalog version row,
-`collection_ids` rows, `cursors` rows, `intents` rows. The catalog version row also serialises every change to
-the mappings, and readers see the version and the mappings it covers commit together.
+of several gateways queue instead of deadlocking: the `log_head` row, the `writer_lease` row, `entries` rows, the
+catalog version row, `collection_ids` rows, `cursors` rows, `intents` rows. The catalog version row also serialises
+every change to the mappings, and readers see the version and the mappings it covers commit together.
 
 Schema: numbered migrations (`sql/postgres/migrations/`) run at `open()`, each in its own transaction under an
 advisory lock, so gateways starting together on one database apply each step once.
 
 Times are read from the database clock, so that gateways with skewed clocks agree on when a lease expires.
 Driver errors (`psycopg.Error`, pool timeouts) are translated into `StoreError` in one place: `_connection`.
+A driver's message can echo the DSN (libpq repeats a connection string it cannot parse): every `StoreError` is
+made by `_failed`, which takes the DSN's password out of it, in whichever form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -33,15 +41,20 @@ import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from ..errors import StoreError
 from ..pulse import Pulse
+from ..redaction import Scrubber, dsn_redacted, dsn_secrets
 from .base import (
+    ALERT_CLAIMS,
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
@@ -50,14 +63,25 @@ from .base import (
     load_queries,
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
+from .postgres_lease import LEASE_CHANNEL, WriterLease
 
 Q = load_queries("postgres")
 MIGRATIONS = load_migrations("postgres")
 
-DEFAULT_MIN_CONNECTIONS = 1
+# Kept open from the start: the pool grows by one connection at a time, and with a short wait for a connection
+# (below) the gateway's first moments (appliers, follower, monitor, first writes at once) must not queue for them.
+DEFAULT_MIN_CONNECTIONS = 4
 DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-DEFAULT_POOL_TIMEOUT_S = 30.0
+# A caller waits this long for a connection: when the server is gone, the pool has none to give, and the store
+# then fails within seconds instead of after psycopg's default 30 s (the write path gives up on it after one).
+DEFAULT_POOL_TIMEOUT_S = 2.0
+# Reconnections are tried again this often at most (psycopg's own backoff doubles up to minutes), so the store
+# resumes within about this long of the server's return.
+RECONNECT_DELAY_MAX_S = 0.5
+# Asked for on every connection: a database created as SQL_ASCII (initdb where no locale is set) would otherwise
+# hand text back as bytes, and every entry's path with it.
+CLIENT_ENCODING = "utf8"
 # A LISTEN connection that has heard nothing for this long is pinged: a dead peer that the OS has not noticed
 # would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
 LISTEN_PING_INTERVAL_S = 30.0
@@ -67,8 +91,28 @@ LISTENER_APPLICATION_NAME = "chroma-ha-listen"
 
 logger = logging.getLogger(__name__)
 
-# One caller's entries, already serialized as `append_entry` parameters after `seq`, and its answer.
+# One caller's entries, already serialized as `append_entry_below_head` parameters after the offset, and its answer.
 _Pending = tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+class _LeaseHeld(Exception):
+    """Another store holds the writer lease: this append's transaction is rolled back, to be tried again."""
+
+
+class _QuickReconnect(AttemptWithBackoff):
+    """psycopg's reconnection backoff, capped: an outage of minutes must not cost minutes after it ends."""
+
+    INITIAL_DELAY = 0.1
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_DELAY_MAX_S)
+
+
+class _Pool(AsyncConnectionPool[Any]):
+    async def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        await super()._add_connection(attempt or _QuickReconnect(timeout=self.reconnect_timeout), growing)
 
 
 def normalize_dsn(dsn: str) -> str:
@@ -93,6 +137,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=row[10],
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -105,7 +150,7 @@ def _json(value: Any) -> str:
 
 
 def _row(e: NewEntry) -> tuple[Any, ...]:
-    """The `append_entry` parameters after `seq`."""
+    """The `append_entry_below_head` parameters after the offset below the head."""
     return (
         e.op,
         e.method,
@@ -116,6 +161,7 @@ def _row(e: NewEntry) -> tuple[Any, ...]:
         e.collection_id,
         e.scope,
         _json(e.extra),
+        e.author,
     )
 
 
@@ -141,15 +187,19 @@ class PostgresStore:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
+        lease: Mapping[str, float] | None = None,
     ) -> None:
+        """`lease`: the writer lease's timings (`WriterLease` keywords), when not the defaults."""
         self.dsn = normalize_dsn(dsn)
+        self.name = dsn_redacted(self.dsn)  # the store as messages name it
+        self._scrub = Scrubber(dsn_secrets(self.dsn))
         self._connect_timeout = connect_timeout
-        self._pool = AsyncConnectionPool(
+        self._pool = _Pool(
             self.dsn,
             min_size=min_connections,
             max_size=max_connections,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "client_encoding": CLIENT_ENCODING},
             configure=_configure,
             check=AsyncConnectionPool.check_connection,
             timeout=pool_timeout,
@@ -159,8 +209,14 @@ class PostgresStore:
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._listen_task: asyncio.Task[None] | None = None
+        self.commit_stats = CommitStats()
+        self.lease = WriterLease(f"store-{uuid.uuid4()}", self._fetchone, self._run_in_transaction, **(lease or {}))
 
     # --- plumbing -------------------------------------------------------------------------------------------
+
+    def _failed(self, exc: BaseException, what: str = "") -> StoreError:
+        """The driver's error as a StoreError, with no secret of the DSN in its message."""
+        return StoreError(self._scrub(f"postgres: {what}{str(exc) or type(exc).__name__}"))
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -168,22 +224,27 @@ class PostgresStore:
             async with self._pool.connection() as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc) from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with self._connection() as conn, conn.transaction():
             yield conn
 
-    async def _fetchall(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    async def _fetchall(self, query: str, params: Params = None) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchall()
 
-    async def _fetchone(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+    async def _fetchone(self, query: str, params: Params = None) -> tuple[Any, ...] | None:
         async with self._connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchone()
+
+    async def _run_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> None:
+        async with self._transaction() as conn:
+            for query, params in statements:
+                await conn.execute(query, params)
 
     async def _execute(self, query: str, params: Sequence[Any] | None = None) -> int:
         async with self._connection() as conn:
@@ -209,7 +270,7 @@ class PostgresStore:
         except BaseException as exc:
             await self._pool.close()
             if isinstance(exc, psycopg.Error | PoolTimeout):
-                raise StoreError(f"postgres: {exc}") from exc
+                raise self._failed(exc, f"cannot open {self.name}: ") from exc
             raise
 
     async def _migrate(self) -> None:
@@ -230,6 +291,7 @@ class PostgresStore:
         if self._flush_task is not None:
             with suppress(Exception):
                 await self._flush_task
+        await self.lease.close()
         if self._listen_task is not None:
             self._listen_task.cancel()
             with suppress(asyncio.CancelledError):
@@ -244,16 +306,18 @@ class PostgresStore:
             conn = await psycopg.AsyncConnection.connect(
                 self.dsn,
                 autocommit=True,
+                client_encoding=CLIENT_ENCODING,
                 connect_timeout=max(1, round(self._connect_timeout)),
                 application_name=LISTENER_APPLICATION_NAME,
             )
         except psycopg.Error as exc:
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc, f"cannot connect to {self.name}: ") from exc
         try:
             await conn.execute(Q["listen"])
+            await conn.execute(Q["listen_lease"])
         except psycopg.Error as exc:
             await conn.close()
-            raise StoreError(f"postgres: {exc}") from exc
+            raise self._failed(exc) from exc
         return conn
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -266,10 +330,14 @@ class PostgresStore:
                         conn = await self._connect_listener()
                         # Notifications sent while nobody listened are lost: let waiters look at the log now.
                         self._wake()
+                        self.lease.listener_restarted()
                         delay = LISTEN_RETRY_MIN_S
                     while True:
-                        async for _ in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
-                            self._wake()
+                        async for notification in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
+                            if notification.channel == LEASE_CHANNEL:
+                                self.lease.heard(notification.payload)
+                            else:
+                                self._wake()
                         await conn.execute(Q["ping"])
                 except (psycopg.Error, StoreError) as exc:
                     logger.warning("postgres LISTEN connection lost, reconnecting in %.1fs: %s", delay, exc)
@@ -292,6 +360,9 @@ class PostgresStore:
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
 
+    def sole_appender(self) -> int | None:
+        return self.lease.sole_appender()
+
     # --- the log --------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> list[int]:
@@ -302,6 +373,7 @@ class PostgresStore:
         if self._flush_task is None:
             loop = asyncio.get_running_loop()
             self._flush_task = loop.create_task(self._flush(), name="postgres-group-commit")
+        self.lease.start_holding()
         return await future
 
     async def _flush(self) -> None:
@@ -311,7 +383,7 @@ class PostgresStore:
                 try:
                     seqs = await self._insert(batch)
                 except BaseException as exc:
-                    error = exc if isinstance(exc, StoreError) else StoreError(f"postgres: append failed: {exc!r}")
+                    error = exc if isinstance(exc, StoreError) else self._failed(exc, "append failed: ")
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(error)
@@ -326,27 +398,46 @@ class PostgresStore:
             self._flush_task = None
 
     async def _insert(self, batch: list[_Pending]) -> list[list[int]]:
+        """One transaction for the whole batch; when another store holds the writer lease, revoke it and retry."""
+        while True:
+            try:
+                assigned = await self._insert_once(batch)
+            except _LeaseHeld:
+                await self.lease.revoke()
+                continue
+            self.commit_stats.committed(sum(len(seqs) for seqs in assigned))
+            return assigned
+
+    async def _insert_once(self, batch: list[_Pending]) -> list[list[int]]:
+        """The whole transaction in one pipeline (one round trip but for BEGIN's): each entry's `seq` is computed
+        in SQL from the head the transaction has just raised, so nothing waits for an answer before the commit."""
         rows = [group for group, _ in batch]
         total = sum(len(r) for r in rows)
         if total == 0:
             return [[] for _ in batch]
+        below = total  # the first entry is `head - (total - 1)`, the last one `head - 0`
+        params = []
+        for group in rows:
+            for row in group:
+                below -= 1
+                params.append((below, *row))
         async with self._transaction() as conn:
-            head_row = await (await conn.execute(Q["advance_head"], (total,))).fetchone()
-            assert head_row is not None
-            head = int(head_row[0])
-            seq = head - total
-            assigned: list[list[int]] = []
-            params = []
-            for group in rows:
-                seqs = []
-                for row in group:
-                    seq += 1
-                    seqs.append(seq)
-                    params.append((seq, *row))
-                assigned.append(seqs)
-            async with conn.cursor() as cur:
-                await cur.executemany(Q["append_entry"], params)
-            await conn.execute(Q["notify_append"], (str(head),))
+            async with conn.pipeline():
+                advanced = await conn.execute(Q["advance_head"], (total,))
+                allowed = await conn.execute(Q["note_appender"], {"me": self.lease.owner})
+                async with conn.cursor() as cur:
+                    await cur.executemany(Q["append_entry_below_head"], params)
+                await conn.execute(Q["notify_head"])
+                head_row = await advanced.fetchone()
+                may_append = await allowed.fetchone() is not None
+            if not may_append:
+                raise _LeaseHeld  # the transaction, inserts and all, is rolled back
+        assert head_row is not None
+        seq = int(head_row[0]) - total
+        assigned: list[list[int]] = []
+        for group in rows:
+            assigned.append(list(range(seq + 1, seq + 1 + len(group))))
+            seq += len(group)
         return assigned
 
     async def head(self) -> int:
@@ -469,6 +560,20 @@ class PostgresStore:
             await conn.execute(Q["forget_mappings"], (instance,))
             await conn.execute(Q["forget_intents"], (instance,))
 
+    # --- bootstrap plans ------------------------------------------------------------------------------------
+
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        rows = [(instance, page, body) for page, body in pages]
+        async with self._transaction() as conn, conn.cursor() as cur:
+            await cur.executemany(Q["save_bootstrap_page"], rows)
+
+    async def bootstrap_pages(self, instance: str, first: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self._fetchall(Q["bootstrap_pages"], (instance, first, limit))
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def drop_bootstrap(self, instance: str) -> None:
+        await self._execute(Q["drop_bootstrap"], (instance,))
+
     # --- divergences, leases, recommendations ---------------------------------------------------------------
 
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]:
@@ -493,6 +598,27 @@ class PostgresStore:
     async def recommendations(self, limit: int = 100) -> list[Recommendation]:
         rows = await self._fetchall(Q["recommendations"], (limit,))
         return [Recommendation(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        if status not in ALERT_CLAIMS:
+            raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+        params = {"key": key, "owner": owner, "window": window, "stale": stale}
+        async with self._connection() as conn:
+            cur = await conn.execute(Q[f"claim_alert_{status}"], params)
+            return await cur.fetchone() is not None
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._execute(Q["touch_alerts"], (list(keys),))
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(Q["publish_gateway_stats"], (gateway, _json(stats)))
+            await conn.execute(Q["forget_gateway_stats"], (forget_after,))
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        rows = await self._fetchall(Q["gateway_stats"], (max_age,))
+        return [GatewayStats(r[0], r[1], max(0.0, r[2]), r[3]) for r in rows]
 
     async def reset(self) -> None:
         """Forget the log, the catalog and the divergences; `seq` keeps counting from the old head."""

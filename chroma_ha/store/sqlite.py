@@ -4,6 +4,14 @@ All writes run on one thread with one connection, so `seq` is assigned and commi
 Appends that arrive while a commit is in flight are committed together by the next one (group commit): one fsync
 for many writes. Reads use a second connection on a second thread, so they never wait behind an fsync.
 
+Files: a store file this store creates is readable by its owner only (0600; SQLite gives its -wal and -shm files
+the mode of the database file), in a folder it creates readable by its owner only (0700): the log holds every
+write's payload.
+
+Space: the file uses `auto_vacuum=INCREMENTAL`, set before a new file's first page, or by one VACUUM when a store
+made without it is opened; every prune is followed by `PRAGMA incremental_vacuum`, so the pages pruned entries
+held go back to the file system instead of staying in the file as free pages.
+
 Schema: numbered migrations (`sql/sqlite/migrations/`) run at `open()`, each in its own BEGIN IMMEDIATE transaction
 that reads the version first, so two processes opening one file never apply a step twice.
 """
@@ -11,6 +19,8 @@ that reads the version first, so two processes opening one file never apply a st
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import sqlite3
 import time
@@ -24,11 +34,14 @@ import orjson
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    ALERT_CLAIMS,
     Applied,
+    CommitStats,
     Cursor,
     Divergence,
     Entry,
     EntryKey,
+    GatewayStats,
     IdMapping,
     NewEntry,
     Outcome,
@@ -38,16 +51,32 @@ from .base import (
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Q = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
 _SEMICOLON = re.compile(";")
 BUSY_TIMEOUT_S = 30.0
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 WAL_RETRY_S = 0.01
+AUTO_VACUUM_INCREMENTAL = 2
+
+
+def _create_owner_only(path: str) -> None:
+    """Create the store's folder and an empty file, owner only, unless they exist; SQLite then takes the file as a
+    new database and creates its -wal and -shm with the same mode."""
+    Path(path).parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only a new, empty file takes it here: before its first page
     _use_wal(conn)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -68,6 +97,20 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             time.sleep(WAL_RETRY_S)
 
 
+def _use_incremental_vacuum(conn: sqlite3.Connection) -> None:
+    """A store made without incremental vacuum (by an older gateway) switches to it: a VACUUM, once."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
+        started = time.monotonic()
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        logger.warning("sqlite store switched to incremental vacuum in %.1fs (once)", time.monotonic() - started)
+
+
+def _give_space_back(conn: sqlite3.Connection) -> None:
+    # executescript steps the pragma to its end: one `execute` frees a single page
+    conn.executescript("PRAGMA incremental_vacuum")
+
+
 def _entry(row: Sequence[Any]) -> Entry:
     outcome = Outcome(row[11], row[12], row[13]) if row[11] is not None else None
     return Entry(
@@ -83,6 +126,7 @@ def _entry(row: Sequence[Any]) -> Entry:
         scope=row[9],
         extra=orjson.loads(row[10]),
         outcome=outcome,
+        author=row[14],
     )
 
 
@@ -131,6 +175,7 @@ class SQLiteStore:
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._head = 0
+        self.commit_stats = CommitStats()
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -161,9 +206,10 @@ class SQLiteStore:
         return result
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._wconn = await self._run(self._writer, lambda: _connect(self.path))
+            _create_owner_only(self.path)
+            self._wconn = wconn = await self._run(self._writer, lambda: _connect(self.path))
+            await self._run(self._writer, lambda: _use_incremental_vacuum(wconn))
             while (step := await self._write(_apply_next_migration)) is not None:
                 log_applied("sqlite", step)
             self._head = await self._write(lambda c: int(c.execute(Q["head"]).fetchone()[0]))
@@ -197,6 +243,7 @@ class SQLiteStore:
                 e.collection_id,
                 e.scope,
                 orjson.dumps(e.extra),
+                e.author,
             )
             for e in entries
         ]
@@ -220,6 +267,7 @@ class SQLiteStore:
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            self.commit_stats.committed(sum(len(s) for s in seqs))
             for (_, future), assigned in zip(batch, seqs, strict=True):
                 if not future.done():
                     future.set_result(assigned)
@@ -245,6 +293,10 @@ class SQLiteStore:
 
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
+
+    def sole_appender(self) -> int | None:
+        """Always: one gateway per file, and every append runs on this store's one writer connection."""
+        return 0
 
     async def head(self) -> int:
         return self._head
@@ -275,7 +327,12 @@ class SQLiteStore:
             c.execute(Q["remember_pruned_scopes"], (upto_seq,))
             return c.execute(Q["prune"], (upto_seq,)).rowcount
 
-        return await self._write(prune)
+        pruned = await self._write(prune)
+        if pruned:
+            assert self._wconn is not None
+            conn = self._wconn
+            await self._run(self._writer, lambda: _give_space_back(conn))
+        return pruned
 
     async def count_since(self, since: float) -> int:
         return await self._read(lambda c: int(c.execute(Q["count_since"], (since,)).fetchone()[0]))
@@ -361,6 +418,19 @@ class SQLiteStore:
 
         await self._write(forget)
 
+    # --- bootstrap plans ------------------------------------------------------------------------------------
+
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        rows = [(instance, page, body) for page, body in pages]
+        await self._write(lambda c: c.executemany(Q["save_bootstrap_page"], rows))
+
+    async def bootstrap_pages(self, instance: str, first: int, limit: int) -> list[tuple[int, bytes]]:
+        query = Q["bootstrap_pages"]
+        return await self._read(lambda c: [(r[0], r[1]) for r in c.execute(query, (instance, first, limit))])
+
+    async def drop_bootstrap(self, instance: str) -> None:
+        await self._write(lambda c: c.execute(Q["drop_bootstrap"], (instance,)))
+
     # --- divergences, leases, recommendations ---------------------------------------------------------------
 
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]:
@@ -394,6 +464,34 @@ class SQLiteStore:
         def fetch(c: sqlite3.Connection) -> list[Recommendation]:
             rows = c.execute(Q["recommendations"], (limit,))
             return [Recommendation(r[0], r[1], r[2], r[3], orjson.loads(r[4])) for r in rows]
+
+        return await self._read(fetch)
+
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        if status not in ALERT_CLAIMS:
+            raise ValueError(f"no alert claim {status!r}: one of {', '.join(ALERT_CLAIMS)}")
+        params = {"key": key, "owner": owner, "window": window, "stale": stale, "now": time.time()}
+        query = Q[f"claim_alert_{status}"]
+        return await self._write(lambda c: c.execute(query, params).fetchone() is not None)
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        if keys:
+            now = time.time()
+            await self._write(lambda c: c.executemany(Q["touch_alert"], [(now, k) for k in keys]))
+
+    async def publish_gateway_stats(self, gateway: str, stats: dict[str, Any], forget_after: float) -> None:
+        def publish(c: sqlite3.Connection) -> None:
+            now = time.time()
+            c.execute(Q["publish_gateway_stats"], (gateway, now, orjson.dumps(stats).decode()))
+            c.execute(Q["forget_gateway_stats"], (now - forget_after,))
+
+        await self._write(publish)
+
+    async def gateway_stats(self, max_age: float) -> list[GatewayStats]:
+        def fetch(c: sqlite3.Connection) -> list[GatewayStats]:
+            now = time.time()
+            rows = c.execute(Q["gateway_stats"], (now, now - max_age))
+            return [GatewayStats(r[0], r[1], max(0.0, r[2]), orjson.loads(r[3])) for r in rows]
 
         return await self._read(fetch)
 

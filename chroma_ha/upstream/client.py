@@ -6,6 +6,10 @@ needs and nothing else: no redirects, cookies, proxies or decompression.
 
 What it guarantees, whatever the caller hands it and however an instance behaves:
 
+- The gateway's own credentials go out, a client's never: each instance gets the headers configured for it
+  (`credentials`), and a client's `authorization`, `x-chroma-token` and the admin token's header stay behind,
+  whoever hands them over (a client's request, a logged entry written before credentials were kept out of the
+  log), as does any client header of a name the gateway sets itself.
 - Only end-to-end headers go out. Hop-by-hop ones (`connection`, `keep-alive`, `expect`, `te`, `trailer`,
   `transfer-encoding`, `upgrade`, every `proxy-*`) and every header the request's own `Connection` names stay
   behind; `host` and `content-length` are the client's own. The request target goes out as visible ASCII:
@@ -30,7 +34,7 @@ import asyncio
 import functools
 import ssl
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -62,7 +66,9 @@ HOP_HEADERS = frozenset(
     }
 )
 HOP_HEADER_PREFIX = "proxy-"  # proxy-authorization, proxy-connection, ...: meant for a proxy, never an instance
-_HOP_HEADER_BYTES = frozenset(name.encode() for name in HOP_HEADERS)
+# What clients authenticate to the gateway with: the gateway's business, never an instance's.
+CLIENT_CREDENTIAL_HEADERS = frozenset({"authorization", "x-chroma-token", "x-chroma-ha-token"})
+_HOP_HEADER_BYTES = frozenset(name.encode() for name in HOP_HEADERS | CLIENT_CREDENTIAL_HEADERS)
 _HOP_PREFIX_BYTES = HOP_HEADER_PREFIX.encode()
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})  # Connection values that name no other header
 # Instance answer headers the client sees; the rest describe the instance's hop (length, date, server).
@@ -100,23 +106,39 @@ class Upstream:
         return 200 <= self.status < 300
 
 
+# The gateway's own headers for each instance: (name, value) pairs, by instance URL.
+Credentials = Mapping[str, Sequence[tuple[str, str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Origin:
-    """Where an instance URL points: what to connect to, the Host it is asked as, the path its API is under."""
+    """Where an instance URL points: what to connect to, the Host it is asked as, the path its API is under; the
+    gateway's own header lines for it (`own`), and the names a forwarded header may not have (`dropped`)."""
 
     hostname: str
     port: int
     secure: bool
     host: bytes
     prefix: str
+    own: bytes
+    dropped: frozenset[bytes]
 
     @classmethod
-    def of(cls, instance: str) -> _Origin:
+    def of(cls, instance: str, own: Iterable[tuple[str, str]] = ()) -> _Origin:
         parts = urlsplit(instance)
         secure = parts.scheme == "https"
         host = parts.netloc.rpartition("@")[2]  # never credentials in a Host header
         port = parts.port or (443 if secure else 80)
-        return cls(parts.hostname or "", port, secure, host.encode("idna"), parts.path.rstrip("/"))
+        lines, names = [], set()
+        for name, value in own:
+            line = f"{name}: {value}"
+            if "\r" in line or "\n" in line or "\0" in line:
+                raise ValueError(f"header {name!r} for an instance: CR, LF and NUL cannot be sent")
+            lines.append(f"{line}\r\n".encode("latin-1"))
+            names.add(name.lower().encode("latin-1"))
+        dropped = _HOP_HEADER_BYTES | names if names else _HOP_HEADER_BYTES
+        prefix = parts.path.rstrip("/")
+        return cls(parts.hostname or "", port, secure, host.encode("idna"), prefix, b"".join(lines), dropped)
 
 
 def _target(path: str, query: str) -> bytes:
@@ -133,34 +155,34 @@ def _connection_named(values: list[bytes]) -> frozenset[bytes]:
     return frozenset(token.strip().lower() for value in values for token in value.split(b","))
 
 
-def _forwarded_pairs(headers: HeaderPairs) -> bytes:
+def _forwarded_pairs(headers: HeaderPairs, dropped: frozenset[bytes]) -> bytes:
     # one pass for the common case, where Connection names nothing but itself (keep-alive, close): the read fast
     # path crosses this for every query
     lines = []
     names_more = False
     for pair in headers:
         name = pair[0]
-        if name in _HOP_HEADER_BYTES:
+        if name in dropped:
             names_more = names_more or (name == b"connection" and pair[1] not in _PLAIN_CONNECTION)
         elif not name.startswith(_HOP_PREFIX_BYTES):
             lines.append(b"%s: %s\r\n" % pair)
     if names_more:
         named = _connection_named([value for name, value in headers if name == b"connection"])
-        lines = [b"%s: %s\r\n" % pair for pair in headers if pair[0] not in named and not _hop(pair[0])]
+        lines = [
+            b"%s: %s\r\n" % pair
+            for pair in headers
+            if pair[0] not in named and pair[0] not in dropped and not pair[0].startswith(_HOP_PREFIX_BYTES)
+        ]
     return b"".join(lines)
 
 
-def _hop(name: bytes) -> bool:
-    return name in _HOP_HEADER_BYTES or name.startswith(_HOP_PREFIX_BYTES)
-
-
-def _forwarded_mapping(headers: Mapping[str, str]) -> bytes:
+def _forwarded_mapping(headers: Mapping[str, str], dropped: frozenset[bytes]) -> bytes:
     named = [v.encode("latin-1") for k, v in headers.items() if k.lower() == "connection"]
-    drop = _connection_named(named)
+    drop = _connection_named(named) | dropped
     lines = []
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered in HOP_HEADERS or lowered.startswith(HOP_HEADER_PREFIX) or lowered.encode("latin-1") in drop:
+        if lowered.startswith(HOP_HEADER_PREFIX) or lowered.encode("latin-1") in drop:
             continue
         line = f"{name}: {value}"
         if "\r" in line or "\n" in line or "\0" in line:  # a header line ends here and nowhere else
@@ -169,14 +191,20 @@ def _forwarded_mapping(headers: Mapping[str, str]) -> bytes:
     return b"".join(lines)
 
 
-def _request_head(method: str, target: bytes, host: bytes, headers: Headers, length: int) -> bytes:
-    head = b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n" % (method.encode(), target, host, length)
+def _request_head(method: str, target: bytes, origin: _Origin, headers: Headers, length: int) -> bytes:
+    head = b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n%s" % (
+        method.encode(),
+        target,
+        origin.host,
+        length,
+        origin.own,
+    )
     if isinstance(headers, list):  # raw pairs from a client (the common case: tested first, and cheaply)
-        return head + _forwarded_pairs(headers) + b"\r\n"
+        return head + _forwarded_pairs(headers, origin.dropped) + b"\r\n"
     if isinstance(headers, Mapping):
-        return head + _forwarded_mapping(headers) + b"\r\n"
+        return head + _forwarded_mapping(headers, origin.dropped) + b"\r\n"
     if headers:
-        return head + _forwarded_pairs(headers) + b"\r\n"
+        return head + _forwarded_pairs(headers, origin.dropped) + b"\r\n"
     return head + b"\r\n"
 
 
@@ -354,13 +382,15 @@ class InstanceClient:
     (`send_now`, the proxy's fast path: no task and no future between a client's request and its answer).
 
     `max_answer_bytes`: the largest answer taken from an instance, counted on the wire (head, framing, body);
-    a larger one fails its request with a non-retryable InstanceError that names the limit."""
+    a larger one fails its request with a non-retryable InstanceError that names the limit. `credentials`: the
+    headers sent with every request to each instance (by its URL), the gateway's own."""
 
     def __init__(
         self,
         request_timeout: float,
         pool_size: int = MAX_CONNECTIONS_PER_INSTANCE,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        credentials: Credentials | None = None,
     ) -> None:
         if max_answer_bytes <= 0:
             raise ValueError(f"max_answer_bytes must be positive, got {max_answer_bytes}")
@@ -370,6 +400,7 @@ class InstanceClient:
         self._idle: dict[str, list[_Connection]] = {}
         self._in_flight: dict[str, int] = {}
         self._origins: dict[str, _Origin] = {}
+        self._credentials = {url.rstrip("/"): tuple(own) for url, own in (credentials or {}).items()}
         self._freed = Pulse()
         self._ssl: ssl.SSLContext | None = None
         self._waiting: set[_Connection] = set()  # sent, not yet answered: what the watchdog looks at
@@ -387,7 +418,8 @@ class InstanceClient:
     def _origin(self, instance: str) -> _Origin:
         origin = self._origins.get(instance)
         if origin is None:
-            origin = self._origins[instance] = _Origin.of(instance)
+            origin = _Origin.of(instance, self._credentials.get(instance.rstrip("/"), ()))
+            self._origins[instance] = origin
         return origin
 
     def _send(
@@ -444,7 +476,7 @@ class InstanceClient:
     def _wire(self, instance: str, method: str, path: str, query: str, headers: Headers, body: bytes) -> bytes:
         origin = self._origin(instance)
         target = _target(origin.prefix + path, query)
-        return _request_head(method, target, origin.host, headers, len(body)) + body
+        return _request_head(method, target, origin, headers, len(body)) + body
 
     def send_now(
         self,

@@ -116,6 +116,14 @@ async def test_concurrent_multi_entry_appends_keep_each_call_contiguous(store: L
     assert await store.head() == 120
 
 
+async def test_the_author_of_an_entry_is_kept_and_empty_when_none_was_given(store: LogStore) -> None:
+    authored = NewEntry(op="add", method="POST", path="/p", body=b"{}", author="ingest-job.1")
+    await store.append([authored, new_entry(2), NewEntry(op="add", method="POST", path="/p", author="Zoë")])
+
+    assert [e.author for e in await read_all(store)] == ["ingest-job.1", "", "Zoë"]
+    assert [e.author for e in await store.read(0, 10, max_bytes=1)] == ["ingest-job.1"]
+
+
 async def test_read_pages_after_a_seq(store: LogStore) -> None:
     await store.append([new_entry(n) for n in range(1, 26)])
     pages = [await store.read(after, 10) for after in (0, 10, 20, 25)]
@@ -466,6 +474,83 @@ async def test_recommendations_round_trip_newest_first(store: LogStore) -> None:
     assert await store.recommendations(limit=2) == [added[2], added[1]]
 
 
+# --- what the gateways of one store share of alerts and statistics ----------------------------------------------
+
+HOUR = 3600.0
+
+
+async def test_alert_claims_let_one_message_through_per_change(store: LogStore) -> None:
+    claim = store.claim_alert
+    assert await claim("instance_down:b", "firing", "gw-1", window=HOUR, stale=HOUR)
+    assert not await claim("instance_down:b", "firing", "gw-2", window=HOUR, stale=HOUR)  # sent already
+    assert not await claim("instance_down:b", "reminder", "gw-2", window=HOUR, stale=HOUR)  # too soon
+    assert await claim("instance_down:b", "reminder", "gw-2", window=0.0, stale=HOUR)
+    assert not await claim("instance_down:other", "resolved", "gw-1", window=HOUR, stale=HOUR)  # never fired
+    assert await claim("instance_down:b", "resolved", "gw-2", window=HOUR, stale=HOUR)
+    assert not await claim("instance_down:b", "resolved", "gw-1", window=HOUR, stale=HOUR)
+    assert not await claim("instance_down:b", "reminder", "gw-1", window=0.0, stale=HOUR)  # not firing
+    assert await claim("instance_down:b", "firing", "gw-1", window=HOUR, stale=HOUR)  # the next time it goes down
+    with pytest.raises(ValueError, match="no alert claim"):
+        await claim("instance_down:b", "shouting", "gw-1", window=HOUR, stale=HOUR)
+
+
+async def test_events_are_claimed_once_per_window(store: LogStore) -> None:
+    assert await store.claim_alert("recommendation:cpu", "event", "gw-1", window=HOUR, stale=HOUR)
+    assert not await store.claim_alert("recommendation:cpu", "event", "gw-2", window=HOUR, stale=HOUR)
+    assert await store.claim_alert("recommendation:memory", "event", "gw-2", window=HOUR, stale=HOUR)
+    assert await store.claim_alert("recommendation:cpu", "event", "gw-2", window=0.0, stale=HOUR)
+
+
+async def test_a_firing_alert_no_gateway_still_sees_goes_stale(backend: Backend) -> None:
+    first, second = await backend.open_store(), await backend.open_store()
+    assert await first.claim_alert("lag:b", "firing", "gw-1", window=HOUR, stale=0.4)
+    for _ in range(3):  # kept fresh by a gateway that still sees it
+        await asyncio.sleep(0.2)
+        await second.touch_alerts(["lag:b", "not-claimed"])
+        assert not await second.claim_alert("lag:b", "firing", "gw-2", window=HOUR, stale=0.4)
+    await asyncio.sleep(0.6)  # every gateway that saw it is gone: the next one to see it firing says so
+    assert await second.claim_alert("lag:b", "firing", "gw-2", window=HOUR, stale=0.4)
+    await second.touch_alerts([])
+
+
+async def test_concurrent_alert_claims_have_one_winner(backend: Backend) -> None:
+    stores = [await backend.open_store() for _ in range(3)]
+
+    async def everyone(status: str) -> int:
+        won = await asyncio.gather(
+            *(
+                s.claim_alert("divergence:b", status, f"gw-{n}", window=HOUR, stale=HOUR)
+                for _ in range(5)
+                for n, s in enumerate(stores)
+            )
+        )
+        return sum(won)
+
+    assert await everyone("firing") == 1
+    assert await everyone("resolved") == 1
+    assert await everyone("firing") == 1
+
+
+async def test_gateway_stats_are_shared_and_silent_gateways_forgotten(backend: Backend) -> None:
+    first, second = await backend.open_store(), await backend.open_store()
+    await first.publish_gateway_stats("gw-1", {"appended": {"entries": 3}}, forget_after=HOUR)
+    await second.publish_gateway_stats("gw-2", {"appended": {"entries": 5}, "nested": [1, None]}, forget_after=HOUR)
+    for store in (first, second):
+        seen = await store.gateway_stats(max_age=HOUR)
+        assert [(g.gateway, g.stats) for g in seen] == [
+            ("gw-1", {"appended": {"entries": 3}}),
+            ("gw-2", {"appended": {"entries": 5}, "nested": [1, None]}),
+        ]
+        assert all(0 <= g.age_seconds < 60 and isinstance(g.updated_at, float) for g in seen)
+    await first.publish_gateway_stats("gw-1", {"appended": {"entries": 4}}, forget_after=HOUR)  # replaces its own
+    assert next(g.stats for g in await second.gateway_stats(max_age=HOUR)) == {"appended": {"entries": 4}}
+    await asyncio.sleep(0.5)
+    await first.publish_gateway_stats("gw-1", {"appended": {"entries": 6}}, forget_after=HOUR)
+    assert [g.gateway for g in await second.gateway_stats(max_age=0.3)] == ["gw-1"]  # gw-2 is silent
+    await first.publish_gateway_stats("gw-1", {"appended": {"entries": 7}}, forget_after=0.3)
+    assert [g.gateway for g in await second.gateway_stats(max_age=HOUR)] == ["gw-1"]  # gw-2 forgotten
+
+
 # --- reset ------------------------------------------------------------------------------------------------------
 
 
@@ -488,6 +573,21 @@ async def test_reset_forgets_log_catalog_divergences_and_keeps_seq_monotonic(sto
     assert {k: (c.seq, c.incarnation) for k, c in cursors.items()} == {"a": (5, ""), "b": (5, "incarnation-b")}
     assert await store.append([new_entry(6)]) == [6]
     assert [e.seq for e in await read_all(store)] == [6]
+
+
+async def test_bootstrap_pages_are_kept_per_instance_in_order_until_dropped(store: LogStore) -> None:
+    await store.save_bootstrap_pages("a", [(2, b"two"), (0, b"plan"), (1, b"one"), (-1, b"\x00at 0")])
+    await store.save_bootstrap_pages("b", [(1, b"other")])
+    await store.save_bootstrap_pages("a", [(-1, b"at 2")])  # the position is overwritten in place
+
+    assert await store.bootstrap_pages("a", -1, 10) == [(-1, b"at 2"), (0, b"plan"), (1, b"one"), (2, b"two")]
+    assert await store.bootstrap_pages("a", 1, 1) == [(1, b"one")]
+    assert await store.bootstrap_pages("a", 3, 10) == []
+    await store.drop_bootstrap("a")
+    assert await store.bootstrap_pages("a", -1, 10) == []
+    assert await store.bootstrap_pages("b", 0, 10) == [(1, b"other")]
+    await store.reset()
+    assert await store.bootstrap_pages("b", 0, 10) == []
 
 
 # --- wake-ups ---------------------------------------------------------------------------------------------------
@@ -570,7 +670,7 @@ async def _listener_pids(dsn: str) -> list[int]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = %s AND query = 'LISTEN chroma_ha_log'",
+            " AND application_name = %s AND query LIKE 'LISTEN chroma_ha_%%'",
             (LISTENER_APPLICATION_NAME,),
         )
         return [row[0] for row in await cur.fetchall()]

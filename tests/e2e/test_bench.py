@@ -77,6 +77,52 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
         assert f"{target['figure']} {target['result']}" in done.stdout
 
 
+def test_quick_bench_on_postgres_with_two_gateways_counts_reads_of_each_others_writes(tmp_path: Path) -> None:
+    report_path = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chroma_ha",
+            "bench",
+            "--quick",
+            "--store",
+            "postgres",
+            "--gateways",
+            "2",
+            "--json",
+            str(report_path),
+            "--dir",
+            str(tmp_path / "cluster"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["environment"]["store"] == "PostgreSQL" and report["environment"]["gateways"] == 2
+    assert done.stdout.startswith(
+        "chroma-ha bench: 2 Chroma instances behind 2 gateways (round-robin) (PostgreSQL log)"
+    )
+    pairs = report["config"]["freshness_pairs"]
+    assert report["freshness"] == {"pairs": pairs, "seen": pairs, "missed": 0, "stale": 0, "errors": 0}
+    assert f"saw it {pairs}, did not 0, marked stale 0, failed 0" in done.stdout
+    assert not any(report["errors"].values()), report["errors"]
+    assert report["counts"]["lag_writes_unseen"] == 0
+
+
+def test_two_gateways_need_a_shared_store() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "chroma_ha", "bench", "--quick", "--gateways", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--gateways above 1 needs --store postgres" in done.stderr
+
+
 def test_sigterm_stops_the_bench_and_the_cluster_it_started(tmp_path: Path) -> None:
     cluster_dir = tmp_path / "cluster"
     run = subprocess.Popen(

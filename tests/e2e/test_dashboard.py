@@ -1,5 +1,6 @@
 """The dashboard in headless Chromium (Debian's `chromium` package), driven over the DevTools protocol: it renders
-the instances and the charts with no console errors, and a screenshot is saved to artifacts/dashboard.png."""
+the instances and the charts with no console errors and no Content-Security-Policy violation under the policy it is
+served with (which does block an injected script), and a screenshot is saved to artifacts/dashboard.png."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import chromadb
+import httpx
 import pytest
 
 from chroma_ha.local_cluster import ChromaServer
@@ -37,6 +39,13 @@ FLAGS = (
     "--window-size=1400,1150",
     "--hide-scrollbars",
 )
+# Runs before any script of the page (DevTools' own scripts are not subject to the page's policy): every violation
+# the policy reports is kept where the test can read it.
+RECORD_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", e => window.__violations.push(
+    {directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample}));
+"""
 
 
 class DevTools:
@@ -140,7 +149,13 @@ async def test_the_dashboard_renders_instances_and_charts_without_errors(
     tmp_path: Path, busy_gateway: GatewayProcess, chroma_pair: list[ChromaServer]
 ) -> None:
     gateway, down = busy_gateway, chroma_pair[1].url
+    served = httpx.get(f"{gateway.url}/dashboard", timeout=10)
+    policy = served.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(f"{gateway.url}/dashboard/data", timeout=10).headers["x-content-type-options"] == "nosniff"
     async with headless_page(tmp_path / "chromium-profile") as page:
+        await page.send("Page.addScriptToEvaluateOnNewDocument", source=RECORD_VIOLATIONS)
         await page.send("Page.navigate", url=f"{gateway.url}/dashboard")
         deadline = time.monotonic() + 30
         while await page.evaluate("document.body && document.body.dataset.ready") != "1":
@@ -160,9 +175,18 @@ async def test_the_dashboard_renders_instances_and_charts_without_errors(
         }))()""")
         png = await page.send("Page.captureScreenshot", format="png")
         errors = page.errors()
+        violations = await page.evaluate("window.__violations")
+        # the policy is enforced: a script injected into the page is refused, and reported
+        await page.evaluate("""(() => { const s = document.createElement('script');
+            s.textContent = 'window.__injected = 1'; document.body.appendChild(s); })()""")
+        await asyncio.sleep(0.5)
+        injected = await page.evaluate("window.__injected === 1")
+        refused = await page.evaluate("window.__violations")
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "dashboard.png").write_bytes(base64.b64decode(png["data"]))
     assert errors == []
+    assert violations == []
+    assert not injected and [v["directive"] for v in refused] == ["script-src-elem"]
     assert shown["external"] == 0
     assert shown["status"] == "degraded"
     assert {r["url"]: r["up"] for r in shown["rows"]} == {chroma_pair[0].url: "true", down: "false"}

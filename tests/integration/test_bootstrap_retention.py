@@ -13,8 +13,8 @@ import pytest
 
 from chroma_ha.catalog.drain import LogWatch, NotDrained, touches
 from chroma_ha.replication.bootstrap import BOOTSTRAPPING, Candidate, choose_source
-from chroma_ha.replication.retention import Retention, prune_interval
-from chroma_ha.store import IdMapping, LogStore, NewEntry
+from chroma_ha.replication.retention import Floor, Retention, capped_upto, prune_interval, pruning_floor
+from chroma_ha.store import Cursor, IdMapping, LogStore, NewEntry
 from chroma_ha.store.sqlite import SQLiteStore
 
 
@@ -45,6 +45,52 @@ async def test_retention_prunes_only_what_every_instance_applied_and_is_old_enou
     await store.set_cursor("b", 10, "inc-b2")
     assert await retention.prune_once(now=time.time() + 3600) == 5
     assert await store.read(0, 10) == [] and retention.pruned == 10
+
+
+def test_an_instance_behind_for_longer_than_rebuild_after_no_longer_holds_the_floor() -> None:
+    cursors = {
+        "up": Cursor("up", 90, "i", updated_at=1000.0),
+        "lagging": Cursor("lagging", 40, "i", updated_at=995.0),
+        "down": Cursor("down", 10, "i", updated_at=900.0),
+        "idle": Cursor("idle", 100, "i", updated_at=0.0),  # at the head: holds nothing, however old its cursor
+    }
+    instances = ["up", "lagging", "down", "idle", "never-seen"]
+    assert pruning_floor(instances, cursors, 100, 1000.0, 60.0, {"never-seen": 990.0}) == Floor(0, ("down",))
+    assert pruning_floor(instances, cursors, 100, 1000.0, 60.0, {"never-seen": 900.0}) == Floor(
+        40, ("down", "never-seen")
+    )
+    assert pruning_floor(instances, cursors, 100, 1000.0, 200.0, {"never-seen": 900.0}) == Floor(0, ())
+    assert pruning_floor(instances[:2], cursors, 100, 1100.0, 60.0, {}) == Floor(100, ("up", "lagging"))
+
+
+def test_the_size_cap_prunes_down_to_the_cap_but_never_past_the_floor() -> None:
+    assert capped_upto(oldest=1, head=100, floor=100, max_entries=0) == 0  # no cap
+    assert capped_upto(oldest=1, head=100, floor=100, max_entries=100) == 0
+    assert capped_upto(oldest=1, head=100, floor=100, max_entries=30) == 70
+    assert capped_upto(oldest=51, head=100, floor=60, max_entries=30) == 60
+
+
+async def test_a_released_instance_stops_holding_back_pruning(store: LogStore) -> None:
+    await store.append([entry("t/d") for _ in range(10)])
+    await store.set_cursor("a", 10, "inc-a")
+    await store.set_cursor("b", 3, "inc-b")  # down since
+    retention = Retention(store, ("a", "b"), retention=60.0, rebuild_after=600.0)
+    assert await retention.prune_once(now=time.time() + 300) == 3 and retention.released == ()
+    assert await retention.prune_once(now=time.time() + 900) == 7 and retention.released == ("b",)
+    assert retention.status_document()["released"] == ["b"]
+    assert await store.oldest_seq() == 11  # past b's cursor: b is bootstrapped when it returns
+
+
+async def test_the_size_cap_prunes_inside_the_window_up_to_what_every_instance_applied(store: LogStore) -> None:
+    await store.append([entry("t/d") for _ in range(10)])
+    await store.set_cursor("a", 10, "inc-a")
+    await store.set_cursor("b", 8, "inc-b")
+    retention = Retention(store, ("a", "b"), retention=3600.0, max_entries=4)
+    assert await retention.prune_once() == 6  # the newest four kept
+    assert await store.oldest_seq() == 7
+    await store.append([entry("t/d") for _ in range(4)])
+    assert await retention.prune_once() == 2  # b is at 8: seqs 9 to 14 stay, six, over the cap
+    assert await store.oldest_seq() == 9
 
 
 async def test_retention_stops_at_the_first_entry_inside_the_window(store: LogStore) -> None:

@@ -1,9 +1,13 @@
-"""The official client, sync and async, performs every API call through the gateway; instances end identical."""
+"""The official client, sync and async, performs every API call through the gateway; instances end identical.
+Each runs with auth off, and with a read-write token sent in either of the headers of Chroma's token auth."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import chromadb
 import httpx
@@ -12,8 +16,9 @@ from chromadb.api import ClientAPI
 from chromadb.config import Settings
 from chromadb.errors import ChromaError, NotFoundError
 
+from chroma_ha.gateway.tokens import mint, toml_entry
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, snapshot
+from tests.harness import GatewayProcess, admin_client, client_auth, client_headers, snapshot
 
 EMB = [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9], [1.0, 1.1, 1.2]]
 
@@ -27,17 +32,35 @@ def assert_instances_identical(
         assert first == second, f"instances differ in {tenant}/{database}"
 
 
-def exercise_sync(client: ClientAPI, port: int, prefix: str) -> None:
+AUTH_MODES = ["off", "Authorization", "X-Chroma-Token"]
+
+
+@pytest.fixture(params=AUTH_MODES)
+def authed(
+    request: pytest.FixtureRequest, tmp_path: Path, gateway_with: Callable[..., GatewayProcess]
+) -> tuple[GatewayProcess, dict[str, Any]]:
+    """A gateway and the official client's settings for it: auth off, or a read-write token for every tenant
+    from a token file, sent in the header the parameter names."""
+    if request.param == "off":
+        return gateway_with(), {}
+    token = mint()
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(toml_entry("app", token, ["*"], ["*"], write=True, admin=False), encoding="utf-8")
+    env = {"CHROMA_HA_AUTH_TOKENS_FILE": str(tokens), "CHROMA_HA_ADMIN_TOKEN": mint()}
+    return gateway_with(env), client_auth(token, request.param)
+
+
+def exercise_sync(client: ClientAPI, port: int, prefix: str, auth: dict[str, Any]) -> None:
     assert client.heartbeat() > 0
     assert client.get_version()
     assert client.get_max_batch_size() > 0
-    assert client.get_user_identity().tenant == "default_tenant"
+    identity = client.get_user_identity()
+    if auth:  # the token's name and scope, answered by the gateway
+        assert (identity.user_id, identity.tenant, identity.databases) == ("app", "*", ["*"])
+    else:  # as an instance without auth answers it
+        assert identity.tenant == "default_tenant"
 
-    admin = chromadb.AdminClient(
-        Settings(
-            chroma_api_impl="chromadb.api.fastapi.FastAPI", chroma_server_host="127.0.0.1", chroma_server_http_port=port
-        )
-    )
+    admin = admin_client(port, auth)
     admin.create_tenant(f"{prefix}tenant")
     assert admin.get_tenant(f"{prefix}tenant")["name"] == f"{prefix}tenant"
     admin.create_database(f"{prefix}db", tenant=f"{prefix}tenant")
@@ -89,7 +112,9 @@ def exercise_sync(client: ClientAPI, port: int, prefix: str) -> None:
     again = client.create_collection(f"{prefix}other", embedding_function=None)
     assert again.id != other.id and again.count() == 0
 
-    scoped = chromadb.HttpClient(host="127.0.0.1", port=port, tenant=f"{prefix}tenant", database=f"{prefix}db")
+    scoped = chromadb.HttpClient(
+        host="127.0.0.1", port=port, tenant=f"{prefix}tenant", database=f"{prefix}db", settings=Settings(**auth)
+    )
     inner = scoped.create_collection("inner", embedding_function=None)
     inner.add(ids=["i"], embeddings=[EMB[1]], documents=["inside"])
     assert scoped.get_collection("inner", embedding_function=None).count() == 1
@@ -101,17 +126,26 @@ def exercise_sync(client: ClientAPI, port: int, prefix: str) -> None:
     assert type(refused.value) is Exception and json.loads(str(refused.value))["error"] == "NotImplementedError"
 
 
-def test_official_sync_client_every_call(gateway: GatewayProcess, chroma_pair: list[ChromaServer]) -> None:
-    client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port)
-    exercise_sync(client, gateway.port, "s_")
+def test_official_sync_client_every_call(
+    authed: tuple[GatewayProcess, dict[str, Any]], chroma_pair: list[ChromaServer]
+) -> None:
+    gateway, auth = authed
+    client = chromadb.HttpClient(host="127.0.0.1", port=gateway.port, settings=Settings(**auth))
+    exercise_sync(client, gateway.port, "s_", auth)
     assert_instances_identical(gateway, chroma_pair, [("default_tenant", "default_database"), ("s_tenant", "s_db")])
     status = gateway.wal_status()
     assert status["divergences"] == []
 
 
-def test_official_async_client_every_call(gateway: GatewayProcess, chroma_pair: list[ChromaServer]) -> None:
+def test_official_async_client_every_call(
+    authed: tuple[GatewayProcess, dict[str, Any]], chroma_pair: list[ChromaServer]
+) -> None:
+    gateway, auth = authed
+
     async def scenario() -> None:
-        client = await chromadb.AsyncHttpClient(host="127.0.0.1", port=gateway.port)
+        client = await chromadb.AsyncHttpClient(
+            host="127.0.0.1", port=gateway.port, headers=client_headers(auth), settings=Settings(**auth)
+        )
         assert await client.heartbeat() > 0
         col = await client.create_collection("a_docs", embedding_function=None)
         await col.add(ids=["a", "b"], embeddings=EMB[:2], documents=["x", "y"])

@@ -13,6 +13,7 @@ import pytest
 
 from chroma_ha.errors import StoreError
 from chroma_ha.gateway.http_server import HttpRequest
+from chroma_ha.replication import bootstrap
 from chroma_ha.replication.applier import GIVE_UP_AFTER
 from chroma_ha.store import Applied, Divergence, IdMapping
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
@@ -213,6 +214,74 @@ async def test_a_wiped_instance_is_bootstrapped_from_the_source_cursor_then_foll
         await drained(gateway)
     first, second = (i.collections() for i in cluster.instances)
     assert first == second and set(first["docs"][1]) == {"b", "c"}
+
+
+class PositionCrashStore(MemoryStore):
+    """Fails once as the bootstrap records that the target holds page `page`, as a gateway dying right after the
+    target acknowledged that page would: the next run must resume after the page before it."""
+
+    def __init__(self, page: int) -> None:
+        super().__init__()
+        self.page, self.crashed = page, False
+
+    async def save_bootstrap_pages(self, instance: str, pages: Sequence[tuple[int, bytes]]) -> None:
+        if not self.crashed and (-1, str(self.page).encode()) in pages:
+            self.crashed = True
+            raise StoreError("injected: the gateway died while recording the bootstrap's position")
+        await super().save_bootstrap_pages(instance, pages)
+
+
+async def test_a_bootstrap_that_crashed_resumes_after_the_last_page_the_target_holds() -> None:
+    cluster, store = FakeCluster(), PositionCrashStore(page=4)
+    async with in_process(cluster, store=store, RETENTION="0.01", BOOTSTRAP_PAGE_SIZE="2") as gateway:
+        docs = await create(gateway, "docs")
+        ids = [f"r{n:02}" for n in range(19)]
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records(*ids)))[0] == 201
+        await drained(gateway)
+        await _until(lambda: store.oldest_seq(), lambda oldest: oldest > 2)
+        wiped = cluster.instances[1]
+        wiped.down = True
+        await _until(lambda: _up(gateway, wiped.url), lambda up: not up)
+        wiped.wipe()
+        wiped.down = False
+        status = await _until(lambda: _bootstrap(gateway, wiped.url), lambda s: s.get("state") == "done")
+        await drained(gateway)
+        assert store.crashed
+        assert status["pages_total"] == 10 and status["resumed_after_page"] == 3
+        assert status["pages_copied"] == 7 and status["records_copied"] == 19 - 6
+        assert await store.bootstrap_pages(wiped.url, -1, 10) == []  # the plan is dropped once done
+    first, second = (i.collections() for i in cluster.instances)
+    assert first == second and set(first["docs"][1]) == set(ids)
+
+
+async def test_a_bootstrap_longer_than_rebuild_after_keeps_holding_back_pruning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bootstrap, "CURSOR_TOUCH_S", 0.05)
+    cluster, store = FakeCluster(), MemoryStore()
+    settings = {"RETENTION": "0.01", "REBUILD_AFTER": "0.3", "BOOTSTRAP_PAGE_SIZE": "1"}
+    async with in_process(cluster, store=store, **settings) as gateway:
+        docs = await create(gateway, "docs")
+        ids = [f"r{n:02}" for n in range(19)]
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records(*ids)))[0] == 201
+        await drained(gateway)
+        await _until(lambda: store.oldest_seq(), lambda oldest: oldest > 2)
+        wiped = cluster.instances[1]
+        wiped.down = True
+        await _until(lambda: _up(gateway, wiped.url), lambda up: not up)
+        wiped.wipe()
+        wiped.slow = 0.06  # 19 pages: over a second of copying, past REBUILD_AFTER
+        wiped.down = False
+        released: set[str] = set()
+        while (await _bootstrap(gateway, wiped.url)).get("state") != "done":
+            released.update(gateway.retention.released)
+            await asyncio.sleep(0.02)
+        status = await _bootstrap(gateway, wiped.url)
+        await drained(gateway)
+        assert released == set() and status["pages_copied"] == 19
+        assert status["finished_at"] - status["started_at"] > 0.3
+    first, second = (i.collections() for i in cluster.instances)
+    assert first == second and set(first["docs"][1]) == set(ids)
 
 
 async def _up(gateway: Any, url: str) -> bool:

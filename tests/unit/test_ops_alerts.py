@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 
 import pytest
 from aiohttp import web
 
+from chroma_ha.errors import StoreError
 from chroma_ha.ops.alerts import (
     AlertBook,
     Alerts,
@@ -19,6 +21,7 @@ from chroma_ha.ops.alerts import (
     slack_payload,
     webhook_payload,
 )
+from chroma_ha.store import MemoryDatabase, MemoryStore
 from tests.harness import serving
 
 DOWN = instance_down_alert("http://a:1")
@@ -149,3 +152,60 @@ async def test_the_shell_posts_in_the_background_and_never_shows_the_url(caplog:
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("chroma_ha")]
     assert ours and not any("SECRET" in m or "/services/" in m for m in ours)
     assert "SECRET" not in json.dumps([body for _, body in received])
+
+
+class FailingClaims:
+    async def claim_alert(self, key: str, status: str, owner: str, *, window: float, stale: float) -> bool:
+        raise StoreError("the store is down")
+
+    async def touch_alerts(self, keys: Sequence[str]) -> None:
+        raise StoreError("the store is down")
+
+
+async def test_gateways_of_one_store_send_each_message_once_and_a_failing_store_silences_nothing() -> None:
+    received: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    database = MemoryDatabase()
+    async with serving(app) as url:
+
+        def shell(name: str, claims: object) -> Alerts:
+            return Alerts(
+                slack_webhook="",
+                alert_webhook=f"{url}/hook",
+                gateway_id=name,
+                dedup_window=3600,
+                min_interval=0,
+                rate_per_minute=60,
+                claims=claims,  # type: ignore[arg-type]
+            )
+
+        gateways = [shell(f"gw-{n}", MemoryStore(database)) for n in range(3)]
+        cut_off = shell("gw-cut-off", FailingClaims())
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop)) for a in [*gateways, cut_off]]
+        try:
+            for alerts in gateways:
+                alerts.instance_changed("http://b:1", False)
+            for _ in range(100):
+                if sum(a.sent + a.suppressed for a in gateways) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            for alerts in gateways:
+                alerts.instance_changed("http://b:1", True)
+            cut_off.instance_changed("http://b:1", False)
+            for _ in range(100):
+                if sum(a.sent + a.suppressed for a in gateways) >= 6 and cut_off.sent:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+    ours = sorted((m["status"], m["gateway"] == "gw-cut-off") for m in received)
+    assert ours == [("firing", False), ("firing", True), ("resolved", False)], received
+    assert sum(a.suppressed for a in gateways) == 4 and cut_off.suppressed == 0

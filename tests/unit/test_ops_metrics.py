@@ -46,6 +46,7 @@ def test_a_young_tracker_counts_nothing_before_its_first_snapshot() -> None:
 class Alerts:
     sent = 0
     failed = 0
+    suppressed = 0
 
 
 def metrics_of(stats: dict[str, ApplierStats] | None = None, writes: WriteStats | None = None) -> Metrics:

@@ -32,17 +32,20 @@ FLAT_NAMES = {
     "instances", "store", "host", "port", "ack", "write_timeout", "read_wait", "stale_reads", "max_body_bytes",
     "allow_reset", "poll_interval", "health_interval", "health_timeout", "health_rise", "health_fall",
     "request_timeout", "batch_max_records", "batch_max_bytes", "backoff_base", "backoff_cap", "retention",
-    "lease_ttl", "gateway_id", "instance_weights", "delete_expand_key", "delete_expand_collections", "admin_token",
+    "retention_max_entries", "rebuild_after", "bootstrap_page_size", "lease_ttl", "gateway_id", "instance_weights",
+    "delete_expand_key", "delete_expand_collections", "admin_token",
     "slack_webhook", "alert_webhook", "monitor_interval", "pressure_window", "cpu_threshold", "memory_threshold",
     "lag_threshold", "backlog_threshold", "down_ratio_threshold", "alert_dedup_window", "alert_min_interval",
     "alert_rate_per_minute", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
-    "max_answer_bytes", "unsafe_reads_ignore_freshness",
+    "max_answer_bytes", "instance_headers",
+    "auth_tokens_file", "auth_tokens", "unsafe_reads_ignore_freshness",
 }  # fmt: skip
 
 # One refused value per setting that has a rule (with what else it needs to be judged alone).
 REFUSED = {
     "instances": {"CHROMA_HA_INSTANCES": "ftp://a"},
     "instance_weights": {"CHROMA_HA_INSTANCES": "http://a:1", "CHROMA_HA_INSTANCE_WEIGHTS": "-1"},
+    "instance_headers": {"CHROMA_HA_INSTANCES": "http://a:1", "CHROMA_HA_INSTANCE_HEADERS": "no colon here"},
     "store": {"CHROMA_HA_STORE": "mysql://x"},
     "request_timeout": {"CHROMA_HA_REQUEST_TIMEOUT": "0"},
     "gateway_id": {"CHROMA_HA_GATEWAY_ID": ""},
@@ -68,6 +71,9 @@ REFUSED = {
     "backoff_cap": {"CHROMA_HA_BACKOFF_CAP": "0"},
     "retention": {"CHROMA_HA_RETENTION": "0"},
     "lease_ttl": {"CHROMA_HA_LEASE_TTL": "-10"},
+    "bootstrap_page_size": {"CHROMA_HA_BOOTSTRAP_PAGE_SIZE": "0"},
+    "rebuild_after": {"CHROMA_HA_REBUILD_AFTER": "0"},
+    "retention_max_entries": {"CHROMA_HA_RETENTION_MAX_ENTRIES": "-1"},
     "slack_webhook": {"CHROMA_HA_SLACK_WEBHOOK": "hooks.example/T/B/X"},
     "alert_webhook": {"CHROMA_HA_ALERT_WEBHOOK": "ftp://alerts.example/x"},
     "alert_dedup_window": {"CHROMA_HA_ALERT_DEDUP_WINDOW": "0"},
@@ -120,7 +126,8 @@ def test_secrets_are_redacted() -> None:
         store="postgresql://u:hunter2@h/db", alerts=AlertSettings(slack_webhook="https://hooks.example/T/B/X")
     )
     shown = settings.redacted()
-    assert "hunter2" not in str(shown) and "hooks.example" not in str(shown)
+    assert "hunter2" not in str(shown) and "T/B/X" not in str(shown)
+    assert shown["slack_webhook"] == "https://hooks.example/***"  # the host only
 
 
 # --- one definition per setting ---------------------------------------------------------------------------------
@@ -340,10 +347,12 @@ def test_redacted_shows_every_setting_by_its_flat_name_with_secrets_hidden() -> 
     )
     shown = settings.redacted()
     assert list(shown) == [d.name for d in DEFINITIONS]
-    assert shown["admin_token"] == shown["slack_webhook"] == shown["alert_webhook"] == "***"
+    assert shown["admin_token"] == "***"
+    assert shown["slack_webhook"] == "https://hooks.slack.example/***"  # webhooks by their host only
+    assert shown["alert_webhook"] == "https://alerts.example/***"
     assert shown["store"] == "postgresql://chroma:***@db:5432/chroma_ha"
     assert shown["instances"] == ("http://a:1",) and shown["health_interval"] == 1.0
-    for secret in ("s3cret", "hunter2", "hooks.slack.example", "alerts.example"):
+    for secret in ("s3cret", "hunter2", "T/B/X", "example/x"):
         assert secret not in str(shown)
     assert Settings().redacted()["admin_token"] == ""  # nothing to hide: shown as not set
 

@@ -9,12 +9,14 @@ SELECT 1
 -- name: advance_head
 UPDATE log_head SET seq = seq + %s RETURNING seq
 
--- name: append_entry
-INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra)
-VALUES (%s, extract(epoch FROM clock_timestamp())::float8, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+-- name: append_entry_below_head
+-- In the append transaction, after `advance_head`: the entry so many below the head this transaction has just set.
+INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra, author)
+VALUES ((SELECT seq FROM log_head) - %s, extract(epoch FROM clock_timestamp())::float8,
+        %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 
--- name: notify_append
-SELECT pg_notify('chroma_ha_log', %s)
+-- name: notify_head
+SELECT pg_notify('chroma_ha_log', (SELECT seq FROM log_head)::text)
 
 -- name: head
 SELECT seq FROM log_head
@@ -30,7 +32,7 @@ SELECT COALESCE((SELECT min(seq) FROM entries), (SELECT seq FROM log_head) + 1)
 
 -- name: read_after
 SELECT seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra,
-       outcome_status, outcome_body, outcome_instance
+       outcome_status, outcome_body, outcome_instance, author
 FROM entries WHERE seq > %s ORDER BY seq LIMIT %s
 
 -- name: read_after_bounded
@@ -44,7 +46,7 @@ WITH page AS (
     ) AS sized WHERE running <= %s OR n = 1
 )
 SELECT e.seq, e.created_at, e.op, e.method, e.path, e.query, e.headers, e.body, e.collection_id, e.scope, e.extra,
-       e.outcome_status, e.outcome_body, e.outcome_instance
+       e.outcome_status, e.outcome_body, e.outcome_instance, e.author
 FROM fitting JOIN entries AS e ON e.seq = fitting.seq ORDER BY e.seq
 
 -- name: read_keys_after
@@ -173,4 +175,60 @@ DELETE FROM collection_ids
 -- name: reset_bookkeeping
 DELETE FROM intents;
 DELETE FROM known_scopes;
-DELETE FROM divergences
+DELETE FROM divergences;
+DELETE FROM bootstrap_pages
+
+-- name: save_bootstrap_page
+INSERT INTO bootstrap_pages (instance, page, body) VALUES (%s, %s, %s)
+ON CONFLICT (instance, page) DO UPDATE SET body = excluded.body
+
+-- name: bootstrap_pages
+SELECT page, body FROM bootstrap_pages WHERE instance = %s AND page >= %s ORDER BY page LIMIT %s
+
+-- name: drop_bootstrap
+DELETE FROM bootstrap_pages WHERE instance = %s
+
+-- name: claim_alert_firing
+-- Alert claims: each statement returns a row only when this gateway's claim made the change, so exactly one of
+-- the gateways claiming the same change sends its message. Times from the database clock, as for leases.
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner)
+VALUES (%(key)s, TRUE, extract(epoch FROM clock_timestamp())::float8, extract(epoch FROM clock_timestamp())::float8,
+        %(owner)s)
+ON CONFLICT (key) DO UPDATE SET firing = TRUE, sent_at = excluded.sent_at, seen_at = excluded.seen_at,
+    owner = excluded.owner
+WHERE NOT alert_claims.firing OR alert_claims.seen_at < excluded.seen_at - %(stale)s
+RETURNING key
+
+-- name: claim_alert_reminder
+UPDATE alert_claims SET sent_at = extract(epoch FROM clock_timestamp())::float8,
+    seen_at = extract(epoch FROM clock_timestamp())::float8, owner = %(owner)s
+WHERE key = %(key)s AND firing AND sent_at <= extract(epoch FROM clock_timestamp())::float8 - %(window)s
+RETURNING key
+
+-- name: claim_alert_resolved
+UPDATE alert_claims SET firing = FALSE, sent_at = extract(epoch FROM clock_timestamp())::float8, owner = %(owner)s
+WHERE key = %(key)s AND firing
+RETURNING key
+
+-- name: claim_alert_event
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner)
+VALUES (%(key)s, FALSE, extract(epoch FROM clock_timestamp())::float8, extract(epoch FROM clock_timestamp())::float8,
+        %(owner)s)
+ON CONFLICT (key) DO UPDATE SET sent_at = excluded.sent_at, seen_at = excluded.seen_at, owner = excluded.owner
+WHERE alert_claims.sent_at <= excluded.sent_at - %(window)s
+RETURNING key
+
+-- name: touch_alerts
+UPDATE alert_claims SET seen_at = extract(epoch FROM clock_timestamp())::float8 WHERE key = ANY(%s) AND firing
+
+-- name: publish_gateway_stats
+INSERT INTO gateway_stats (gateway, updated_at, stats) VALUES (%s, extract(epoch FROM clock_timestamp())::float8, %s)
+ON CONFLICT (gateway) DO UPDATE SET updated_at = excluded.updated_at, stats = excluded.stats
+
+-- name: forget_gateway_stats
+DELETE FROM gateway_stats WHERE updated_at < extract(epoch FROM clock_timestamp())::float8 - %s
+
+-- name: gateway_stats
+SELECT gateway, updated_at, extract(epoch FROM clock_timestamp())::float8 - updated_at, stats FROM gateway_stats
+WHERE updated_at >= extract(epoch FROM clock_timestamp())::float8 - %s
+ORDER BY gateway

@@ -1,6 +1,6 @@
 -- name: append_entry
-INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO entries (seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra, author)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: head
 SELECT COALESCE(MAX(seq), (SELECT value FROM log_meta WHERE key = 'pruned_upto')) FROM entries
@@ -10,7 +10,7 @@ SELECT COALESCE(MIN(seq), (SELECT value FROM log_meta WHERE key = 'pruned_upto')
 
 -- name: read_after
 SELECT seq, created_at, op, method, path, query, headers, body, collection_id, scope, extra,
-       outcome_status, outcome_body, outcome_instance
+       outcome_status, outcome_body, outcome_instance, author
 FROM entries WHERE seq > ? ORDER BY seq LIMIT ?
 
 -- name: read_after_bounded
@@ -24,7 +24,7 @@ WITH page AS (
     ) WHERE running <= ? OR n = 1
 )
 SELECT e.seq, e.created_at, e.op, e.method, e.path, e.query, e.headers, e.body, e.collection_id, e.scope, e.extra,
-       e.outcome_status, e.outcome_body, e.outcome_instance
+       e.outcome_status, e.outcome_body, e.outcome_instance, e.author
 FROM fitting JOIN entries AS e ON e.seq = fitting.seq ORDER BY e.seq
 
 -- name: read_keys_after
@@ -134,3 +134,50 @@ DELETE FROM collection_ids;
 DELETE FROM intents;
 DELETE FROM divergences;
 DELETE FROM known_scopes;
+DELETE FROM bootstrap_pages;
+
+-- name: save_bootstrap_page
+INSERT INTO bootstrap_pages (instance, page, body) VALUES (?, ?, ?)
+ON CONFLICT (instance, page) DO UPDATE SET body = excluded.body
+
+-- name: bootstrap_pages
+SELECT page, body FROM bootstrap_pages WHERE instance = ? AND page >= ? ORDER BY page LIMIT ?
+
+-- name: drop_bootstrap
+DELETE FROM bootstrap_pages WHERE instance = ?
+
+-- name: claim_alert_firing
+-- Alert claims: each statement returns a row only when this claim made the change (see the PostgreSQL dialect).
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner) VALUES (:key, 1, :now, :now, :owner)
+ON CONFLICT (key) DO UPDATE SET firing = 1, sent_at = excluded.sent_at, seen_at = excluded.seen_at,
+    owner = excluded.owner
+WHERE NOT alert_claims.firing OR alert_claims.seen_at < excluded.seen_at - :stale
+RETURNING key
+
+-- name: claim_alert_reminder
+UPDATE alert_claims SET sent_at = :now, seen_at = :now, owner = :owner
+WHERE key = :key AND firing AND sent_at <= :now - :window
+RETURNING key
+
+-- name: claim_alert_resolved
+UPDATE alert_claims SET firing = 0, sent_at = :now, owner = :owner WHERE key = :key AND firing
+RETURNING key
+
+-- name: claim_alert_event
+INSERT INTO alert_claims (key, firing, sent_at, seen_at, owner) VALUES (:key, 0, :now, :now, :owner)
+ON CONFLICT (key) DO UPDATE SET sent_at = excluded.sent_at, seen_at = excluded.seen_at, owner = excluded.owner
+WHERE alert_claims.sent_at <= excluded.sent_at - :window
+RETURNING key
+
+-- name: touch_alert
+UPDATE alert_claims SET seen_at = ? WHERE key = ? AND firing
+
+-- name: publish_gateway_stats
+INSERT INTO gateway_stats (gateway, updated_at, stats) VALUES (?, ?, ?)
+ON CONFLICT (gateway) DO UPDATE SET updated_at = excluded.updated_at, stats = excluded.stats
+
+-- name: forget_gateway_stats
+DELETE FROM gateway_stats WHERE updated_at < ?
+
+-- name: gateway_stats
+SELECT gateway, updated_at, ? - updated_at, stats FROM gateway_stats WHERE updated_at >= ? ORDER BY gateway
