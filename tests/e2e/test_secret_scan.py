@@ -125,6 +125,7 @@ def test_no_secret_in_any_answer_output_log_or_alert(tmp_path: Path, chroma_pair
         try:
             gateway.start()
             drive(gateway, chroma_pair, receiver, outputs)
+            drive_remote_commands(gateway, tmp_path, outputs)
         finally:
             gateway.stop()
         outputs["gateway log"] = gateway.log_text()
@@ -149,7 +150,8 @@ def test_no_secret_in_any_answer_output_log_or_alert(tmp_path: Path, chroma_pair
         repaired = command({**cli_env, **forms["query"]}, "repair", "--dry-run", "--yes", cwd=tmp_path)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         outputs["repair --dry-run"] = repaired.stdout + repaired.stderr
-        for args in (("--help",), ("serve", "--help"), ("verify", "--help"), ("repair", "--help"), ("up", "--help")):
+        helps = ("serve", "verify", "repair", "up", "check", "status", "wal", "bootstrap", "token", "torture", "bench")
+        for args in (("--help",), *((name, "--help") for name in helps)):
             shown = command({**cli_env, **forms["userinfo"]}, *args, cwd=tmp_path)
             assert shown.returncode == 0, shown.stderr
             outputs[" ".join(args)] = shown.stdout + shown.stderr
@@ -167,6 +169,23 @@ def test_no_secret_in_any_answer_output_log_or_alert(tmp_path: Path, chroma_pair
     outputs["alerts"] = "\n".join(body for _, body in receiver.got)  # (posted to the secret URLs, of course)
     leaks = {(name, secret) for name, text in outputs.items() for secret in SECRETS if secret in text}
     assert leaks == set()
+
+
+def drive_remote_commands(gateway: GatewayProcess, cwd: Path, outputs: dict[str, str]) -> None:
+    """The commands that ask a running gateway, the admin token from the environment (never on the command line)."""
+    remote_env = {"CHROMA_HA_ADMIN_TOKEN": ADMIN_TOKEN}
+    for args in (
+        ("status",),
+        ("status", "--json"),
+        ("wal", "status"),
+        ("wal", "entries", "1"),
+        ("wal", "divergences"),
+        ("check", "--token", DATA_TOKEN, "--json"),
+    ):
+        ran = command(remote_env, *args, "--url", gateway.url, cwd=cwd)
+        assert ran.returncode == 0, f"{args}: {ran.stdout}{ran.stderr}"
+        # the command line itself holds the data token given to check: only what the command printed counts
+        outputs[" ".join(args[:2])] = ran.stdout + ran.stderr
 
 
 def drive(gateway: GatewayProcess, servers: list[ChromaServer], receiver: Receiver, outputs: dict[str, str]) -> None:
