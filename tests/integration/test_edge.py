@@ -155,13 +155,11 @@ def test_a_client_that_pipelines_large_requests_and_never_reads_cannot_grow_the_
     wire = request("POST", f"{DB}/collections/{docs}/get", big)
     sender = socket.create_connection(("127.0.0.1", gateway.port))
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-    sent = [0]
 
     def flood() -> None:
         try:
             for _ in range(120):  # 480 MiB if the gateway read it all
                 sender.sendall(wire)
-                sent[0] += len(wire)
         except OSError:
             pass  # the gateway closed the connection: fine
 
@@ -170,14 +168,16 @@ def test_a_client_that_pipelines_large_requests_and_never_reads_cannot_grow_the_
     peak = before
     deadline = time.monotonic() + 20
     while thread.is_alive() and time.monotonic() < deadline:
-        # others are still served while the flood goes on: within seconds, not the 20 s it lasts (the bound is
-        # loose because the suite's other servers share the machine's two cores)
-        assert httpx.get(f"{gateway.url}/health", timeout=3).status_code == 200
+        started = time.monotonic()
+        assert httpx.get(f"{gateway.url}/health", timeout=5).status_code == 200
+        assert time.monotonic() - started < 1.0
         peak = max(peak, process.memory_info().rss)
         time.sleep(0.2)
     sender.close()
     thread.join(10)
-    assert sent[0] < 100 * len(wire)  # the gateway stopped reading long before the client finished
+    # What the gateway holds stays bounded however much the client sends. (How much it takes in before it stops
+    # reading depends on how fast it answers: its small answers fit in the client's receive buffer by the
+    # thousand, so a fast gateway answers all 120 requests in time. Memory is the claim, not the count.)
     assert peak - before < 150 * 1024 * 1024
 
 

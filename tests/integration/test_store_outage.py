@@ -162,7 +162,13 @@ def run_the_outage(gateways: list[GatewayProcess], instances: list[str], postgre
     for a in writes:
         assert a.status in (201, 503), a
         if a.status == 503:
-            message = json.loads(a.text)["message"]
+            answer = json.loads(a.text)
+            if answer["error"] == "WriteLogged":
+                # appended just before the store went away: no applier could read it back in time; it must be
+                # applied once the store returns (checked below with the acknowledged writes)
+                assert "logged as seq" in answer["message"], a
+                continue
+            message = answer["message"]
             assert "the write-ahead log (postgresql " in message.lower() and "is unreachable" in message, a
     failed = [a for a in reads.answers if a.status != 200]
     assert not failed, failed[:10]
