@@ -96,6 +96,8 @@ class ChromaApi:
                 response, answered_by = _read_answer(outcome), outcome.instance or "gateway"
             elif isinstance(outcome, RequestRejected):
                 response, answered_by = rejected(outcome), "gateway"
+            elif isinstance(outcome, StoreError):  # as on the general path: 503, never 500
+                response, answered_by = _store_unreachable(outcome), "gateway"
             else:
                 log.error("%s %s failed in the gateway", request.method, request.path[:200], exc_info=outcome)
                 response = HttpResponse.internal_error()
@@ -156,8 +158,7 @@ class ChromaApi:
                 return self._cluster_answers[route.op], "gateway"  # every instance is down: the last answer stands
             return rejected(exc), "gateway"
         except StoreError as exc:  # a read that had to ask the store (ids to learn) while it is down
-            message = f"The write-ahead log is unreachable: {exc}"
-            return rejected(RequestRejected(503, message, "ServiceUnavailable", retry_after=RETRY_AFTER_S)), "gateway"
+            return _store_unreachable(exc), "gateway"
         response = _read_answer(read)
         if route.kind is Kind.LOCAL and read.upstream.ok:
             self._cluster_answers[route.op] = response
@@ -226,3 +227,8 @@ def _read_answer(read: ReadResult) -> HttpResponse:
     if read.stale_by:
         headers = [*headers, (_STALE_HEADER, b"%d" % read.stale_by)]
     return HttpResponse(upstream.status, read.body, headers)
+
+
+def _store_unreachable(exc: StoreError) -> HttpResponse:
+    message = f"The write-ahead log is unreachable: {exc}"
+    return rejected(RequestRejected(503, message, "ServiceUnavailable", retry_after=RETRY_AFTER_S))

@@ -253,6 +253,11 @@ def check_convergence(finals: Sequence[FinalState]) -> list[Anomaly]:
     return anomalies
 
 
+def _store_refused(op: Op) -> bool:
+    """A read answered 503 because it had to ask the log while it was down (its ids to learn): documented."""
+    return op.status == 503 and "write-ahead log is unreachable" in str(op.error)
+
+
 def excused(op: Op, faults: Sequence[Fault], instances: int, grace: float = GRACE_S) -> bool:
     """Was the operation's failure put down to a fault? Its gateway was down, or (for a write) the store, or every
     instance was faulted, at some point of the operation's window or within `grace` seconds before it began."""
@@ -264,7 +269,7 @@ def excused(op: Op, faults: Sequence[Fault], instances: int, grace: float = GRAC
             continue
         if f.kind in GATEWAY_FAULTS and f.target == f"gateway-{op.gateway}":
             return True
-        if f.kind in STORE_FAULTS and op.is_write:
+        if f.kind in STORE_FAULTS and (op.is_write or _store_refused(op)):
             return True
         if f.kind in INSTANCE_FAULTS:
             faulted.add(f.target)

@@ -556,6 +556,10 @@ class InstanceClient:
                 self._free_slot(instance)
         except _FAILURES as exc:
             raise _instance_error(instance, exc) from exc
+        except RuntimeError as exc:  # uvloop's write to a connection the instance has just closed
+            if "closed" not in str(exc):
+                raise
+            raise _instance_error(instance, ConnectionResetError(str(exc))) from exc
 
     async def _exchange(
         self, instance: str, wire: bytes, deadline: float, limit: float, head_only: bool, resend: bool
