@@ -13,9 +13,11 @@ from .base import (
     GatewayStats,
     IdMapping,
     LogStore,
+    Member,
     NewEntry,
     Outcome,
     Recommendation,
+    Roster,
 )
 from .memory import MemoryDatabase, MemoryStore
 
@@ -41,10 +43,12 @@ __all__ = [
     "GatewayStats",
     "IdMapping",
     "LogStore",
+    "Member",
     "MemoryDatabase",
     "MemoryStore",
     "NewEntry",
     "Outcome",
     "Recommendation",
+    "Roster",
     "open_store",
 ]

@@ -117,6 +117,32 @@ class Recommendation:
     details: dict[str, Any]
 
 
+JOINING, ACTIVE, DRAINING = "joining", "active", "draining"
+MEMBER_STATES = (JOINING, ACTIVE, DRAINING)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One instance the gateways serve, by its bare URL: `joining` (copied and caught up, serving no reads),
+    `active`, or `draining` (serving no new reads, about to be removed)."""
+
+    url: str
+    state: str
+    changed_at: float
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The members in the order they were added, and the version the store gave that list (0: never seeded)."""
+
+    version: int
+    members: tuple[Member, ...]
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(m.url for m in self.members)
+
+
 RECENT_COMMITS = 2048  # recent commit sizes kept for /wal/stats
 
 
@@ -240,6 +266,27 @@ class LogStore(Protocol):
         ...
 
     async def drop_bootstrap(self, instance: str) -> None: ...
+
+    # the members: the instances every gateway on the store serves; each change raises the version
+    async def members(self) -> Roster: ...
+    async def members_version(self) -> int: ...
+    async def seed_members(self, urls: Sequence[str]) -> bool:
+        """Record `urls` as active members if the list was never seeded (version 0); True when this call did it."""
+        ...
+
+    async def add_member(self, url: str, state: str) -> bool:
+        """Add a member in `state`; False (and nothing changed) when it is a member already."""
+        ...
+
+    async def set_member_state(self, url: str, state: str, expected: str) -> bool:
+        """Move a member from `expected` to `state`; False (and nothing changed) when it is not in `expected`."""
+        ...
+
+    async def remove_member(self, url: str) -> bool:
+        """Forget the member and all the store holds for it (cursor, ids, intents, lease, bootstrap plan; its open
+        divergences are resolved), in one transaction, so it holds back neither pruning nor health; False when it
+        was not a member."""
+        ...
 
     # divergences, leases, recommendations
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]: ...

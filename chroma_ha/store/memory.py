@@ -25,6 +25,7 @@ import orjson
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    ACTIVE,
     AlertClaim,
     Applied,
     CommitStats,
@@ -34,9 +35,11 @@ from .base import (
     EntryKey,
     GatewayStats,
     IdMapping,
+    Member,
     NewEntry,
     Outcome,
     Recommendation,
+    Roster,
     claimed,
     is_divergent,
 )
@@ -126,6 +129,8 @@ class MemoryDatabase:
     bootstrap_pages: dict[str, dict[int, bytes]] = field(default_factory=dict)
     alert_claims: dict[str, AlertClaim] = field(default_factory=dict)
     gateway_stats: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)  # in the order they were added
+    members_version: int = 0
     # ids are never reused, as with an identity column: not after a reset either
     divergence_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     recommendation_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -319,6 +324,51 @@ class MemoryStore:
     async def divergences(self, include_resolved: bool = False) -> list[Divergence]:
         found = (await self._db()).divergences
         return list(found) if include_resolved else [d for d in found if d.resolved_at is None]
+
+    async def members(self) -> Roster:
+        db = await self._db()
+        return Roster(db.members_version, tuple(db.members.values()))
+
+    async def members_version(self) -> int:
+        return (await self._db()).members_version
+
+    async def seed_members(self, urls: Sequence[str]) -> bool:
+        db = await self._db()
+        if db.members_version != 0:
+            return False
+        now = time.time()
+        db.members = {url: Member(url, ACTIVE, now) for url in urls}
+        db.members_version += 1
+        return True
+
+    async def add_member(self, url: str, state: str) -> bool:
+        db = await self._db()
+        if url in db.members:
+            return False
+        db.members[url] = Member(url, state, time.time())
+        db.members_version += 1
+        return True
+
+    async def set_member_state(self, url: str, state: str, expected: str) -> bool:
+        db = await self._db()
+        member = db.members.get(url)
+        if member is None or member.state != expected:
+            return False
+        db.members[url] = Member(url, state, time.time())
+        db.members_version += 1
+        return True
+
+    async def remove_member(self, url: str) -> bool:
+        db = await self._db()
+        if db.members.pop(url, None) is None:
+            return False
+        await self.forget_instance(url)
+        db.cursors.pop(url, None)
+        db.leases.pop(url, None)
+        db.bootstrap_pages.pop(url, None)
+        await self.resolve_divergences(url)
+        db.members_version += 1
+        return True
 
     async def resolve_divergences(self, instance: str) -> int:
         db = await self._db()

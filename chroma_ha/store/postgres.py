@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -47,6 +48,7 @@ from ..errors import StoreError
 from ..pulse import Pulse
 from ..redaction import Scrubber, dsn_redacted, dsn_secrets
 from .base import (
+    ACTIVE,
     ALERT_CLAIMS,
     Applied,
     CommitStats,
@@ -56,9 +58,11 @@ from .base import (
     EntryKey,
     GatewayStats,
     IdMapping,
+    Member,
     NewEntry,
     Outcome,
     Recommendation,
+    Roster,
     is_divergent,
     load_queries,
 )
@@ -559,6 +563,57 @@ class PostgresStore:
             await conn.execute(Q["raise_catalog_version"])
             await conn.execute(Q["forget_mappings"], (instance,))
             await conn.execute(Q["forget_intents"], (instance,))
+
+    # --- members --------------------------------------------------------------------------------------------
+
+    async def members(self) -> Roster:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the version and its rows
+            row = await (await conn.execute(Q["members_version"])).fetchone()
+            rows = await (await conn.execute(Q["members"])).fetchall()
+        return Roster(int(row[0]) if row else 0, tuple(Member(r[0], r[1], float(r[2])) for r in rows))
+
+    async def members_version(self) -> int:
+        row = await self._fetchone(Q["members_version"])
+        return int(row[0]) if row else 0
+
+    async def seed_members(self, urls: Sequence[str]) -> bool:
+        async with self._transaction() as conn:
+            row = await (await conn.execute(Q["members_version_locked"])).fetchone()  # two seeds: one waits
+            if row is None or int(row[0]) != 0:
+                return False
+            now = time.time()
+            for url in urls:
+                await conn.execute(Q["insert_member"], (url, ACTIVE, now))
+            await conn.execute(Q["raise_members_version"])
+            return True
+
+    async def add_member(self, url: str, state: str) -> bool:
+        return await self._changed_members([(Q["insert_member"], (url, state, time.time()))])
+
+    async def set_member_state(self, url: str, state: str, expected: str) -> bool:
+        return await self._changed_members([(Q["set_member_state"], (state, time.time(), url, expected))])
+
+    async def remove_member(self, url: str) -> bool:
+        forget = ("forget_mappings", "forget_intents", "forget_cursor", "forget_lease", "drop_bootstrap")
+        then: list[tuple[str, Params]] = [(Q["raise_catalog_version"], None), *((Q[n], (url,)) for n in forget)]
+        then.append((Q["resolve_divergences"], (url,)))
+        return await self._changed_members([(Q["delete_member"], (url,))], then)
+
+    async def _changed_members(
+        self, change: Sequence[tuple[str, Params]], then: Sequence[tuple[str, Params]] = ()
+    ) -> bool:
+        """Run `change`; when it changed a row, run `then` and raise the version, all in one transaction."""
+        async with self._transaction() as conn:
+            changed = 0
+            for query, params in change:
+                changed += (await conn.execute(query, params)).rowcount
+            if not changed:
+                return False
+            for query, params in then:
+                await conn.execute(query, params)
+            await conn.execute(Q["raise_members_version"])
+            return True
 
     # --- bootstrap plans ------------------------------------------------------------------------------------
 

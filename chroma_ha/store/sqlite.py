@@ -34,6 +34,7 @@ import orjson
 from ..errors import StoreError
 from ..pulse import Pulse
 from .base import (
+    ACTIVE,
     ALERT_CLAIMS,
     Applied,
     CommitStats,
@@ -43,9 +44,11 @@ from .base import (
     EntryKey,
     GatewayStats,
     IdMapping,
+    Member,
     NewEntry,
     Outcome,
     Recommendation,
+    Roster,
     is_divergent,
     load_queries,
 )
@@ -430,6 +433,69 @@ class SQLiteStore:
 
     async def drop_bootstrap(self, instance: str) -> None:
         await self._write(lambda c: c.execute(Q["drop_bootstrap"], (instance,)))
+
+    # --- members --------------------------------------------------------------------------------------------
+
+    async def members(self) -> Roster:
+        def fetch(c: sqlite3.Connection) -> Roster:
+            version = int(c.execute(Q["members_version"]).fetchone()[0])
+            return Roster(version, tuple(Member(r[0], r[1], r[2]) for r in c.execute(Q["members"])))
+
+        return await self._read(lambda c: self._in_snapshot(c, fetch))
+
+    @staticmethod
+    def _in_snapshot(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn`'s reads in one read transaction: the version and the rows it counts are read together."""
+        c.execute("BEGIN")
+        try:
+            return fn(c)
+        finally:
+            c.execute("COMMIT")
+
+    async def members_version(self) -> int:
+        return await self._read(lambda c: int(c.execute(Q["members_version"]).fetchone()[0]))
+
+    async def seed_members(self, urls: Sequence[str]) -> bool:
+        def seed(c: sqlite3.Connection) -> bool:
+            if int(c.execute(Q["members_version"]).fetchone()[0]) != 0:
+                return False
+            now = time.time()
+            for url in urls:
+                c.execute(Q["insert_member"], (url, ACTIVE, now))
+            c.execute(Q["raise_members_version"])
+            return True
+
+        return await self._write(seed)
+
+    async def add_member(self, url: str, state: str) -> bool:
+        return await self._changed_members(lambda c: c.execute(Q["insert_member"], (url, state, time.time())))
+
+    async def set_member_state(self, url: str, state: str, expected: str) -> bool:
+        query = Q["set_member_state"]
+        return await self._changed_members(lambda c: c.execute(query, (state, time.time(), url, expected)))
+
+    async def remove_member(self, url: str) -> bool:
+        def remove(c: sqlite3.Connection) -> sqlite3.Cursor:
+            gone = c.execute(Q["delete_member"], (url,))
+            if gone.rowcount:
+                c.execute(Q["raise_catalog_version"])
+                for name in ("forget_mappings", "forget_intents", "forget_cursor", "forget_lease", "drop_bootstrap"):
+                    c.execute(Q[name], (url,))
+                c.execute(Q["resolve_divergences"], (time.time(), url))
+            return gone
+
+        return await self._changed_members(remove)
+
+    async def _changed_members(self, change: Callable[[sqlite3.Connection], sqlite3.Cursor]) -> bool:
+        """Run `change`; when it changed a row, raise the version in the same transaction."""
+
+        def run(c: sqlite3.Connection) -> bool:
+            if not change(c).rowcount:
+                return False
+            c.execute(Q["raise_members_version"])
+            return True
+
+        return await self._write(run)
 
     # --- divergences, leases, recommendations ---------------------------------------------------------------
 
