@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 from .catalog.ids import Catalog
 from .cluster.health import HealthMonitor
 from .cluster.limits import BatchLimits, Limits
+from .cluster.membership import Members, seed_difference
 from .cluster.progress import Progress
 from .cluster.stats import ApplierStats, WriteStats
 from .errors import InstanceError, SettingsError, StoreError
-from .gateway.admin import admin_actions, admin_routes
+from .gateway.admin import admin_actions, admin_routes, member_listing
 from .gateway.api import ChromaApi
 from .gateway.auth import Gate
 from .gateway.consistency import LogFollower, LogIndex
@@ -36,9 +37,10 @@ from .ops.view import ClusterView
 from .replication.applier import Applier
 from .replication.bootstrap import Bootstrapper
 from .replication.maintenance import Maintenance
+from .replication.members import MemberActions, MemberSync
 from .replication.retention import Retention
 from .settings import Settings
-from .store import LogStore, open_store
+from .store import LogStore, Roster, open_store
 from .upstream.client import InstanceClient
 from .upstream.incarnation import ensure_marker
 from .upstream.transport import Transport
@@ -61,11 +63,12 @@ class Gateway:
         self.client = transport or InstanceClient(
             s.request_timeout, max_answer_bytes=s.max_answer_bytes, credentials=s.headers_for_instances()
         )
-        # the shared view of the cluster
+        # the shared view of the cluster; the members are the store's, known once it is open (start)
         self.catalog = Catalog(self.store)
-        self.progress = Progress(s.instances)
+        self.members = Members(Roster(0, ()))
+        self.progress = Progress(())
         self.health = HealthMonitor(
-            s.instances,
+            (),
             self.client,
             interval=s.health.interval,
             timeout=s.health.timeout,
@@ -73,7 +76,7 @@ class Gateway:
             fall=s.health.fall,
         )
         self.limits = BatchLimits(Limits(s.replication.batch_max_records, s.replication.batch_max_bytes))
-        self.applier_stats = {i: ApplierStats() for i in s.instances}
+        self.applier_stats: dict[str, ApplierStats] = {}
         self.write_stats = WriteStats()
         self.alerts = Alerts(
             slack_webhook=s.alerts.slack_webhook,
@@ -85,7 +88,28 @@ class Gateway:
             claims=self.store,
         )
         self.health.on_change(self.alerts.instance_changed)
-        self.bootstrap, self.appliers = self._replication()
+        self.appliers: dict[str, Applier] = {}  # one per member but the draining, started by `member_sync`
+        self.owner = s.gateway_id if s.is_postgres else SQLITE_OWNER  # the name the appliers hold leases by
+        self.bootstrap = Bootstrapper(
+            store=self.store,
+            catalog=self.catalog,
+            client=self.client,
+            health=self.health,
+            progress=self.progress,
+            sources=self.appliers,
+            page_size=s.replication.bootstrap_page_size,
+        )
+        self._applier_tasks: dict[str, asyncio.Task[None]] = {}
+        self.member_sync = MemberSync(
+            store=self.store,
+            members=self.members,
+            appliers=self.appliers,
+            health=self.health,
+            progress=self.progress,
+            attach=self._attach,
+            detach=self._detach,
+            poll=s.replication.membership_poll,
+        )
         self.retention = Retention(
             self.store,
             s.instances,
@@ -96,7 +120,7 @@ class Gateway:
         self.index = LogIndex()
         self.follower = LogFollower(self.store, self.index)
         self.reads = ReadPath(
-            instances=s.instances,
+            members=self.members,
             client=self.client,
             catalog=self.catalog,
             health=self.health,
@@ -118,6 +142,7 @@ class Gateway:
             catalog=self.catalog,
             progress=self.progress,
             health=self.health,
+            members=self.members,
             index=self.index,
             ack=s.consistency.ack,
             write_timeout=s.consistency.write_timeout,
@@ -127,7 +152,7 @@ class Gateway:
         )
         self.metrics = Metrics(self.applier_stats, self.write_stats, self.alerts, self.store.commit_stats)
         self.monitor = ResourceMonitor(
-            instances=s.instances,
+            members=self.members,
             interval=s.monitor.interval,
             ping_timeout=s.health.timeout,
             thresholds=Thresholds.from_settings(s.monitor),
@@ -144,6 +169,7 @@ class Gateway:
         view = ClusterView(
             settings=s,
             store=self.store,
+            members=self.members,
             health=self.health,
             progress=self.progress,
             appliers=self.appliers,
@@ -166,61 +192,75 @@ class Gateway:
             gate=self.gate,
         )
         self.maintenance = Maintenance(self.store, self.retention, self.appliers, self.health)
+        self.member_actions = MemberActions(
+            store=self.store,
+            members=self.members,
+            sync=self.member_sync,
+            client=self.client,
+            health=self.health,
+            progress=self.progress,
+            appliers=self.appliers,
+            drain_timeout=s.request_timeout,
+        )
         self.routes = Routes(
-            self.api, admin_routes(self.documents, self.gate), admin_actions(self.maintenance, self.gate)
+            self.api,
+            admin_routes(self.documents, self.gate) | member_listing(self.member_actions, self.gate),
+            admin_actions(self.maintenance, self.member_actions, self.gate),
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _replication(self) -> tuple[Bootstrapper, dict[str, Applier]]:
-        """One applier per instance, and the bootstrapper that copies one instance to another: it pauses the
-        source's applier, so it is given the appliers, which it only uses once they are all built."""
+    def _applier(self, instance: str) -> Applier:
         s = self.settings
-        appliers: dict[str, Applier] = {}
-        bootstrap = Bootstrapper(
+        return Applier(
+            instance,
             store=self.store,
             catalog=self.catalog,
             client=self.client,
             health=self.health,
             progress=self.progress,
-            sources=appliers,
-            page_size=s.replication.bootstrap_page_size,
+            limits=self.limits,
+            stats=self.applier_stats.setdefault(instance, ApplierStats()),
+            owner=self.owner,
+            poll_interval=s.replication.poll_interval,
+            backoff_base=s.replication.backoff_base,
+            backoff_cap=s.replication.backoff_cap,
+            lease_ttl=s.replication.lease_ttl,
+            on_divergence=self.alerts.divergence,
+            bootstrapper=self.bootstrap,
         )
-        owner = s.gateway_id if s.is_postgres else SQLITE_OWNER
-        for instance in s.instances:
-            appliers[instance] = Applier(
-                instance,
-                store=self.store,
-                catalog=self.catalog,
-                client=self.client,
-                health=self.health,
-                progress=self.progress,
-                limits=self.limits,
-                stats=self.applier_stats[instance],
-                owner=owner,
-                poll_interval=s.replication.poll_interval,
-                backoff_base=s.replication.backoff_base,
-                backoff_cap=s.replication.backoff_cap,
-                lease_ttl=s.replication.lease_ttl,
-                on_divergence=self.alerts.divergence,
-                bootstrapper=bootstrap,
-            )
-        return bootstrap, appliers
+
+    def _attach(self, instance: str) -> None:
+        """Start the applier of a member (`member_sync` decides when)."""
+        applier = self.appliers[instance] = self._applier(instance)
+        self._applier_tasks[instance] = self._spawn(f"applier:{instance}", applier.run)
+
+    async def _detach(self, instance: str) -> None:
+        """Stop the applier of a member that is draining or gone, between two of its store writes or calls."""
+        task = self._applier_tasks.pop(instance)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self._tasks.remove(task)
+        await self.appliers.pop(instance).close()
+        self.applier_stats.pop(instance, None)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.store.open()
+        roster = await self._members()
         await self.catalog.load()
         cursors = await self.store.cursors()
-        for instance in self.settings.instances:
+        for instance in roster.urls:
+            self.progress.watch(instance)
+            self.health.watch(instance)
             if instance in cursors:
                 self.progress.set_cursor(instance, cursors[instance].seq)
         await self.follower.rebuild(min(self.progress.cursors.values(), default=0))
-        await asyncio.gather(*(self.health.probe(i) for i in self.settings.instances))
+        await asyncio.gather(*(self.health.probe(i) for i in roster.urls))
         self._spawn("health", self.health.run)
-        for instance, applier in self.appliers.items():
-            self._spawn(f"applier:{instance}", applier.run)
+        await self.member_sync.sync()  # the members' appliers start here
+        self._spawn("members", self.member_sync.run)
         self._spawn("alerts", self.alerts.run)
         self._spawn("monitor", self.monitor.run)
         self._spawn("retention", self.retention.run)
@@ -228,8 +268,27 @@ class Gateway:
         if self.settings.is_postgres:
             self._spawn("cursor-follower", self._follow_remote_cursors)
 
-    def _spawn(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-        self._tasks.append(asyncio.create_task(self._supervise(name, run), name=name))
+    async def _members(self) -> Roster:
+        """The store's list of members, seeded from the `instances` setting when it has none yet; once it has one,
+        it wins, and a difference from the setting is only reported."""
+        configured = self.settings.instances
+        if configured and await self.store.seed_members(configured):
+            log.info("members seeded from the instances setting: %s", ", ".join(configured))
+        roster = await self.store.members()
+        difference = seed_difference(configured, roster)
+        if difference:
+            log.warning(
+                "the instances setting differs from the store's list of members, which wins (change it with "
+                "`chroma-ha instances add|remove`): configured but not members: %s; members not configured: %s",
+                ", ".join(difference.only_configured) or "none",
+                ", ".join(difference.only_stored) or "none",
+            )
+        return roster
+
+    def _spawn(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._supervise(name, run), name=name)
+        self._tasks.append(task)
+        return task
 
     async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Run a long-lived task until stop; a crash is logged loudly and the task restarted."""
@@ -307,7 +366,7 @@ class Gateway:
             for applier in self.appliers.values():
                 await paused.enter_async_context(applier.pause())
             answers: list[tuple[str, int, bytes]] = []
-            for instance in self.settings.instances:
+            for instance in list(self.appliers):
                 try:
                     response = await self.client.request(instance, "POST", "/api/v2/reset", idempotent=True)
                 except InstanceError:

@@ -4,6 +4,7 @@
     ├── SettingsError             a setting is missing or malformed (names the setting)
     ├── StoreError                the log store failed (retryable: the store may come back)
     ├── RequestRejected           the gateway answers a client request itself (status, message, when to retry)
+    ├── MembershipRefused         a change of the instances that cannot be made (reason: invalid, duplicate, ...)
     └── InstanceError             one instance failed to answer (instance, retryable)
         └── StaleConnection       a kept-alive connection the instance had closed (the instance may be fine)
 
@@ -39,6 +40,17 @@ class RequestRejected(ChromaHAError):
         self.error = error
         self.message = message
         self.retry_after = retry_after
+
+
+class MembershipRefused(ChromaHAError):
+    """An instance cannot be added or removed; `reason` is one of `MembershipRefused.REASONS`."""
+
+    REASONS = ("invalid", "unreachable", "duplicate", "unknown", "last_active", "changed")
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 class InstanceError(ChromaHAError):

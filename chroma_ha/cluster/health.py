@@ -82,26 +82,46 @@ class HealthMonitor:
         fall: int,
     ) -> None:
         self.states = {i: HealthState(rise=rise, fall=fall) for i in instances}
+        self._rise, self._fall = rise, fall
         self._client = client
         self._interval = interval
         self._timeout = timeout
         self._listeners: list[Listener] = []
 
+    def watch(self, instance: str) -> None:
+        """Probe a new member too; it starts up, as every instance does, until probes say otherwise."""
+        self.states.setdefault(instance, HealthState(rise=self._rise, fall=self._fall))
+
+    def state_of(self, instance: str) -> HealthState:
+        """The instance's state; for one forgotten while a request to it was being chosen, a detached one."""
+        return self.states.get(instance) or HealthState(rise=self._rise, fall=self._fall)
+
+    def forget(self, instance: str) -> None:
+        """A removed member: no more probes; marks from requests still under way to it are ignored."""
+        self.states.pop(instance, None)
+
     def on_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def off_change(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
     def is_up(self, instance: str) -> bool:
-        return self.states[instance].up
+        state = self.states.get(instance)
+        return state is not None and state.up
 
     def up_instances(self) -> list[str]:
         return [i for i, s in self.states.items() if s.up]
 
     def mark_success(self, instance: str) -> None:
-        if self.states[instance].success():
+        state = self.states.get(instance)
+        if state is not None and state.success():
             self._notify(instance, True)
 
     def mark_failure(self, instance: str, error: str) -> None:
-        if self.states[instance].failure(error):
+        state = self.states.get(instance)
+        if state is not None and state.failure(error):
             self._notify(instance, False)
 
     def _notify(self, instance: str, up: bool) -> None:
@@ -121,10 +141,11 @@ class HealthMonitor:
                 self.mark_failure(instance, f"heartbeat answered {result.status}")
         finally:
             # Stamped with its outcome, so a reader never sees a check's time before its result.
-            self.states[instance].last_check = time.time()
+            if instance in self.states:  # not forgotten meanwhile
+                self.states[instance].last_check = time.time()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await asyncio.gather(*(self.probe(i) for i in self.states))
+            await asyncio.gather(*(self.probe(i) for i in list(self.states)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)

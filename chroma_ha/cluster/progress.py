@@ -46,6 +46,18 @@ class Progress:
         self.cursors[instance] = 0
         self._changed.fire()
 
+    def watch(self, instance: str) -> None:
+        """A new member: shown as having applied nothing until its applier says otherwise."""
+        self.cursors.setdefault(instance, 0)
+
+    def forget(self, instance: str) -> None:
+        """The instance is no longer a member: nothing of it may count (a write waiting on it, a floor)."""
+        self.cursors.pop(instance, None)
+        self._advanced_at.pop(instance, None)
+        self._applying.discard(instance)
+        self._failed_at.pop(instance, None)
+        self._changed.fire()
+
     def attempt_started(self, instance: str) -> None:
         self._applying.add(instance)
 

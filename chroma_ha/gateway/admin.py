@@ -1,7 +1,8 @@
 """The admin API over HTTP: health, status, the state, contents and statistics of the log, metrics, recommendations,
-the dashboard, and two actions (a manual prune, a forced rebuild of an instance). The documents come from an
-`AdminSource` (operations builds them) and the actions from `AdminActions` (replication carries them out); this
-module only serves them and checks their parameters, answering bad ones with 400 in Chroma's error shape.
+the dashboard, the actions (a manual prune, a forced rebuild of an instance), and the instances (list, add,
+remove). The documents come from an `AdminSource` (operations builds them), the actions from `AdminActions` and the
+instances from `MemberAdmin` (replication carries them out); this module only serves them and checks their
+parameters, answering bad ones, and refused changes, in Chroma's error shape.
 
 Every route but /health and /metrics asks for an admin credential once any credential is configured: the admin
 token, or a data-path token with admin scope (see `guarded`; the gate decides, as it does for reset).
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ..errors import MembershipRefused, StoreError
 from .auth import Gate
 from .http_server import HttpRequest, HttpResponse
 
@@ -47,6 +49,25 @@ class AdminActions(Protocol):
 
     async def prune(self, upto: int | None, older_than: float) -> tuple[dict[str, Any], int]: ...
     async def rebuild(self, instance: str) -> tuple[dict[str, Any], int]: ...
+
+
+class MemberAdmin(Protocol):
+    """The list of instances and its changes; a change that cannot be made raises MembershipRefused."""
+
+    async def list(self) -> dict[str, Any]: ...
+    async def add(self, given: object) -> dict[str, Any]: ...
+    async def remove(self, given: object) -> dict[str, Any]: ...
+
+
+# how each refusal is answered: status and Chroma's error name
+_REFUSED = {
+    "invalid": (400, "InvalidArgumentError"),
+    "unreachable": (400, "InvalidArgumentError"),
+    "duplicate": (409, "Conflict"),
+    "unknown": (404, "NotFoundError"),
+    "last_active": (409, "Conflict"),
+    "changed": (409, "Conflict"),
+}
 
 
 class BadParameter(ValueError):
@@ -193,7 +214,7 @@ def admin_routes(source: AdminSource, gate: Gate) -> dict[str, Endpoint]:
     }
 
 
-def admin_actions(actions: AdminActions, gate: Gate) -> dict[str, Endpoint]:
+def admin_actions(actions: AdminActions, members: MemberAdmin, gate: Gate) -> dict[str, Endpoint]:
     """Path -> endpoint of the routes that change something; every one is a POST with a JSON body."""
 
     async def prune(request: HttpRequest) -> HttpResponse:
@@ -211,7 +232,36 @@ def admin_actions(actions: AdminActions, gate: Gate) -> dict[str, Endpoint]:
         document, status = await actions.rebuild(instance.rstrip("/"))
         return json_response(document, status)
 
+    def member_change(change: Callable[[object], Awaitable[dict[str, Any]]], status: int) -> Endpoint:
+        async def answer(request: HttpRequest) -> HttpResponse:
+            body = _body(request)
+            if set(body) - {"url"}:
+                raise BadParameter(f'unknown field(s) {sorted(set(body) - {"url"})}: the body is {{"url": URL}}')
+            try:
+                return json_response(await change(body.get("url")), status)
+            except MembershipRefused as exc:
+                code, error = _REFUSED[exc.reason]
+                return json_response({"error": error, "message": exc.message}, code)
+            except StoreError as exc:
+                return json_response({"error": "ServiceUnavailable", "message": f"the log store failed: {exc}"}, 503)
+
+        return guarded(checked(answer), gate, write=True)
+
     return {
         "/wal/prune": guarded(checked(prune), gate, write=True),
         "/instances/bootstrap": guarded(checked(rebuild), gate, write=True),
+        "/instances": member_change(members.add, 202),
+        "/instances/remove": member_change(members.remove, 200),
     }
+
+
+def member_listing(members: MemberAdmin, gate: Gate) -> dict[str, Endpoint]:
+    """GET /instances: the members with their state, cursor, lag and health."""
+
+    async def listing(request: HttpRequest) -> HttpResponse:
+        try:
+            return json_response(await members.list())
+        except StoreError as exc:
+            return json_response({"error": "ServiceUnavailable", "message": f"the log store failed: {exc}"}, 503)
+
+    return {"/instances": guarded(listing, gate)}

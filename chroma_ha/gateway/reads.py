@@ -14,6 +14,7 @@ import orjson
 
 from ..catalog.ids import Catalog
 from ..cluster.health import HealthMonitor, HealthState
+from ..cluster.membership import Members
 from ..cluster.progress import Progress
 from ..errors import InstanceError, RequestRejected, StaleConnection
 from ..upstream.client import HeaderPairs, Upstream
@@ -48,8 +49,10 @@ def fresh_first(
     weights: Mapping[str, float],
     required: int,
     draw: Callable[[], float] = _exponential,
+    serving: AbstractSet[str] | None = None,
 ) -> list[str]:
-    """Instances that are up and have applied `required`, in the order to ask them. Lean: every read asks it.
+    """Instances that are up, serving (active members; None: all) and have applied `required`, in the order to ask
+    them. Lean: every read asks it.
 
     The order is a weighted race: each instance draws an exponential time (`draw`) scaled by its outstanding
     requests plus one and divided by its weight, and the earliest goes first. An idle instance then comes first with
@@ -57,7 +60,7 @@ def fresh_first(
     that sends one read at a time), and a busy one proportionally less often."""
     fresh = []
     for instance, state in states.items():
-        if state.up and cursors.get(instance, 0) >= required:
+        if state.up and cursors.get(instance, 0) >= required and (serving is None or instance in serving):
             fresh.append(instance)
     if len(fresh) > 1:
         fresh.sort(key=lambda i: (states[i].outstanding + 1) * draw() / weights.get(i, 1.0))
@@ -68,7 +71,7 @@ class ReadPath:
     def __init__(
         self,
         *,
-        instances: tuple[str, ...],
+        members: Members,
         client: Transport,
         catalog: Catalog,
         health: HealthMonitor,
@@ -83,7 +86,7 @@ class ReadPath:
         """`follower`: given when other gateways append to the same store, whose writes a read must see too.
         `ignore_freshness`: the unsafe test setting; every read is served by any instance that is up, as if it
         depended on no write, so the history checker's own test can see it report stale reads."""
-        self._instances = instances
+        self._members = members
         self._client = client
         self._catalog = catalog
         self._health = health
@@ -98,7 +101,8 @@ class ReadPath:
 
     def _fresh(self, required: int, asked: AbstractSet[str] = frozenset()) -> list[str]:
         """Up instances that have applied `required`, best first, leaving out those already `asked`."""
-        fresh = fresh_first(self._health.states, self._progress.cursors, self._weights, required)
+        serving = self._members.serving
+        fresh = fresh_first(self._health.states, self._progress.cursors, self._weights, required, serving=serving)
         return [i for i in fresh if i not in asked] if asked else fresh
 
     async def _choose(self, required: int, asked: AbstractSet[str] = frozenset()) -> tuple[list[str], int]:
@@ -111,18 +115,22 @@ class ReadPath:
             if fresh:
                 return fresh, 0
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or all(i in asked for i in self._health.up_instances()):
+            if remaining <= 0 or all(i in asked for i in self._serving_up()):
                 break
             await self._progress.changed(min(remaining, 0.05))
-        candidates = [i for i in self._health.up_instances() if i not in asked]
+        candidates = [i for i in self._serving_up() if i not in asked]
         if not candidates and not asked:
-            candidates = list(self._instances)  # none is up: one may be back before health has seen it
+            # none is up: one may be back before health has seen it
+            candidates = [i for i in self._members.urls if i in self._members.serving]
         if not candidates:
             return [], 0
         if self._stale_reads == "refuse":
             raise RequestRejected(503, f"No instance has applied this read's writes (seq {required}) yet", "StaleRead")
         by_progress = sorted(candidates, key=lambda i: -self._progress.cursors.get(i, 0))
         return by_progress, max(0, required - self._progress.cursors.get(by_progress[0], 0))
+
+    def _serving_up(self) -> list[str]:
+        return [i for i in self._health.up_instances() if i in self._members.serving]
 
     async def _remapped(self, instance: str, route: Route) -> bool:
         """After a 404: has the collection another id on this instance now (re-created by `repair`)?"""
@@ -216,7 +224,7 @@ class ReadPath:
         instance = order[0]
         if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
             return False
-        state = self._health.states[instance]
+        state = self._health.state_of(instance)
 
         def answered(upstream: Upstream | None, error: InstanceError | None) -> None:
             state.request_ended()
@@ -335,7 +343,7 @@ class ReadPath:
     ) -> Upstream | InstanceError:
         if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
             await self._catalog.load()  # another gateway's applier may have mapped it
-        state = self._health.states[instance]
+        state = self._health.state_of(instance)
         state.request_started()
         try:
             return await self._client.request(

@@ -33,14 +33,13 @@ class Routes:
         return request.path.startswith(_API_PREFIX) and self._api.forward_now(request, respond)
 
     async def _admin_answer(self, request: HttpRequest) -> HttpResponse:
-        path = request.path
-        if path in self._actions:
-            if request.method != "POST":
-                return HttpResponse.error(405, "MethodNotAllowed", f"{path} only answers POST")
-            return await self._actions[path](request)
-        endpoint = self._admin.get(path)
-        if endpoint is None:
+        path, method = request.path, request.method
+        action, endpoint = self._actions.get(path), self._admin.get(path)
+        if action is not None and method == "POST":
+            return await action(request)
+        if endpoint is not None and method == "GET":
+            return await endpoint(request)
+        if action is None and endpoint is None:
             return HttpResponse.error(404, "NotFound", f"No route {path}")
-        if request.method != "GET":
-            return HttpResponse.error(405, "MethodNotAllowed", f"{path} only answers GET")
-        return await endpoint(request)
+        allowed = " and ".join(m for m, e in (("GET", endpoint), ("POST", action)) if e is not None)
+        return HttpResponse.error(405, "MethodNotAllowed", f"{path} only answers {allowed}")

@@ -26,6 +26,7 @@ import orjson
 
 from ..catalog.ids import Catalog
 from ..cluster.health import HealthMonitor
+from ..cluster.membership import Members
 from ..cluster.progress import Progress
 from ..cluster.stats import WriteStats
 from ..errors import RequestRejected, StoreError
@@ -65,6 +66,7 @@ class WritePath:
         catalog: Catalog,
         progress: Progress,
         health: HealthMonitor,
+        members: Members,
         index: LogIndex,
         ack: str,
         write_timeout: float,
@@ -76,6 +78,7 @@ class WritePath:
         self._catalog = catalog
         self._progress = progress
         self._health = health
+        self._members = members
         self._index = index
         self._ack = ack
         self._timeout = write_timeout
@@ -295,7 +298,8 @@ class WritePath:
     def _policy_met(self, seq: int) -> bool:
         if self._ack != "all":
             return True
-        up = self._health.up_instances()
+        # the members that serve reads: a joining one catching up would hold every write back until it has
+        up = [i for i in self._health.up_instances() if i in self._members.serving]
         return bool(up) and all(self._progress.cursors.get(i, 0) >= seq for i in up)
 
 

@@ -67,7 +67,7 @@ def _thin(items: list[Any], limit: int = MAX_POINTS) -> list[Any]:
 
 async def dashboard_data(view: ClusterView, monitor: ResourceMonitor, alerts: Alerts) -> dict[str, Any]:
     now = time.time()
-    instances = view.settings.instances
+    instances = view.members.urls
     samples = _thin(list(monitor.tracker.samples))
     latest = monitor.latest
     store_ok = True
@@ -76,17 +76,18 @@ async def dashboard_data(view: ClusterView, monitor: ResourceMonitor, alerts: Al
         recommendations = await view.store.recommendations(RECENT_SHOWN)
     except StoreError:
         head, positions, recommendations, store_ok = 0, {}, [], False
-    up = view.health.up_instances()
+    up = [i for i in view.health.up_instances() if i in view.members.serving]
     rows = []
     for instance in instances:
-        state = view.health.states[instance]
+        state, applier = view.health.state_of(instance), view.appliers.get(instance)
         position = positions.get(instance)
         heartbeat = latest.instances[instance].heartbeat_seconds if latest and instance in latest.instances else None
         rows.append(
             {
                 "url": instance,
                 "up": state.up,
-                "state": view.appliers[instance].state,
+                "state": applier.state if applier is not None else "stopped",
+                "member": view.members.state(instance),
                 "cursor": view.progress.cursors.get(instance, 0),
                 "pending": position.pending if position else None,
                 "lag_seconds": position.lag_seconds if position else None,

@@ -17,6 +17,7 @@ import psutil
 
 from ..cluster.health import HealthMonitor
 from ..cluster.limits import BatchLimits
+from ..cluster.membership import Members
 from ..cluster.progress import Progress
 from ..cluster.stats import ApplierStats, WriteStats
 from ..errors import InstanceError, StoreError
@@ -89,7 +90,7 @@ class ResourceMonitor:
     def __init__(
         self,
         *,
-        instances: tuple[str, ...],
+        members: Members,
         interval: float,
         ping_timeout: float,
         thresholds: Thresholds,
@@ -104,7 +105,7 @@ class ResourceMonitor:
         limits: BatchLimits,
         sampler: Sampler | None = None,
     ) -> None:
-        self._instances = instances
+        self._members = members
         self._interval = interval
         self._ping_timeout = ping_timeout
         self.thresholds = thresholds
@@ -122,7 +123,7 @@ class ResourceMonitor:
         self.appended = RateTracker()
         self.commits = RateTracker()  # the store's append transactions (group commit: fewer than entries)
         self.applied = RateTracker()
-        self.applied_by_instance = {i: RateTracker() for i in instances}
+        self.applied_by_instance: dict[str, RateTracker] = {}
         self.latest: Sample | None = None
         self._heartbeats: dict[str, float] = {}
 
@@ -138,7 +139,7 @@ class ResourceMonitor:
         total = 0
         for instance, stats in self._applier_stats.items():
             total += stats.applied_entries
-            self.applied_by_instance[instance].update(stats.applied_entries, now)
+            self.applied_by_instance.setdefault(instance, RateTracker()).update(stats.applied_entries, now)
         self.applied.update(total, now)
 
     async def measure(self, now: float, *, ping: bool = True) -> tuple[Sample, str, list[Divergence]]:
@@ -166,7 +167,7 @@ class ResourceMonitor:
                 lag_seconds=positions[i].lag_seconds if i in positions else 0.0,
                 heartbeat_seconds=heartbeats.get(i),
             )
-            for i in self._instances
+            for i in self._members.urls
         }
         sample = Sample(
             at=now,
@@ -216,8 +217,9 @@ class ResourceMonitor:
                 return None
             return time.perf_counter() - started if answer.ok else None
 
-        timings = await asyncio.gather(*(ping(i) for i in self._instances))
-        return {i: t for i, t in zip(self._instances, timings, strict=True) if t is not None}
+        instances = self._members.urls
+        timings = await asyncio.gather(*(ping(i) for i in instances))
+        return {i: t for i, t in zip(instances, timings, strict=True) if t is not None}
 
     def _raise_alerts(self, sample: Sample, store_problem: str, divergences: list[Divergence]) -> None:
         alerts, t = self._alerts, self.thresholds

@@ -25,6 +25,7 @@ def _map(values: dict[str, Any]) -> dict[str, Any]:
 _RATES = _obj({"1m": _NUM, "5m": _NUM, "15m": _NUM})
 _PERCENTILES = _obj({"p50": _NUM, "p90": _NUM, "p99": _NUM, "max": _NUM})
 _ERROR = _obj({"error": _STR, "message": _STR}, ["error", "message"])
+_MEMBER = {"type": "string", "enum": ["joining", "active", "draining"], "description": "membership state"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": _ERROR,
@@ -33,7 +34,7 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
             "healthy_instances": {"type": "string", "description": "up instances / all instances, as n/m"},
             "store": {"type": "string", "enum": ["ok", "unreachable"]},
-            "instances": _map(_obj({"up": _BOOL})),
+            "instances": _map(_obj({"up": _BOOL, "member": _MEMBER})),
             "reasons": {"type": "array", "items": _STR},
         },
         ["status", "healthy_instances", "reasons"],
@@ -51,10 +52,11 @@ SCHEMAS: dict[str, Any] = {
             "instances": _map(
                 _obj(
                     {
+                        "member": _MEMBER,
                         "state": {
                             "type": "string",
                             "description": "applier state: starting, standby, idle, applying, "
-                            "retrying, down, bootstrapping",
+                            "retrying, down, bootstrapping, stopped (draining)",
                         },
                         "up": _BOOL,
                         "success_rate": _NUM,
@@ -84,7 +86,18 @@ SCHEMAS: dict[str, Any] = {
             "pending": _INT,
             "oldest_pending_age_seconds": _NUM,
             "state": {"type": "string", "enum": ["applying", "idle"]},
-            "instances": _map(_obj({"cursor": _INT, "pending": _INT, "lag_seconds": _NUM, "state": _STR, "up": _BOOL})),
+            "instances": _map(
+                _obj(
+                    {
+                        "member": _MEMBER,
+                        "cursor": _INT,
+                        "pending": _INT,
+                        "lag_seconds": _NUM,
+                        "state": _STR,
+                        "up": _BOOL,
+                    }
+                )
+            ),
             "divergence_count": _INT,
             "divergences": {
                 "type": "array",
@@ -232,6 +245,32 @@ def _log_routes() -> dict[str, Any]:
                 "202": _OBJECT,
                 "404": _json("Error", "not one of the instances"),
                 "409": _json("Error", "no instance to copy from, or its applier runs in another gateway"),
+            },
+        ),
+        **_member_routes(),
+    }
+
+
+def _member_routes() -> dict[str, Any]:
+    listing = _get("The instances, with their membership state, cursor, lag and health", {"200": _OBJECT})
+    listing["post"] = _post(
+        "Add an instance: it joins (is copied and catches up while writes go on), then serves reads",
+        {"url": _STR},
+        {
+            "202": _OBJECT,
+            "400": _json("Error", "not an http(s) URL, or one with credentials"),
+            "409": _json("Error", "already an instance"),
+        },
+    )["post"]
+    return {
+        "/instances": listing,
+        "/instances/remove": _post(
+            "Drain an instance (no new reads, its applier stopped), then forget it",
+            {"url": _STR},
+            {
+                "200": _OBJECT,
+                "404": _json("Error", "not one of the instances"),
+                "409": _json("Error", "the last active instance"),
             },
         ),
     }

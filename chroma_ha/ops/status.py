@@ -47,11 +47,13 @@ class AdminDocuments:
         takes either, so that a load balancer keeps it in rotation; 503 when it takes neither.
 
         Instances are named by their URL only in the `full` document (for an admin); anyone else, a load balancer
-        say, sees them by their index in the instances setting, from 0: a URL tells where the data lives."""
+        say, sees them by their index in the list of instances, from 0: a URL tells where the data lives.
+
+        Only active members count for reads: a joining one is shown, as catching up, but serves none."""
         view = self.view
-        instances = view.settings.instances
+        instances = view.members.urls
         label = (lambda i: i) if full else {i: str(n) for n, i in enumerate(instances)}.__getitem__
-        up = view.health.up_instances()
+        up = [i for i in view.health.up_instances() if i in view.members.serving]
         reasons = []
         try:
             head = await asyncio.wait_for(view.store.head(), STORE_PROBE_S)
@@ -64,9 +66,12 @@ class AdminDocuments:
         if not up:
             reasons.append("no instance is up" + (": accepting writes, serving no reads" if writes else ""))
         lagging = [i for i in up if head - view.progress.cursors.get(i, 0) > 0]
-        down = [i for i in instances if i not in up]
+        down = [i for i in instances if not view.health.is_up(i)]
         if up:
             reasons.extend(f"instance {label(i)} is down" for i in down)
+            reasons.extend(
+                f"instance {label(i)} is {view.members.state(i)}" for i in instances if i not in down and i not in up
+            )
             reasons.extend(f"instance {label(i)} has not applied the whole log yet" for i in lagging)
         if not (reads or writes):
             status = "unhealthy"
@@ -80,7 +85,7 @@ class AdminDocuments:
             "writes": "available" if writes else "unavailable",
             "healthy_instances": f"{len(up)}/{len(instances)}",
             "store": "ok" if store_ok else "unreachable",
-            "instances": {label(i): {"up": view.health.is_up(i)} for i in instances},
+            "instances": {label(i): {"up": view.health.is_up(i), "member": view.members.state(i)} for i in instances},
             "reasons": reasons,
         }
         return document, 200 if reads or writes else 503
@@ -92,11 +97,15 @@ class AdminDocuments:
         head, positions = await log_positions(view.store, view.progress.cursors, now)
         latest = self.monitor.latest
         instances = {}
-        for instance, applier in view.appliers.items():
-            state, position = view.health.states[instance], positions[instance]
-            heartbeat = latest.instances[instance].heartbeat_seconds if latest else None
+        for instance in view.members.urls:
+            applier = view.appliers.get(instance)
+            state, position = view.health.state_of(instance), positions[instance]
+            heartbeat = (
+                latest.instances[instance].heartbeat_seconds if latest and instance in latest.instances else None
+            )
             instances[instance] = {
-                "state": applier.state,
+                "member": view.members.state(instance),
+                "state": applier.state if applier is not None else "stopped",
                 "up": state.up,
                 "success_rate": round(state.success_rate, 4),
                 "requests": state.requests,
@@ -129,13 +138,14 @@ class AdminDocuments:
         view, store = self.view, self.view.store
         head, positions = await log_positions(store, view.progress.cursors, time.time())
         instances = {}
-        for instance, applier in view.appliers.items():
-            position = positions[instance]
+        for instance in view.members.urls:
+            applier, position = view.appliers.get(instance), positions[instance]
             instances[instance] = {
+                "member": view.members.state(instance),
                 "cursor": position.cursor,
                 "pending": position.pending,
                 "lag_seconds": position.lag_seconds,
-                "state": applier.state,
+                "state": applier.state if applier is not None else "stopped",
                 "up": view.health.is_up(instance),
             }
         divergences = await store.divergences()
@@ -170,7 +180,9 @@ class AdminDocuments:
                 "applied_entries": s.applied_entries,
                 "applied_batches": s.applied_batches,
                 "applied_bytes": s.applied_bytes,
-                "applied_per_second": monitor.applied_by_instance[i].rates(),
+                "applied_per_second": monitor.applied_by_instance[i].rates()
+                if i in monitor.applied_by_instance
+                else {},
                 "batch_sizes": percentiles(s.batch_sizes),
                 "last_batch_size": s.last_batch_size,
                 "retries": s.retries,

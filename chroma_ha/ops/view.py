@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from ..cluster.health import HealthMonitor
 from ..cluster.limits import BatchLimits
+from ..cluster.membership import Members
 from ..cluster.progress import Progress
 from ..cluster.stats import ApplierStats, WriteStats
 from ..settings import Settings
@@ -25,6 +26,7 @@ class ClusterView:
 
     settings: Settings
     store: LogStore
+    members: Members
     health: HealthMonitor
     progress: Progress
     appliers: Mapping[str, ApplierView]

@@ -173,7 +173,9 @@ class Applier:
         self._must_check = True
 
     async def close(self) -> None:
-        """Give the lease back, so another gateway can take this instance over at once."""
+        """Give the lease back, so another gateway can take this instance over at once; stop listening to health
+        (a stopped applier of a removed member hears nothing more)."""
+        self._health.off_change(self._on_health_change)
         try:
             await self._store.release_lease(self.instance, self._owner)
         except StoreError:

@@ -110,14 +110,16 @@ class Retention:
     async def floor(self, now: float | None = None) -> int:
         """The highest seq every instance that still holds pruning back has applied."""
         now = time.time() if now is None else now
+        roster = await self._store.members()
+        instances = roster.urls if roster.version else self._instances  # the store's list, once it has one
         cursors = await self._store.cursors()
-        for instance in self._instances:
+        for instance in instances:
             if instance in cursors:
                 self._missing_since.pop(instance, None)
             else:
                 self._missing_since.setdefault(instance, now)
         found = pruning_floor(
-            self._instances, cursors, await self._store.head(), now, self._rebuild_after, self._missing_since
+            instances, cursors, await self._store.head(), now, self._rebuild_after, self._missing_since
         )
         for instance in set(found.released) - set(self.released):
             log.warning(

@@ -70,6 +70,7 @@ DEFAULT_BOOTSTRAP_PAGE_SIZE = 500
 DEFAULT_REBUILD_AFTER_S = 6 * 3600.0
 DEFAULT_RETENTION_MAX_ENTRIES = 0  # no cap
 DEFAULT_LEASE_TTL_S = 10.0
+DEFAULT_MEMBERSHIP_POLL_S = 1.0
 # operations: the resource monitor and alerts
 DEFAULT_MONITOR_INTERVAL_S = 5.0
 DEFAULT_PRESSURE_WINDOW_S = 300.0
@@ -210,6 +211,12 @@ class ReplicationSettings(_Checked):
         DEFAULT_LEASE_TTL_S,
         positive,
         "With PostgreSQL, seconds an applier's lease lasts before another gateway takes over",
+    )
+    membership_poll: float = setting(
+        "membership_poll",
+        DEFAULT_MEMBERSHIP_POLL_S,
+        positive,
+        "Seconds between two looks at the store's list of instances (added, drained, removed by any gateway)",
     )
 
 

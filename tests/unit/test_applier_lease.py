@@ -48,8 +48,7 @@ async def gateway_named(cluster: FakeCluster, database: MemoryDatabase, owner: s
     settings = {"LEASE_TTL": str(LEASE_TTL_S), "REQUEST_TIMEOUT": "5", "WRITE_TIMEOUT": "10"}
     transport = cluster.transport(5.0)
     gateway = Gateway(settings_for(cluster, **settings), store=MemoryStore(database), transport=transport)
-    for applier in gateway.appliers.values():
-        applier._owner = owner
+    gateway.owner = owner
     await gateway.start()
     try:
         yield gateway

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from chroma_ha.app import Gateway
+from chroma_ha.cluster.membership import ACTIVE, Members
 from chroma_ha.errors import SettingsError
 from chroma_ha.local_cluster import free_port
 from chroma_ha.ops.monitor import PsutilSampler, ResourceMonitor
 from chroma_ha.ops.pressure import ResourceSample, Thresholds
 from chroma_ha.settings import HealthSettings, MonitorSettings, Settings
+from chroma_ha.store import Member, Roster
 
 WINDOW = 60.0
 INTERVAL = 5.0
@@ -44,8 +46,10 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 def monitor_of(gw: Gateway, sampler: FakeSampler) -> ResourceMonitor:
     """The gateway's monitor, with the sampler in place of psutil."""
     s = gw.settings
+    for url in s.instances:
+        gw.health.watch(url)  # as the gateway's start does for its members
     return ResourceMonitor(
-        instances=s.instances,
+        members=Members(Roster(1, tuple(Member(url, ACTIVE, 0.0) for url in s.instances))),
         interval=s.monitor.interval,
         ping_timeout=s.health.timeout,
         thresholds=Thresholds.from_settings(s.monitor),
