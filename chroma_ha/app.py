@@ -228,6 +228,7 @@ class Gateway:
             lease_ttl=s.replication.lease_ttl,
             on_divergence=self.alerts.divergence,
             bootstrapper=self.bootstrap,
+            shared_store=s.is_postgres,
         )
 
     def _attach(self, instance: str) -> None:

@@ -6,7 +6,8 @@
     ├── RequestRejected           the gateway answers a client request itself (status, message, when to retry)
     ├── MembershipRefused         a change of the instances that cannot be made (reason: invalid, duplicate, ...)
     └── InstanceError             one instance failed to answer (instance, retryable)
-        └── StaleConnection       a kept-alive connection the instance had closed (the instance may be fine)
+        ├── StaleConnection       a kept-alive connection the instance had closed (the instance may be fine)
+        └── NoSource              no instance this gateway applies to is in step to copy the instance from
 
 Errors carry structured fields so that callers decide on them without parsing messages.
 """
@@ -62,3 +63,10 @@ class InstanceError(ChromaHAError):
 
 class StaleConnection(InstanceError):
     pass
+
+
+class NoSource(InstanceError):
+    """A bootstrap found no source here: another gateway on the store may hold one (its applier is paused)."""
+
+    def __init__(self, instance: str) -> None:
+        super().__init__(instance, "bootstrap: no up, in-sync instance to copy from yet", retryable=True)

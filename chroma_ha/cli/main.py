@@ -8,6 +8,7 @@ from .. import __version__
 from .bench import bench
 from .bootstrap import bootstrap
 from .check import check
+from .instances import instances
 from .repair import repair
 from .serve import serve
 from .status import status
@@ -33,5 +34,6 @@ cli.add_command(check)
 cli.add_command(status)
 cli.add_command(wal)
 cli.add_command(bootstrap)
+cli.add_command(instances)
 cli.add_command(token)
 cli.add_command(torture)

@@ -23,7 +23,7 @@ from ..cluster.health import HealthMonitor
 from ..cluster.limits import BatchLimits
 from ..cluster.progress import Progress
 from ..cluster.stats import ApplierStats
-from ..errors import InstanceError, StoreError
+from ..errors import InstanceError, NoSource, StoreError
 from ..store import Applied, Divergence, Entry, IdMapping, LogStore
 from ..upstream.client import Upstream
 from ..upstream.incarnation import Incarnation, ensure_marker
@@ -103,7 +103,10 @@ class Applier:
         lease_ttl: float,
         on_divergence: Callable[[Divergence], None] = lambda d: None,
         bootstrapper: Callable[[str], Awaitable[int]] | None = None,
+        shared_store: bool = False,
     ) -> None:
+        """`shared_store`: other gateways apply from the same store (PostgreSQL), so one of them may hold the source
+        a bootstrap of this instance needs."""
         self.instance = instance
         self._store = store
         self._catalog = catalog
@@ -117,6 +120,7 @@ class Applier:
         self._lease_ttl = lease_ttl
         self._on_divergence = on_divergence
         self._bootstrapper = bootstrapper
+        self._shared_store = shared_store
         self.stats = stats
         self._cursor = 0
         self.state = "starting"
@@ -206,6 +210,9 @@ class Applier:
                     self.state = "idle"
                     await self._wait_for_work(stop)
             except (InstanceError, StoreError) as exc:
+                if isinstance(exc, NoSource) and self._shared_store:
+                    await self._hand_over(stop)
+                    continue
                 attempt += 1
                 self.stats.failed(str(exc))
                 if isinstance(exc, InstanceError):
@@ -240,6 +247,15 @@ class Applier:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, InstanceError, StoreError):
                     await task
+
+    async def _hand_over(self, stop: asyncio.Event) -> None:
+        """No source to bootstrap the instance from here: give the lease up for a while, so that a gateway on the
+        same store that applies to an in-sync instance (a source it can pause) takes the instance over."""
+        with contextlib.suppress(StoreError):
+            await self._store.release_lease(self.instance, self._owner)
+        self._lease_until = 0.0
+        self.state = "standby"
+        await self._sleep(stop, self._lease_ttl)
 
     def _lease_lapsed(self) -> bool:
         return time.monotonic() >= self._lease_until

@@ -38,7 +38,7 @@ from ..catalog.ids import Catalog
 from ..catalog.inventory import ALL_FIELDS, ChromaInstance, tenants_of
 from ..cluster.health import HealthMonitor
 from ..cluster.progress import Progress
-from ..errors import InstanceError, StoreError
+from ..errors import InstanceError, NoSource, StoreError
 from ..store import IdMapping, LogStore
 from ..upstream.incarnation import ensure_marker
 from ..upstream.transport import Transport
@@ -180,7 +180,7 @@ class Bootstrapper:
     async def _plan(self, target: str, book: PlanBook, status: BootstrapStatus) -> Plan:
         source = self._choose(target)
         if source is None:
-            raise InstanceError(target, "bootstrap: no up, in-sync instance to copy from yet", retryable=True)
+            raise NoSource(target)
         status.source = source
         target_marker = await ensure_marker(self._client, target, create=False)
         if target_marker is None:
