@@ -1,4 +1,5 @@
-"""What `verify` and `repair` share: the deployment (store and instances, as `serve` sees them) and the output."""
+"""What `verify` and `repair` share: the deployment (the store, and the instances as the store lists them, or the
+`instances` setting before a gateway has seeded the list) and the output."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from ..catalog.inventory import ChromaInstance, tenants_of
 from ..settings import Settings
 from ..store import LogStore, open_store
+from ..store.base import DRAINING
 from ..upstream.client import InstanceClient
 from ..upstream.transport import Transport
 
@@ -58,7 +60,9 @@ async def deployment(settings: Settings, request_timeout: float) -> AsyncIterato
     )
     await store.open()
     try:
-        yield Deployment(settings, store, client, [ChromaInstance(client, url) for url in settings.instances])
+        roster = await store.members()  # the store's list once it has one; before, the configured one
+        urls = [m.url for m in roster.members if m.state != DRAINING] if roster.version else settings.instances
+        yield Deployment(settings, store, client, [ChromaInstance(client, url) for url in urls])
     finally:
         await client.close()
         await store.close()

@@ -44,13 +44,13 @@ def list_(as_json: bool, remote: Remote) -> None:
 
 
 @instances.command()
-@click.argument("url")
+@click.argument("instance", metavar="URL")
 @click.option("--wait/--no-wait", default=False, show_default=True, help="Wait until the instance is active")
 @click.option("--wait-timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Seconds to wait")
 @remote_options
-def add(url: str, wait: bool, wait_timeout: float, remote: Remote) -> None:
+def add(instance: str, wait: bool, wait_timeout: float, remote: Remote) -> None:
     """Add the instance at URL: it joins, is copied and caught up, then serves reads."""
-    added = remote.expect(202, "POST", "/instances", {"url": url})
+    added = remote.expect(202, "POST", "/instances", {"url": instance})
     url = added["url"]
     click.echo(f"{url} added: joining")
     if not wait:
@@ -74,9 +74,9 @@ def add(url: str, wait: bool, wait_timeout: float, remote: Remote) -> None:
 
 
 @instances.command()
-@click.argument("url")
+@click.argument("instance", metavar="URL")
 @remote_options
-def remove(url: str, remote: Remote) -> None:
+def remove(instance: str, remote: Remote) -> None:
     """Drain the instance at URL (no new reads), stop its applier and forget it."""
-    removed = remote.expect(200, "POST", "/instances/remove", {"url": url})
+    removed = remote.expect(200, "POST", "/instances/remove", {"url": instance})
     click.echo(f"{removed['url']} removed (drained in {removed['drained_seconds']:g}s)")

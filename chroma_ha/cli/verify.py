@@ -24,7 +24,7 @@ async def run_verify(settings: Settings, page_size: int, wait: float) -> Report:
     async with deployment(settings, settings.request_timeout) as d:
         notes = []
         try:
-            await LogWatch(d.store).wait_drained(settings.instances, wait)
+            await LogWatch(d.store).wait_drained([i.url for i in d.instances], wait)
         except NotDrained as exc:
             notes.append(f"{exc}; records still being applied may show as differences")
         canonical = await d.canonical_ids()

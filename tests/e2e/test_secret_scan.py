@@ -150,7 +150,20 @@ def test_no_secret_in_any_answer_output_log_or_alert(tmp_path: Path, chroma_pair
         repaired = command({**cli_env, **forms["query"]}, "repair", "--dry-run", "--yes", cwd=tmp_path)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         outputs["repair --dry-run"] = repaired.stdout + repaired.stderr
-        helps = ("serve", "verify", "repair", "up", "check", "status", "wal", "bootstrap", "token", "torture", "bench")
+        helps = (
+            "serve",
+            "verify",
+            "repair",
+            "up",
+            "check",
+            "status",
+            "wal",
+            "bootstrap",
+            "instances",
+            "token",
+            "torture",
+            "bench",
+        )
         for args in (("--help",), *((name, "--help") for name in helps)):
             shown = command({**cli_env, **forms["userinfo"]}, *args, cwd=tmp_path)
             assert shown.returncode == 0, shown.stderr
