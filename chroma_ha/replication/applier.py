@@ -30,6 +30,7 @@ from ..upstream.incarnation import Incarnation, ensure_marker
 from ..upstream.paths import HEARTBEAT
 from ..upstream.transport import Transport
 from .backoff import backoff_delay
+from .bootstrap import BOOTSTRAPPING
 from .batching import Batch, plan_batches
 from .strikes import Strikes
 
@@ -324,7 +325,10 @@ class Applier:
             self._catalog.forget(self.instance)
             await self._store.forget_instance(self.instance)
             start = 0
-            if oldest > 1 and self._bootstrapper is not None:
+            # a copy was begun (the target may be half cleared or half copied), or one was asked for when the
+            # instance was added (it may hold data of its own): only a copy makes it right, not a replay
+            copying = known is not None and known.incarnation == BOOTSTRAPPING
+            if (oldest > 1 or copying) and self._bootstrapper is not None:
                 self.state = "bootstrapping"
                 start = await self._bootstrapper(self.instance)
             await self._store.set_cursor(self.instance, start, marker.id)

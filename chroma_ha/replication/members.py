@@ -5,8 +5,9 @@ Invariants:
 - The store's list is the truth: `MemberSync` replaces this gateway's copy whole when the store's version moves
   (one indexed read per look), starts an applier for a member that needs one and stops the applier of one that is
   draining or gone. It alone changes `Members`; health and progress watch and forget through their own operations.
-- An added member is `joining`: its applier finds no cursor and brings it up as any new instance (a bootstrap from
-  an in-sync instance when the log was pruned, else a replay from the start), and it is made `active` by the
+- An added member is `joining`: it is recorded with a bootstrap's placeholder cursor, so whichever gateway runs its
+  applier copies it from an in-sync instance (clearing what it held first) rather than replaying the log onto
+  data of its own, then applies the log from the copy's seq; it is made `active` by the
   gateway running its applier once its cursor has reached the head seen one look earlier. Until then it serves no
   read and counts for no `ack=all`.
 - A removal drains first: the member is `draining` in the store (every gateway stops reading from it and stops its
@@ -40,6 +41,7 @@ from ..store import LogStore
 from ..upstream.paths import HEARTBEAT
 from ..upstream.transport import Transport
 from .applier import Applier
+from .bootstrap import BOOTSTRAPPING
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ class MemberActions:
         await self._reachable(url)
         if not await self._store.add_member(url, JOINING):
             raise MembershipRefused("duplicate", f"{url} is already an instance")
+        # a copy, never a replay, brings it in: it may hold data of its own (a removed instance added back)
+        await self._store.set_cursor(url, 0, BOOTSTRAPPING)
         log.warning("instance %s added: it joins (copied, then caught up) before it serves reads", url)
         await self._sync.sync()
         return {"url": url, "state": JOINING, "version": self._members.version}

@@ -138,3 +138,24 @@ async def test_a_restarted_gateway_keeps_the_stores_list_not_the_configured_one(
         assert (await call(restarted, "GET", "/health"))[1]["instances"].keys() == {b.url, new.url}
     [warning] = [r.getMessage() for r in caplog.records if "differs from the store's list" in r.getMessage()]
     assert f"configured but not members: {a.url};" in warning and "members not configured: none" in warning
+
+
+async def test_a_removed_instance_added_back_with_its_old_data_is_copied_not_replayed_onto() -> None:
+    cluster = FakeCluster(2)
+    a, b = cluster.instances
+    async with in_process(cluster, **FAST_MEMBERS) as gateway:
+        created = (await call(gateway, "POST", COLLECTIONS, {"name": "docs"}))[1]
+        await add_records(gateway, created["id"], 0, 5)
+        await drained(gateway)
+        assert (await call(gateway, "POST", "/instances/remove", {"url": b.url}))[0] == 200
+        await add_records(gateway, created["id"], 5, 5)
+        deleted = {"ids": ["r0"]}
+        assert (await call(gateway, "POST", f"{COLLECTIONS}/{created['id']}/delete", deleted))[0] == 200
+        assert await gateway.store.oldest_seq() == 1  # the whole log is there: it could be replayed
+
+        assert (await call(gateway, "POST", "/instances", {"url": b.url}))[0] == 202  # b still holds r0..r4
+        await until(lambda: gateway.members.state(b.url) == "active", "b never became active again")
+        await drained(gateway)
+        assert await ids_on(b, "docs") == await ids_on(a, "docs") == sorted(f"r{n}" for n in range(1, 10))
+        assert await gateway.store.divergences() == []
+        assert gateway.bootstrap.status[b.url].state == "done"
