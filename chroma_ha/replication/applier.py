@@ -30,8 +30,8 @@ from ..upstream.incarnation import Incarnation, ensure_marker
 from ..upstream.paths import HEARTBEAT
 from ..upstream.transport import Transport
 from .backoff import backoff_delay
-from .bootstrap import BOOTSTRAPPING
 from .batching import Batch, plan_batches
+from .bootstrap_plan import BOOTSTRAPPING
 from .strikes import Strikes
 
 log = logging.getLogger(__name__)

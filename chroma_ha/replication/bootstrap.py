@@ -42,14 +42,13 @@ from ..errors import InstanceError, NoSource, StoreError
 from ..store import IdMapping, LogStore
 from ..upstream.incarnation import ensure_marker
 from ..upstream.transport import Transport
-from .bootstrap_plan import IdsPage, Pair, Plan, PlanBook, split
+from .bootstrap_plan import BOOTSTRAPPING, IdsPage, Pair, Plan, PlanBook, split
 
 if TYPE_CHECKING:
     from .applier import Applier
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAPPING = "bootstrapping"  # the incarnation recorded while a copy runs: never an instance's marker id
 PAGE_SIZE = 500
 ID_PAGE_SIZE = 5000
 SOURCE_LOCK_TIMEOUT_S = 60.0

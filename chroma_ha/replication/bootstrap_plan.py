@@ -21,6 +21,8 @@ import orjson
 from ..catalog.inventory import CollectionInfo
 from ..store import LogStore
 
+BOOTSTRAPPING = "bootstrapping"  # the incarnation recorded while a copy runs: never an instance's marker id
+
 PLAN, POSITION = 0, -1
 READ_AHEAD = 4  # pages of ids read from the store at once while copying
 WRITE_BATCH = 20  # pages of ids written to the store in one transaction while listing

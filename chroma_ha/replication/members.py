@@ -41,7 +41,7 @@ from ..store import LogStore
 from ..upstream.paths import HEARTBEAT
 from ..upstream.transport import Transport
 from .applier import Applier
-from .bootstrap import BOOTSTRAPPING
+from .bootstrap_plan import BOOTSTRAPPING
 
 log = logging.getLogger(__name__)
 
