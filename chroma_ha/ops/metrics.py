@@ -240,6 +240,7 @@ class Metrics:
         }
         ProcessCollector(registry=r)
         self._seen: dict[str, tuple[int, int]] = {}
+        self._shown: set[str] = set()  # the instances the per-instance gauges have series for
 
     def feed_appliers(self) -> None:
         """Observe the batch sizes and apply lags the appliers recorded since the last call."""
@@ -262,6 +263,10 @@ class Metrics:
         self.oldest.set(sample.oldest)
         self.backlog_total.set(sample.backlog)
         self.divergences.set(sample.divergences)
+        for gone in self._shown - set(sample.instances):  # a removed instance: its series end with it
+            for gauge in (self.cursor, self.backlog, self.lag, self.up, self.heartbeat):
+                gauge.remove(gone)
+        self._shown = set(sample.instances)
         for instance, i in sample.instances.items():
             self.cursor.labels(instance).set(i.cursor)
             self.backlog.labels(instance).set(i.pending)

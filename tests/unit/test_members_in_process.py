@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from chroma_ha.app import Gateway
+from chroma_ha.gateway.http_server import HttpRequest
 from chroma_ha.store import MemoryDatabase, MemoryStore
 from tests.fake_chroma import FakeChroma, FakeCluster, call, drained, in_process, settings_for
 from tests.unit.test_admin_actions import COLLECTIONS, ids_on
@@ -100,6 +101,8 @@ async def test_a_removed_instance_is_forgotten_and_no_longer_read_or_applied_to(
             assert b.url not in str((await call(gateway, "GET", document))[1]), document
         status_document = (await call(gateway, "GET", "/status"))[1]  # its settings show the configured list
         assert set(status_document["instances"]) == {a.url}
+        metrics = await gateway.routes(HttpRequest("GET", "/metrics", "", [], b""))
+        assert a.url.encode() in metrics.body and b.url.encode() not in metrics.body
 
 
 async def test_the_last_active_instance_is_not_removed_and_refusals_are_in_chromas_shape() -> None:
