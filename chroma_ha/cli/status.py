@@ -28,12 +28,24 @@ def print_status(document: dict[str, Any], console: Console) -> None:
     for reason in document.get("reasons", []):
         console.print(f"  [yellow]-[/yellow] {reason}", highlight=False)
     table = Table(title_justify="left")
-    for column in ("instance", "up", "applier", "cursor", "pending", "lag", "heartbeat", "success", "last error"):
+    for column in (
+        "instance",
+        "member",
+        "up",
+        "applier",
+        "cursor",
+        "pending",
+        "lag",
+        "heartbeat",
+        "success",
+        "last error",
+    ):
         table.add_column(column, justify="right" if column in ("cursor", "pending", "lag", "heartbeat") else "left")
     for url, i in document.get("instances", {}).items():
         heartbeat = i.get("heartbeat_ms")
         table.add_row(
             url,
+            str(i.get("member", "?")),
             "[green]yes[/green]" if i.get("up") else "[red]no[/red]",
             str(i.get("state", "?")),
             str(i.get("cursor", "?")),
