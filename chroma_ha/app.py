@@ -109,6 +109,7 @@ class Gateway:
             attach=self._attach,
             detach=self._detach,
             poll=s.replication.membership_poll,
+            on_removed=self.alerts.instance_removed,
         )
         self.retention = Retention(
             self.store,

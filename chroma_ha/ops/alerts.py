@@ -126,6 +126,11 @@ class AlertBook:
     def firing(self) -> list[Alert]:
         return [s.alert for s in self._keys.values() if s.firing]
 
+    def forget_instance(self, instance: str) -> None:
+        """The instance is no longer one: its alerts (down, lag, backlog, divergence) end without a message, as
+        their conditions can no longer clear."""
+        self._keys = {k: v for k, v in self._keys.items() if k.partition(":")[2] != instance}
+
     def _due(self, state: _KeyState, now: float) -> list[Message]:
         changed = state.firing != state.notified
         reminder = not changed and state.firing and now - state.last_sent >= self.dedup_window
@@ -266,6 +271,10 @@ class Alerts:
 
     def firing_titles(self) -> list[str]:
         return [a.title for a in self.book.firing()]
+
+    def instance_removed(self, instance: str) -> None:
+        """MemberSync listener: a removed instance's alerts end here."""
+        self.book.forget_instance(instance)
 
     def instance_changed(self, instance: str, up: bool) -> None:
         """HealthMonitor.on_change listener."""

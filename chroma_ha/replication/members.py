@@ -62,9 +62,10 @@ class MemberSync:
         attach: Callable[[str], None],
         detach: Callable[[str], Awaitable[None]],
         poll: float,
+        on_removed: Callable[[str], None] = lambda url: None,
     ) -> None:
         """`attach` starts an applier for a member, `detach` stops it: the composition root builds and supervises
-        appliers; this decides when."""
+        appliers; this decides when. `on_removed` hears of each member gone from the list (its alerts end)."""
         self._store = store
         self._members = members
         self._appliers = appliers
@@ -73,6 +74,7 @@ class MemberSync:
         self._attach = attach
         self._detach = detach
         self.poll = poll
+        self._on_removed = on_removed
         self._lock = asyncio.Lock()
         self._heads: dict[str, int] = {}  # per joining member run here: the head at the previous look
 
@@ -106,6 +108,7 @@ class MemberSync:
                 self._health.forget(url)
                 self._progress.forget(url)
                 self._heads.pop(url, None)
+                self._on_removed(url)
             log.info(
                 "members (version %d): %s", roster.version, ", ".join(f"{m.url} {m.state}" for m in roster.members)
             )

@@ -162,3 +162,13 @@ async def test_a_removed_instance_added_back_with_its_old_data_is_copied_not_rep
         assert await ids_on(b, "docs") == await ids_on(a, "docs") == sorted(f"r{n}" for n in range(1, 10))
         assert await gateway.store.divergences() == []
         assert gateway.bootstrap.status[b.url].state == "done"
+
+
+async def test_a_removed_instance_that_was_down_leaves_no_alert_firing() -> None:
+    cluster = FakeCluster(2)
+    a, b = cluster.instances
+    async with in_process(cluster, **FAST_MEMBERS) as gateway:
+        b.down = True
+        await until(lambda: any(b.url in t for t in gateway.alerts.firing_titles()), "b never alerted down")
+        assert (await call(gateway, "POST", "/instances/remove", {"url": b.url}))[0] == 200
+        assert not [t for t in gateway.alerts.firing_titles() if b.url in t]
