@@ -254,8 +254,8 @@ class Gateway:
             for instance in standby:
                 if instance in cursors:
                     self.progress.set_cursor(instance, cursors[instance].seq)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.replication.poll_interval)
+            # woken at once when another gateway's applier commits: a read or an ack waiting for it goes on
+            await self.store.wait_for_cursors(self.settings.replication.poll_interval)
 
     async def stop(self) -> None:
         self._stop.set()
