@@ -1,0 +1,281 @@
+"""Taking a backup: a fuzzy snapshot of one in-sync instance, then the log after the seq it started from.
+
+Why the result is exact: the snapshot starts at S0, the source's cursor in the store before anything is read, so
+every record read holds the state of some seq at or after S0. The copy ends at S1 (`consistent_seq`), the log's
+head once the last page is read, so no record read holds a state after S1. The backup keeps every entry after S0.
+Replaying entries S0+1..N over the snapshot therefore gives exactly the state at N for any N >= S1, because replay
+is idempotent (DESIGN.md, invariant 2), the same argument the bootstrap makes (`replication/bootstrap.py`).
+
+Records are paged with limit/offset from the source, which holds them in the order they were added. An add during
+the copy appends, and an update or upsert keeps a record where it is, so neither makes a page skip a record; a
+delete can (the records after it move back by one). So once a collection's last page is read, the log between the
+head when its copy began and the head now is searched for an entry that removes records from it (a delete, the
+deletion of its collection or database, a reset); if there is one, the collection is copied again.
+
+Resumable: the manifest is rewritten (atomically) after every page and every log file, with `complete: false`.
+A re-run with the same folder checks the manifest, keeps the finished collections and the pages already written,
+and continues where the last run stopped, as long as the log still holds every entry after S0 (otherwise it
+starts again). A collection the source dropped during the copy is left out: its deletion is in the log after S0.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..catalog.inventory import ALL_FIELDS, ChromaInstance, CollectionInfo, tenants_of
+from ..catalog.survey import NoTracker, Tracker
+from ..errors import BackupError, InstanceError
+from ..store import LogStore
+from ..upstream.transport import Transport
+from .format import FORMAT, VERSION, encode_entry, encode_records, load_manifest, record_file, save_manifest
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+LOG_READ = 500
+LOG_FILE_ENTRIES = 10_000
+LOG_FILE_BYTES = 32 << 20
+KEYS_READ = 2000
+MAX_COPIES = 5  # a collection copied again this often, each time overtaken by a delete, fails the backup
+# entries that can take records out of a collection, and so make a limit/offset page skip one
+SHIFTING = frozenset({"delete", "delete_collection", "delete_database", "reset"})
+
+
+class BackupTaker:
+    def __init__(
+        self,
+        *,
+        store: LogStore,
+        client: Transport,
+        instances: list[str],
+        folder: Path,
+        page_size: int = PAGE_SIZE,
+        tracker: Tracker | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._instances = instances
+        self._folder = folder
+        self._page_size = page_size
+        self._tracker = tracker or NoTracker()
+        self.resumed = False
+
+    async def run(self) -> dict[str, Any]:
+        """The manifest of the complete backup in the folder."""
+        manifest = await self._resumable()
+        if manifest is None:
+            manifest = await self._start()
+        elif manifest["complete"]:
+            return manifest
+        src = ChromaInstance(self._client, manifest["source"])
+        for c in manifest["collections"]:
+            if c["state"] == "pending":
+                self._tracker.add_total(c["expected"] - c["records"])
+        for c in manifest["collections"]:
+            if c["state"] == "pending":
+                await self._copy_collection(src, manifest, c)
+        if manifest["consistent_seq"] is None:
+            manifest["consistent_seq"] = await self._store.head()
+            save_manifest(self._folder, manifest)
+        await self._copy_log(manifest)
+        manifest["complete"], manifest["finished_at"] = True, time.time()
+        save_manifest(self._folder, manifest)
+        return manifest
+
+    # --- starting, or resuming ----------------------------------------------------------------------------------
+
+    async def _resumable(self) -> dict[str, Any] | None:
+        if not (self._folder / "manifest.json").exists():
+            return None
+        manifest = load_manifest(self._folder)
+        if manifest["complete"]:
+            log.warning("%s already holds a complete backup", self._folder)
+            return manifest
+        if manifest["source"] not in self._instances:
+            self._start_again(f"{manifest['source']}, its source, is no longer an instance")
+            return None
+        if await self._store.oldest_seq() > manifest["start_seq"] + 1:
+            self._start_again(f"the log no longer holds every entry after seq {manifest['start_seq']}")
+            return None
+        self.resumed = True
+        log.warning("resuming the backup in %s", self._folder)
+        return manifest
+
+    def _start_again(self, reason: str) -> None:
+        """Forget the unfinished backup in the folder (its caller then starts a new one)."""
+        log.warning("the backup in %s starts again: %s", self._folder, reason)
+        for part in ("records", "log"):
+            shutil.rmtree(self._folder / part, ignore_errors=True)
+
+    async def _source(self) -> tuple[str, int]:
+        """The instance with the highest cursor that answers, and that cursor: S0."""
+        cursors = await self._store.cursors()
+        head = await self._store.head()
+        ranked = sorted(self._instances, key=lambda i: cursors[i].seq if i in cursors else -1, reverse=True)
+        for url in ranked:
+            seq = cursors[url].seq if url in cursors else 0
+            if seq == 0 and head > 0:
+                continue  # never applied anything, or being bootstrapped
+            try:
+                await ChromaInstance(self._client, url).tenant_exists("default_tenant")
+            except InstanceError as exc:
+                log.warning("backup: %s does not answer (%s), trying the next instance", url, exc)
+                continue
+            return url, seq
+        raise BackupError("no instance answers that has applied the log: nothing to copy from")
+
+    async def _start(self) -> dict[str, Any]:
+        source, start_seq = await self._source()
+        self._folder.mkdir(parents=True, exist_ok=True)
+        src = ChromaInstance(self._client, source)
+        canonical = {m.instance_id: m.canonical_id for m in await self._store.mappings(source)}
+        tenants: list[str] = []
+        databases: list[list[str]] = []
+        collections: list[dict[str, Any]] = []
+        for tenant in tenants_of(await self._store.scopes()):
+            if not await src.tenant_exists(tenant):
+                continue
+            tenants.append(tenant)
+            for database in await src.databases(tenant):
+                databases.append([tenant, database])
+                for info in await src.collections(tenant, database):
+                    collections.append(_collection_entry(len(collections), info, canonical.get(info.id)))
+        for c in collections:
+            c["expected"] = await src.count(_info(c))
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "gateway_version": __version__,
+            "created_at": time.time(),
+            "finished_at": None,
+            "complete": False,
+            "source": source,
+            "start_seq": start_seq,
+            "consistent_seq": None,
+            "end_seq": start_seq,
+            "tenants": tenants,
+            "databases": databases,
+            "collections": collections,
+            "files": {},
+        }
+        save_manifest(self._folder, manifest)
+        return manifest
+
+    # --- one collection, page by page ---------------------------------------------------------------------------
+
+    async def _copy_collection(self, src: ChromaInstance, manifest: dict[str, Any], c: dict[str, Any]) -> None:
+        info = _info(c)
+        for _ in range(MAX_COPIES):
+            if c["copy_from"] is not None and await self._store.oldest_seq() > c["copy_from"] + 1:
+                self._drop_pages(manifest, c)  # the log that would show a delete meanwhile is gone
+            if c["copy_from"] is None:
+                c["copy_from"] = await self._store.head()
+                save_manifest(self._folder, manifest)
+            self._tracker.describe(f"{c['tenant']}/{c['database']}/{c['name']}")
+            while True:
+                page = await src.get(info, include=list(ALL_FIELDS), limit=self._page_size, offset=c["records"])
+                if page is None:
+                    log.warning("backup: %s was dropped during the copy; the log replays its deletion", info.label)
+                    self._drop_pages(manifest, c)
+                    c["state"] = "gone"
+                    save_manifest(self._folder, manifest)
+                    return
+                if page.ids:
+                    relative = f"records/{c['n']}/{c['pages']}.json"
+                    (self._folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                    (self._folder / relative).write_bytes(encode_records(page))
+                    record_file(manifest, self._folder, relative, len(page))
+                    c["pages"] += 1
+                    c["records"] += len(page)
+                    save_manifest(self._folder, manifest)
+                    self._tracker.advance(len(page))
+                if len(page) < self._page_size:
+                    break
+            if not await self._shifted(c):
+                c["state"] = "done"
+                save_manifest(self._folder, manifest)
+                return
+            log.info("backup: %s lost records while it was copied: copying it again", info.label)
+            self._drop_pages(manifest, c)
+        raise BackupError(f"{info.label} kept losing records faster than it could be copied; try again later")
+
+    def _drop_pages(self, manifest: dict[str, Any], c: dict[str, Any]) -> None:
+        for page in range(c["pages"]):
+            manifest["files"].pop(f"records/{c['n']}/{page}.json", None)
+        shutil.rmtree(self._folder / "records" / str(c["n"]), ignore_errors=True)
+        c["pages"], c["records"], c["copy_from"] = 0, 0, None
+
+    async def _shifted(self, c: dict[str, Any]) -> bool:
+        """Did an entry logged since the collection's copy began take records out of it?"""
+        after, head = c["copy_from"], await self._store.head()
+        while after < head:
+            keys = await self._store.read_keys(after, KEYS_READ)
+            if not keys:
+                return False
+            for key in keys:
+                if key.op in SHIFTING and key.collection_id in (None, c["canonical_id"]):
+                    return True
+            after = keys[-1].seq
+        return False
+
+    # --- the log after S0 ---------------------------------------------------------------------------------------
+
+    async def _copy_log(self, manifest: dict[str, Any]) -> None:
+        """Every entry after the snapshot's start up to the head when this began (at least S1), in files."""
+        self._tracker.describe("log entries")
+        head = await self._store.head()
+        while manifest["end_seq"] < head:
+            after = manifest["end_seq"]
+            if await self._store.oldest_seq() > after + 1:
+                raise BackupError(
+                    f"the log was pruned past seq {after} during the backup: run it again, or keep the log longer "
+                    "(retention) while backups run"
+                )
+            lines: list[bytes] = []
+            size = 0
+            while after < head and len(lines) < LOG_FILE_ENTRIES and size < LOG_FILE_BYTES:
+                entries = await self._store.read(after, LOG_READ, LOG_FILE_BYTES)
+                if not entries:
+                    break
+                for entry in entries:
+                    lines.append(encode_entry(entry))
+                    size += len(lines[-1])
+                after = entries[-1].seq
+            if not lines:
+                break
+            relative = f"log/{manifest['end_seq'] + 1:012d}-{after:012d}.jsonl"
+            (self._folder / "log").mkdir(exist_ok=True)
+            (self._folder / relative).write_bytes(b"".join(lines))
+            record_file(manifest, self._folder, relative, len(lines))
+            manifest["end_seq"] = after
+            save_manifest(self._folder, manifest)
+
+
+def _collection_entry(n: int, info: CollectionInfo, canonical_id: str | None) -> dict[str, Any]:
+    return {
+        "n": n,
+        "tenant": info.tenant,
+        "database": info.database,
+        "name": info.name,
+        "canonical_id": canonical_id,
+        "source_id": info.id,
+        "metadata": info.metadata,
+        "configuration": info.configuration,
+        "schema": info.schema,
+        "state": "pending",
+        "copy_from": None,
+        "expected": 0,
+        "records": 0,
+        "pages": 0,
+    }
+
+
+def _info(c: dict[str, Any]) -> CollectionInfo:
+    return CollectionInfo(
+        c["tenant"], c["database"], c["name"], c["source_id"], c["metadata"], c["configuration"], c["schema"]
+    )
