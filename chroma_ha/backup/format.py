@@ -5,6 +5,7 @@ Layout:
     manifest.json                 what the backup holds, every data file's sha256, and a checksum of itself
     records/<c>/<p>.json          page <p> of collection number <c>: {"ids", "embeddings", "metadatas", ...}
     log/<first>-<last>.jsonl      the log entries after the snapshot's start seq, one JSON object a line
+    work/                         only while the backup is incomplete: the ids listed, for a re-run to resume
 
 Embeddings are stored as base64 of little-endian float32 (what Chroma holds), every other column as Chroma's
 `get` answers it. An entry line keeps the logged request as it came (method, path with canonical collection ids,

@@ -6,16 +6,20 @@ head once the last page is read, so no record read holds a state after S1. The b
 Replaying entries S0+1..N over the snapshot therefore gives exactly the state at N for any N >= S1, because replay
 is idempotent (DESIGN.md, invariant 2), the same argument the bootstrap makes (`replication/bootstrap.py`).
 
-Records are paged with limit/offset from the source, which holds them in the order they were added. An add during
-the copy appends, and an update or upsert keeps a record where it is, so neither makes a page skip a record; a
-delete can (the records after it move back by one). So once a collection's last page is read, the log between the
-head when its copy began and the head now is searched for an entry that removes records from it (a delete, the
-deletion of its collection or database, a reset); if there is one, the collection is copied again.
+Each collection is copied as the bootstrap copies one: its ids are listed first (`include: []`, thousands per
+request, into the work folder, never all in memory), then its records are fetched by id, a page at a time, so a
+record deleted meanwhile is only missing from its page (the log deletes it again) and nothing moves a page over
+another record. A listing of one request is one read and skips nothing. A listing of several pages (limit/offset)
+could skip a record if one before it was deleted between two requests (an add appends, an update stays in place,
+neither can), so the log between the head before the listing and the head after it is searched for an entry that
+removes records from the collection (a delete, the deletion of its collection or database, a reset); if one is
+there, the ids are listed again.
 
 Resumable: the manifest is rewritten (atomically) after every page and every log file, with `complete: false`.
-A re-run with the same folder checks the manifest, keeps the finished collections and the pages already written,
-and continues where the last run stopped, as long as the log still holds every entry after S0 (otherwise it
-starts again). A collection the source dropped during the copy is left out: its deletion is in the log after S0.
+A re-run with the same folder checks the manifest, keeps the finished collections, the listings and the pages
+already written, and continues where the last run stopped, as long as the log still holds every entry after S0
+(otherwise it starts again). A collection the source dropped during the copy is left out: its deletion is in the
+log after S0.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .. import __version__
 from ..catalog.inventory import ALL_FIELDS, ChromaInstance, CollectionInfo, tenants_of
@@ -37,11 +43,13 @@ from .format import FORMAT, VERSION, encode_entry, encode_records, load_manifest
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
+ID_PAGE_SIZE = 5000
+WORK = "work"  # the ids listed, page by page, while a backup runs; removed when it is complete
 LOG_READ = 500
 LOG_FILE_ENTRIES = 10_000
 LOG_FILE_BYTES = 32 << 20
 KEYS_READ = 2000
-MAX_COPIES = 5  # a collection copied again this often, each time overtaken by a delete, fails the backup
+MAX_LISTINGS = 5  # a collection listed again this often, each time overtaken by a delete, fails the backup
 # entries that can take records out of a collection, and so make a limit/offset page skip one
 SHIFTING = frozenset({"delete", "delete_collection", "delete_database", "reset"})
 
@@ -74,8 +82,9 @@ class BackupTaker:
             return manifest
         src = ChromaInstance(self._client, manifest["source"])
         for c in manifest["collections"]:
-            if c["state"] == "pending":
-                self._tracker.add_total(c["expected"] - c["records"])
+            if c["state"] == "pending" and c["listed"] is not None:
+                self._tracker.add_total(c["expected"])
+                self._tracker.advance(min(c["expected"], c["pages"] * self._page_size))
         for c in manifest["collections"]:
             if c["state"] == "pending":
                 await self._copy_collection(src, manifest, c)
@@ -85,6 +94,7 @@ class BackupTaker:
         await self._copy_log(manifest)
         manifest["complete"], manifest["finished_at"] = True, time.time()
         save_manifest(self._folder, manifest)
+        shutil.rmtree(self._folder / WORK, ignore_errors=True)
         return manifest
 
     # --- starting, or resuming ----------------------------------------------------------------------------------
@@ -109,7 +119,7 @@ class BackupTaker:
     def _start_again(self, reason: str) -> None:
         """Forget the unfinished backup in the folder (its caller then starts a new one)."""
         log.warning("the backup in %s starts again: %s", self._folder, reason)
-        for part in ("records", "log"):
+        for part in ("records", "log", WORK):
             shutil.rmtree(self._folder / part, ignore_errors=True)
 
     async def _source(self) -> tuple[str, int]:
@@ -145,8 +155,6 @@ class BackupTaker:
                 databases.append([tenant, database])
                 for info in await src.collections(tenant, database):
                     collections.append(_collection_entry(len(collections), info, canonical.get(info.id)))
-        for c in collections:
-            c["expected"] = await src.count(_info(c))
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
@@ -166,59 +174,85 @@ class BackupTaker:
         save_manifest(self._folder, manifest)
         return manifest
 
-    # --- one collection, page by page ---------------------------------------------------------------------------
+    # --- one collection: its ids listed, then its records fetched by id, page by page -------------------------
 
     async def _copy_collection(self, src: ChromaInstance, manifest: dict[str, Any], c: dict[str, Any]) -> None:
         info = _info(c)
-        for _ in range(MAX_COPIES):
-            if c["copy_from"] is not None and await self._store.oldest_seq() > c["copy_from"] + 1:
-                self._drop_pages(manifest, c)  # the log that would show a delete meanwhile is gone
-            if c["copy_from"] is None:
-                c["copy_from"] = await self._store.head()
-                save_manifest(self._folder, manifest)
-            self._tracker.describe(f"{c['tenant']}/{c['database']}/{c['name']}")
-            while True:
-                page = await src.get(info, include=list(ALL_FIELDS), limit=self._page_size, offset=c["records"])
-                if page is None:
-                    log.warning("backup: %s was dropped during the copy; the log replays its deletion", info.label)
-                    self._drop_pages(manifest, c)
-                    c["state"] = "gone"
-                    save_manifest(self._folder, manifest)
-                    return
-                if page.ids:
-                    relative = f"records/{c['n']}/{c['pages']}.json"
-                    (self._folder / relative).parent.mkdir(parents=True, exist_ok=True)
-                    (self._folder / relative).write_bytes(encode_records(page))
-                    record_file(manifest, self._folder, relative, len(page))
-                    c["pages"] += 1
-                    c["records"] += len(page)
-                    save_manifest(self._folder, manifest)
-                    self._tracker.advance(len(page))
-                if len(page) < self._page_size:
-                    break
-            if not await self._shifted(c):
-                c["state"] = "done"
-                save_manifest(self._folder, manifest)
+        self._tracker.describe(f"{c['tenant']}/{c['database']}/{c['name']}")
+        if c["listed"] is None:
+            await self._list(src, manifest, c, info)
+            if c["state"] == "gone":
                 return
-            log.info("backup: %s lost records while it was copied: copying it again", info.label)
-            self._drop_pages(manifest, c)
-        raise BackupError(f"{info.label} kept losing records faster than it could be copied; try again later")
+        work = self._folder / WORK / str(c["n"])
+        for number in range(c["pages"], c["listed"]):
+            ids = orjson.loads((work / f"{number}.json").read_bytes())
+            page = await src.get(info, ids=ids, include=list(ALL_FIELDS))
+            if page is None:
+                self._gone(manifest, c, info)
+                return
+            relative = f"records/{c['n']}/{number}.json"
+            (self._folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (self._folder / relative).write_bytes(encode_records(page))
+            record_file(manifest, self._folder, relative, len(page))
+            c["pages"], c["records"] = number + 1, c["records"] + len(page)
+            save_manifest(self._folder, manifest)
+            self._tracker.advance(len(ids))
+        c["state"] = "done"
+        save_manifest(self._folder, manifest)
+        shutil.rmtree(work, ignore_errors=True)
 
-    def _drop_pages(self, manifest: dict[str, Any], c: dict[str, Any]) -> None:
+    async def _list(
+        self, src: ChromaInstance, manifest: dict[str, Any], c: dict[str, Any], info: CollectionInfo
+    ) -> None:
+        """The collection's ids into pages of `page_size` in the work folder, at most one listing request's ids in
+        memory. One request is one read, and skips nothing; when it took several, the log is searched for a
+        delete that could have made one skip a record, and the listing is made again."""
+        work = self._folder / WORK / str(c["n"])
+        for _ in range(MAX_LISTINGS):
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            copy_from, held, pages, listed, requests = await self._store.head(), [], 0, 0, 0
+            while True:
+                got = await src.get(info, include=[], limit=ID_PAGE_SIZE, offset=listed)
+                requests += 1
+                if got is None:
+                    self._gone(manifest, c, info)
+                    return
+                held.extend(got.ids)
+                listed += len(got.ids)
+                while len(held) >= self._page_size or (held and len(got.ids) < ID_PAGE_SIZE):
+                    (work / f"{pages}.json").write_bytes(orjson.dumps(held[: self._page_size]))
+                    held, pages = held[self._page_size :], pages + 1
+                if len(got.ids) < ID_PAGE_SIZE:
+                    break
+            if requests == 1 or not await self._shifted(copy_from, c["canonical_id"]):
+                c["listed"], c["expected"] = pages, listed
+                save_manifest(self._folder, manifest)
+                self._tracker.add_total(listed)
+                return
+            log.info("backup: %s lost records while its ids were listed: listing them again", info.label)
+        raise BackupError(f"{info.label} kept losing records faster than its ids could be listed; try again later")
+
+    def _gone(self, manifest: dict[str, Any], c: dict[str, Any], info: CollectionInfo) -> None:
+        log.warning("backup: %s was dropped during the copy; the log replays its deletion", info.label)
         for page in range(c["pages"]):
             manifest["files"].pop(f"records/{c['n']}/{page}.json", None)
         shutil.rmtree(self._folder / "records" / str(c["n"]), ignore_errors=True)
-        c["pages"], c["records"], c["copy_from"] = 0, 0, None
+        shutil.rmtree(self._folder / WORK / str(c["n"]), ignore_errors=True)
+        c["state"], c["pages"], c["records"] = "gone", 0, 0
+        save_manifest(self._folder, manifest)
 
-    async def _shifted(self, c: dict[str, Any]) -> bool:
-        """Did an entry logged since the collection's copy began take records out of it?"""
-        after, head = c["copy_from"], await self._store.head()
+    async def _shifted(self, after: int, canonical_id: str | None) -> bool:
+        """Did an entry logged after `after` take records out of the collection?"""
+        head = await self._store.head()
+        if await self._store.oldest_seq() > after + 1:
+            return True  # the entries that would tell are pruned: assume the worst
         while after < head:
             keys = await self._store.read_keys(after, KEYS_READ)
             if not keys:
                 return False
             for key in keys:
-                if key.op in SHIFTING and key.collection_id in (None, c["canonical_id"]):
+                if key.op in SHIFTING and key.collection_id in (None, canonical_id):
                     return True
             after = keys[-1].seq
         return False
@@ -268,7 +302,7 @@ def _collection_entry(n: int, info: CollectionInfo, canonical_id: str | None) ->
         "configuration": info.configuration,
         "schema": info.schema,
         "state": "pending",
-        "copy_from": None,
+        "listed": None,  # pages of ids in the work folder, once the listing is complete
         "expected": 0,
         "records": 0,
         "pages": 0,
