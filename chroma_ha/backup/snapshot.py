@@ -72,6 +72,7 @@ class BackupTaker:
         self._page_size = page_size
         self._tracker = tracker or NoTracker()
         self.resumed = False
+        self._seen_head = 0
 
     async def run(self) -> dict[str, Any]:
         """The manifest of the complete backup in the folder."""
@@ -89,7 +90,7 @@ class BackupTaker:
             if c["state"] == "pending":
                 await self._copy_collection(src, manifest, c)
         if manifest["consistent_seq"] is None:
-            manifest["consistent_seq"] = await self._store.head()
+            manifest["consistent_seq"] = await self._head()
             save_manifest(self._folder, manifest)
         await self._copy_log(manifest)
         manifest["complete"], manifest["finished_at"] = True, time.time()
@@ -125,7 +126,7 @@ class BackupTaker:
     async def _source(self) -> tuple[str, int]:
         """The instance with the highest cursor that answers, and that cursor: S0."""
         cursors = await self._store.cursors()
-        head = await self._store.head()
+        head = await self._head()
         ranked = sorted(self._instances, key=lambda i: cursors[i].seq if i in cursors else -1, reverse=True)
         for url in ranked:
             seq = cursors[url].seq if url in cursors else 0
@@ -211,7 +212,7 @@ class BackupTaker:
         for _ in range(MAX_LISTINGS):
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
-            copy_from, held, pages, listed, requests = await self._store.head(), [], 0, 0, 0
+            copy_from, held, pages, listed, requests = await self._head(), [], 0, 0, 0
             while True:
                 got = await src.get(info, include=[], limit=ID_PAGE_SIZE, offset=listed)
                 requests += 1
@@ -244,25 +245,28 @@ class BackupTaker:
 
     async def _shifted(self, after: int, canonical_id: str | None) -> bool:
         """Did an entry logged after `after` take records out of the collection?"""
-        head = await self._store.head()
         if await self._store.oldest_seq() > after + 1:
             return True  # the entries that would tell are pruned: assume the worst
-        while after < head:
-            keys = await self._store.read_keys(after, KEYS_READ)
-            if not keys:
-                return False
-            for key in keys:
-                if key.op in SHIFTING and key.collection_id in (None, canonical_id):
-                    return True
+        while keys := await self._store.read_keys(after, KEYS_READ):
+            if any(k.op in SHIFTING and k.collection_id in (None, canonical_id) for k in keys):
+                return True
             after = keys[-1].seq
         return False
+
+    async def _head(self) -> int:
+        """The last seq in the log, read forward from the last one seen: the store's `head` counts the entries
+        appended through that store object, and the gateway appends from another process."""
+        self._seen_head = max(self._seen_head, await self._store.oldest_seq() - 1)
+        while keys := await self._store.read_keys(self._seen_head, KEYS_READ):
+            self._seen_head = keys[-1].seq
+        return self._seen_head
 
     # --- the log after S0 ---------------------------------------------------------------------------------------
 
     async def _copy_log(self, manifest: dict[str, Any]) -> None:
         """Every entry after the snapshot's start up to the head when this began (at least S1), in files."""
         self._tracker.describe("log entries")
-        head = await self._store.head()
+        head = await self._head()
         while manifest["end_seq"] < head:
             after = manifest["end_seq"]
             if await self._store.oldest_seq() > after + 1:

@@ -24,10 +24,11 @@ from .options import load_settings, setting_options
 from .secrets import secrets_kept
 
 
-async def run_backup(settings: Settings, target: Path, page_size: int) -> dict[str, Any]:
+async def run_backup(settings: Settings, target: Path, page_size: int) -> tuple[dict[str, Any], bool]:
+    """The manifest of the complete backup, and whether this run resumed one a previous run left."""
     folder = staging(target)
     if is_archive_file(target) and target.exists():
-        return load_manifest_of(target)
+        return load_manifest_of(target), False
     async with deployment(settings, settings.request_timeout) as d:
         with progress_bar() as bar:
             taker = BackupTaker(
@@ -41,7 +42,7 @@ async def run_backup(settings: Settings, target: Path, page_size: int) -> dict[s
             manifest = await taker.run()
     if is_archive_file(target):
         pack(folder, target)
-    return manifest
+    return manifest, taker.resumed
 
 
 def load_manifest_of(path: Path) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def backup(to: Path | None, check_path: Path | None, page_size: int, **settings_
         assert to is not None
         settings = load_settings(**settings_flags)
         with secrets_kept(settings):
-            manifest = asyncio.run(run_backup(settings, to, page_size))
-            click.echo(f"backup in {to}: {describe(manifest)}")
+            manifest, resumed = asyncio.run(run_backup(settings, to, page_size))
+            click.echo(f"backup in {to}{' (resumed)' if resumed else ''}: {describe(manifest)}")
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
