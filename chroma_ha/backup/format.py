@@ -112,27 +112,18 @@ def _pack(vector: list[float] | None) -> str | None:
     return base64.b64encode(packed.tobytes()).decode("ascii")
 
 
-def _unpack(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    unpacked = array("f")
-    unpacked.frombytes(base64.b64decode(text))
-    if sys.byteorder != "little":
-        unpacked.byteswap()
-    return unpacked.tolist()
-
-
 def encode_records(records: Records) -> bytes:
     columns: dict[str, Any] = {name: getattr(records, name) for name in ALL_FIELDS}
     columns["embeddings"] = [_pack(v) for v in records.embeddings]
     return orjson.dumps({"ids": records.ids, **columns})
 
 
-def decode_records(data: bytes) -> Records:
+def add_payload(data: bytes) -> tuple[bytes, int]:
+    """The body of an `add` of a stored page, embeddings left as base64 float32 (as the official client sends
+    them: Chroma decodes them itself), columns that are all null left out; and its number of records."""
     page = orjson.loads(data)
-    return Records(
-        page["ids"], [_unpack(v) for v in page["embeddings"]], page["metadatas"], page["documents"], page["uris"]
-    )
+    body = {name: values for name, values in page.items() if any(v is not None for v in values)}
+    return orjson.dumps({"ids": page["ids"], **body}), len(page["ids"])
 
 
 # --- log entries -----------------------------------------------------------------------------------------------

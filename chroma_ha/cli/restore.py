@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from pathlib import Path
 
 import click
@@ -120,6 +121,7 @@ def restore(
     gateway = (url or f"http://{settings.http.host}:{settings.http.port}").rstrip("/")
     when = parse_time(to_time) if to_time is not None else None
     with secrets_kept(settings):
+        started = time.monotonic()
         try:
             report = asyncio.run(
                 run_restore(settings, source, gateway, token or settings.admin.token, archive, to_seq, when)
@@ -129,7 +131,7 @@ def restore(
         click.echo(
             f"restored {report.collections} collections and {report.records} records, then replayed "
             f"{report.entries} entries up to seq {report.to_seq} ({report.refused} answered 4xx as no-ops, "
-            f"{report.skipped} of collections dropped later skipped)"
+            f"{report.skipped} of collections dropped later skipped); restore took {time.monotonic() - started:.1f} s"
         )
         verified = asyncio.run(run_verify(settings, DEFAULT_PAGE, wait))
         print_report(verified, Console(soft_wrap=True))

@@ -4,6 +4,8 @@ segments (closed when due, immutable, checksummed, contiguous), and retention he
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import time
 from pathlib import Path
 
@@ -14,8 +16,8 @@ from chroma_ha.backup.container import opened, pack, staging
 from chroma_ha.backup.format import (
     FORMAT,
     VERSION,
+    add_payload,
     check_files,
-    decode_records,
     encode_records,
     load_manifest,
     record_file,
@@ -55,11 +57,13 @@ def entries(count: int, start: int = 0) -> list[NewEntry]:
     ]
 
 
-def test_a_page_of_records_round_trips_with_float32_embeddings() -> None:
-    page = Records(["a", "b"], [[0.5, -1.25], None], [{"k": 1}, None], ["doc", None], [None, "s3://x"])
-    back = decode_records(encode_records(page))
-    assert back == page
-    assert b"[0.5" not in encode_records(page)  # embeddings travel as base64 float32, not as decimal text
+def test_a_page_of_records_becomes_an_add_with_the_official_clients_base64_float32_embeddings() -> None:
+    page = Records(["a", "b"], [[0.5, -1.25], [3.0, 4.0]], [{"k": 1}, None], ["doc", None], [None, None])
+    body, count = add_payload(encode_records(page))
+    sent = orjson.loads(body)
+    assert count == 2 and "uris" not in sent  # a column of nulls only is left out, as Records.payload does
+    assert (sent["ids"], sent["metadatas"], sent["documents"]) == (page.ids, page.metadatas, page.documents)
+    assert [list(struct.unpack("<2f", base64.b64decode(e))) for e in sent["embeddings"]] == page.embeddings
 
 
 def test_a_manifest_checks_itself_and_every_file(tmp_path: Path) -> None:
