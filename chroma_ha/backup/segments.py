@@ -144,11 +144,16 @@ class Archiver:
             manifest = new_archive(await self._store.oldest_seq())
             save_archive(self._folder, manifest)
         after = last_seq(manifest)
+        head = await self._store.head()
+        if head < after:
+            raise BackupError(
+                f"{self._folder} archives seqs up to {after}, past this log's head {head}: it is the archive of "
+                "another log (a restored deployment starts at seq 1); give archive_dir a folder of its own"
+            )
         self.archived_upto = after
         await self._store.set_cursor(ARCHIVE_CURSOR, after, ARCHIVE_CURSOR)  # holds retention back from here
         if await self._store.oldest_seq() > after + 1:
             raise BackupError(f"the log was pruned past seq {after} before it was archived")
-        head = await self._store.head()
         first = await self._store.read_keys(after, 1)
         if not first or (head - after < SEGMENT_ENTRIES and now - first[0].created_at < self._interval):
             return False

@@ -155,3 +155,17 @@ def test_retention_never_prunes_what_the_archive_has_not_taken() -> None:
         assert await store.oldest_seq() == 11
 
     asyncio.run(scenario())
+
+
+def test_the_archive_of_another_log_is_refused_rather_than_silently_skipped(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        old = MemoryStore()
+        await old.append(entries(5))
+        assert await Archiver(old, tmp_path, owner="g", interval=1.0, lease_ttl=10.0).archive_once(time.time() + 2)
+        restored = MemoryStore()  # a new deployment's log starts at seq 1 again
+        await restored.append(entries(2))
+        archiver = Archiver(restored, tmp_path, owner="g", interval=1.0, lease_ttl=10.0)
+        with pytest.raises(BackupError, match="it is the archive of another log"):
+            await archiver.archive_once(time.time() + 2)
+
+    asyncio.run(scenario())
