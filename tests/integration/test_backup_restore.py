@@ -383,3 +383,6 @@ def test_two_gateways_on_postgres_archive_each_entry_once_and_the_survivor_takes
     head = second.wait_drained()["head"]
     seqs = wait_for("the survivor to archive", lambda: archived_seqs(archive), 60, until=lambda s: s[-1:] == [head])
     assert seqs == list(range(1, head + 1))  # every entry once, in order, across both gateways
+    shown = wait_for("/wal/status to show it", lambda: second.wal_status()["archive"], 30,
+                     until=lambda a: a["archived_upto"] == head)  # fmt: skip
+    assert shown == {"folder": str(archive), "archived_upto": head, "archiving": True}
