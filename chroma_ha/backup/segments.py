@@ -124,10 +124,10 @@ class Archiver:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                # the lease is renewed before every segment: a long backlog must not outlast it
                 self.holds_lease = await self._store.acquire_lease(ARCHIVE_CURSOR, self._owner, self._lease_ttl)
-                if self.holds_lease:
-                    while await self.archive_once():
-                        pass
+                while self.holds_lease and await self.archive_once():
+                    self.holds_lease = await self._store.acquire_lease(ARCHIVE_CURSOR, self._owner, self._lease_ttl)
             except StoreError as exc:
                 log.warning("archiving waits for the store: %s", exc)
             with contextlib.suppress(TimeoutError):
