@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,3 +387,24 @@ def test_two_gateways_on_postgres_archive_each_entry_once_and_the_survivor_takes
     shown = wait_for("/wal/status to show it", lambda: second.wal_status()["archive"], 30,
                      until=lambda a: a["archived_upto"] == head)  # fmt: skip
     assert shown == {"folder": str(archive), "archived_upto": head, "archiving": True}
+
+
+def test_pruning_waits_for_the_archive_and_goes_on_once_it_has_the_entries(
+    gateway_with: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.write_text("a file where the folder should be: the archiver fails until it is gone")
+    gateway = gateway_with({"CHROMA_HA_ARCHIVE_DIR": str(archive), "CHROMA_HA_RETENTION": "0.2"})
+    col = chromadb.HttpClient(host="127.0.0.1", port=gateway.port).create_collection("pruned", embedding_function=None)
+    for n in range(20):
+        col.add(ids=[f"p{n}"], embeddings=[[float(n), 1.0]])
+    head = gateway.wait_drained()["head"]
+    time.sleep(1.5)  # several retention windows: every instance applied the entries, the archive has none
+    status = gateway.wal_status()
+    assert status["oldest"] == 1 and status["archive"]["archived_upto"] == 0, status
+
+    archive.unlink()
+    wait_for("the archive to take every entry", lambda: archived_seqs(archive), 60,
+             until=lambda seqs: seqs[-1:] == [head], ignoring=(FileNotFoundError, AssertionError))  # fmt: skip
+    assert archived_seqs(archive) == list(range(1, head + 1))
+    wait_for("pruning to go on", lambda: gateway.wal_status()["oldest"], 30, until=lambda oldest: oldest > head)
