@@ -25,8 +25,9 @@ import pytest
 
 from chroma_ha.backup.segments import archived_lines, check_segments, load_archive
 from chroma_ha.local_cluster import ChromaServer
-from chroma_ha.store.sqlite import SQLiteStore
-from tests.harness import GatewayProcess, admin_client, on_postgres, run_cli, snapshot, wait_for
+from chroma_ha.settings import Settings
+from chroma_ha.store import open_store
+from tests.harness import GatewayProcess, admin_client, on_every_store, on_postgres, run_cli, snapshot, wait_for
 
 TENANT, DATABASE = "acme", "projects"
 SCOPES = [("default_tenant", "default_database"), (TENANT, DATABASE)]
@@ -188,7 +189,7 @@ class Writer:
         """Each write's seq, from the log: its entries are the writes, in order."""
 
         async def read() -> list[tuple[int, str]]:
-            store = SQLiteStore(store_url.removeprefix("sqlite:///"))
+            store = open_store(Settings.load({"store": store_url}, env={}))
             await store.open()
             try:
                 found, after = [], 0
@@ -235,6 +236,7 @@ def restore(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[
     return run_cli(gateway, "restore", "--url", gateway.url, *args)
 
 
+@on_every_store
 def test_a_backup_under_writes_restores_to_its_end_and_with_the_archive_to_any_later_seq(
     gateway_with: Callable[..., GatewayProcess], empty_cluster: Callable[[str], GatewayProcess], tmp_path: Path
 ) -> None:
