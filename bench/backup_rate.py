@@ -13,7 +13,7 @@ run and on the same records:
 
     python bench/backup_rate.py [--records 20000] [--dim 384] [--page 500] [--dir PATH]
 
-Prints each step's duration and rate in records per second.
+Prints each step's duration and rate in records per second, and the backup process's peak RSS.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -132,7 +133,8 @@ def main() -> None:
 
         backup = workdir / "backup"
         seconds, _ = chroma_ha(gateway, "backup", "--to", str(backup), "--page-size", str(args.page))
-        print(f"chroma-ha backup          {rate(args.records, seconds)}")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the only child waited for yet
+        print(f"chroma-ha backup          {rate(args.records, seconds)}  (peak RSS {peak:.0f} MiB)")
         started = time.monotonic()
         exported = export(urls[0], workdir / "export.jsonl", args.page)
         print(f"client export (get pages) {rate(exported, time.monotonic() - started)}")
