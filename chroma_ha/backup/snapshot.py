@@ -37,6 +37,7 @@ from ..catalog.inventory import ALL_FIELDS, ChromaInstance, CollectionInfo, tena
 from ..catalog.survey import NoTracker, Tracker
 from ..errors import BackupError, InstanceError
 from ..store import LogStore
+from ..upstream.incarnation import ensure_marker
 from ..upstream.transport import Transport
 from .format import FORMAT, VERSION, encode_entry, encode_records, load_manifest, record_file, save_manifest
 
@@ -90,7 +91,12 @@ class BackupTaker:
             if c["state"] == "pending":
                 await self._copy_collection(src, manifest, c)
         if manifest["consistent_seq"] is None:
-            manifest["consistent_seq"] = await self._head()
+            head = await self._head()
+            if not await self._same_source(manifest):  # what it answered may be a partial copy: not a snapshot
+                self._start_again(f"{manifest['source']} was wiped or replaced during the copy")
+                (self._folder / "manifest.json").unlink()
+                raise BackupError(f"{manifest['source']} was wiped or replaced during the backup: run it again")
+            manifest["consistent_seq"] = head
             save_manifest(self._folder, manifest)
         await self._copy_log(manifest)
         manifest["complete"], manifest["finished_at"] = True, time.time()
@@ -113,6 +119,9 @@ class BackupTaker:
         if await self._store.oldest_seq() > manifest["start_seq"] + 1:
             self._start_again(f"the log no longer holds every entry after seq {manifest['start_seq']}")
             return None
+        if not await self._same_source(manifest):
+            self._start_again(f"{manifest['source']} was wiped or replaced since the copy began")
+            return None
         self.resumed = True
         log.warning("resuming the backup in %s", self._folder)
         return manifest
@@ -123,25 +132,30 @@ class BackupTaker:
         for part in ("records", "log", WORK):
             shutil.rmtree(self._folder / part, ignore_errors=True)
 
-    async def _source(self) -> tuple[str, int]:
-        """The instance with the highest cursor that answers, and that cursor: S0."""
+    async def _source(self) -> tuple[str, int, str]:
+        """The instance with the highest cursor that answers and is the instance its cursor belongs to (its marker
+        is the cursor's incarnation), that cursor (S0), and that incarnation."""
         cursors = await self._store.cursors()
-        head = await self._head()
         ranked = sorted(self._instances, key=lambda i: cursors[i].seq if i in cursors else -1, reverse=True)
         for url in ranked:
-            seq = cursors[url].seq if url in cursors else 0
-            if seq == 0 and head > 0:
-                continue  # never applied anything, or being bootstrapped
+            cursor = cursors.get(url)
             try:
-                await ChromaInstance(self._client, url).tenant_exists("default_tenant")
+                marker = await ensure_marker(self._client, url, create=False)
             except InstanceError as exc:
                 log.warning("backup: %s does not answer (%s), trying the next instance", url, exc)
                 continue
-            return url, seq
-        raise BackupError("no instance answers that has applied the log: nothing to copy from")
+            if cursor is not None and marker is not None and marker.id == cursor.incarnation:
+                return url, cursor.seq, marker.id
+            log.warning("backup: %s is not (yet) the instance its cursor was written for, trying the next", url)
+        raise BackupError("no instance that answers is known to hold what its cursor says: nothing to copy from")
+
+    async def _same_source(self, manifest: dict[str, Any]) -> bool:
+        """Is the source still the instance the copy began on? A wiped or replaced one has another marker."""
+        marker = await ensure_marker(self._client, manifest["source"], create=False)
+        return marker is not None and marker.id == manifest["source_incarnation"]
 
     async def _start(self) -> dict[str, Any]:
-        source, start_seq = await self._source()
+        source, start_seq, incarnation = await self._source()
         self._folder.mkdir(parents=True, exist_ok=True)
         src = ChromaInstance(self._client, source)
         canonical = {m.instance_id: m.canonical_id for m in await self._store.mappings(source)}
@@ -164,6 +178,7 @@ class BackupTaker:
             "finished_at": None,
             "complete": False,
             "source": source,
+            "source_incarnation": incarnation,
             "start_seq": start_seq,
             "consistent_seq": None,
             "end_seq": start_seq,
