@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import random
 import subprocess
@@ -168,9 +169,37 @@ def wait_drained(gateway_url: str, timeout: float = 60.0, headers: dict[str, str
     )
 
 
+class WebhookReceiver:
+    """The stand-in for Slack and for a generic webhook: every POST it got, as (path, body), while served."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, bytes]] = []
+        self.url = ""
+        self.app = web.Application()
+        self.app.router.add_post("/{tail:.*}", self._receive)
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.posts.append((request.path, await request.read()))
+        return web.Response(text="ok")
+
+    def bodies(self, prefix: str = "/") -> list[dict[str, Any]]:
+        """The JSON bodies posted to paths under `prefix`, in the order they came."""
+        return [json.loads(body) for path, body in list(self.posts) if path.startswith(prefix)]
+
+
+@contextlib.contextmanager
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    with serving_in_thread(receiver.app) as url:
+        receiver.url = url
+        yield receiver
+
+
 def run_cli(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    """`chroma-ha <args>` with the gateway's own settings, from the environment, and no terminal to ask on."""
+    """`chroma-ha <args>` with the gateway's own settings (its credentials to instances included), from the
+    environment, and no terminal to ask on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
+    env.update({k: v for k, v in gateway.extra_env.items() if k.startswith("CHROMA_HA_")})
     env.update({"CHROMA_HA_INSTANCES": ",".join(gateway.instances), "CHROMA_HA_STORE": gateway.store})
     return subprocess.run(
         [sys.executable, "-m", "chroma_ha", *args],

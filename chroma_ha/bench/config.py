@@ -14,6 +14,7 @@ DEFAULT_CONCURRENCIES = (1, 8)
 DEFAULT_THROUGHPUT_SECONDS = 10.0  # per target and concurrency, split into pairs of rounds of (per side):
 DEFAULT_ROUND_SECONDS = 0.25  # short, so that both sides see the same moments of this shared machine
 DEFAULT_WARMUP_SECONDS = 1.0
+DEFAULT_REST_SECONDS = 5.0  # the gateways' CPU with nothing sent: what their background work costs
 DEFAULT_LATENCY_SAMPLES = 1500  # per target
 DEFAULT_WRITE_BATCH = 10
 DEFAULT_WRITE_CONCURRENCY = 8
@@ -37,6 +38,7 @@ class BenchConfig:
     throughput_seconds: float = DEFAULT_THROUGHPUT_SECONDS
     round_seconds: float = DEFAULT_ROUND_SECONDS
     warmup_seconds: float = DEFAULT_WARMUP_SECONDS
+    rest_seconds: float = DEFAULT_REST_SECONDS
     latency_samples: int = DEFAULT_LATENCY_SAMPLES
     write_batch: int = DEFAULT_WRITE_BATCH
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
@@ -60,6 +62,7 @@ class BenchConfig:
             "write_concurrency",
             "throughput_seconds",
             "round_seconds",
+            "rest_seconds",
             "saturation_seconds",
             "paced_seconds",
             "lag_poll_seconds",
@@ -86,6 +89,7 @@ class BenchConfig:
             throughput_seconds=0.6,
             round_seconds=0.3,
             warmup_seconds=0.2,
+            rest_seconds=0.5,
             latency_samples=100,
             saturation_seconds=1.0,
             paced_seconds=1.0,

@@ -7,6 +7,8 @@ costs both sides alike instead of skewing the ratio.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -60,6 +62,13 @@ class CpuMeter:
             times = process.cpu_times()
             total += times.user + times.system
         return total
+
+    async def rate_at_rest(self, seconds: float) -> float:
+        """CPU seconds per second while nothing is sent: health probes, appliers waiting, leases, monitors. At
+        concurrency 1 the gateway is idle while the direct side takes its turn, so this is part of its price."""
+        before, started = self.seconds(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        return (self.seconds() - before) / (time.perf_counter() - started)
 
 
 async def warm_up(

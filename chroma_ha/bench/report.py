@@ -52,10 +52,14 @@ def targets(concurrencies: list[int]) -> list[Target]:
 
 
 def figures_of(
-    throughput: list[ThroughputResult], latency: LatencyResult, saturation: SaturationResult, lag: LagResult
+    throughput: list[ThroughputResult],
+    rest_cpu_ms_per_s: float,
+    latency: LatencyResult,
+    saturation: SaturationResult,
+    lag: LagResult,
 ) -> dict[str, float]:
     """Every headline number, flat, by a stable name."""
-    figures: dict[str, float] = {}
+    figures: dict[str, float] = {"gateway_cpu_ms_per_s_at_rest": rest_cpu_ms_per_s}
     for t in throughput:
         c = t.concurrency
         figures[f"query_qps_direct_c{c}"] = t.direct.rate
@@ -95,12 +99,13 @@ def build_report(
     config: dict[str, Any],
     environment: dict[str, Any],
     throughput: list[ThroughputResult],
+    rest_cpu_ms_per_s: float,
     latency: LatencyResult,
     saturation: SaturationResult,
     lag: LagResult,
     freshness: FreshnessResult | None = None,
 ) -> dict[str, Any]:
-    figures = figures_of(throughput, latency, saturation, lag)
+    figures = figures_of(throughput, rest_cpu_ms_per_s, latency, saturation, lag)
     report = {
         "config": config,
         "environment": environment,
@@ -209,7 +214,8 @@ def render_table(report: dict[str, Any]) -> str:
         f"{f['latency_gateway_p99_ms'] - f['latency_direct_p99_ms']:>8.3f}",
         "",
         "Gateway CPU per proxied query: "
-        + ", ".join(f"{f[f'gateway_cpu_ms_per_query_c{c}']:.3f} ms (c={c})" for c in cfg["concurrencies"]),
+        + ", ".join(f"{f[f'gateway_cpu_ms_per_query_c{c}']:.3f} ms (c={c})" for c in cfg["concurrencies"])
+        + f"; at rest {f['gateway_cpu_ms_per_s_at_rest']:.1f} ms per second",
         "",
         f"Writes (add of {cfg['write_batch']} records, closed loop at concurrency {cfg['write_concurrency']}, "
         f"{cfg['saturation_seconds']:g}s)",

@@ -79,7 +79,10 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
             drain_timeout=config.drain_timeout_seconds,
             log=log,
         )
-        throughput = await _queries(session, setup, config, CpuMeter(*cluster.gateway_pids), log)
+        gateway_cpu = CpuMeter(*cluster.gateway_pids)
+        log(f"gateways at rest: {config.rest_seconds:g}s with nothing sent")
+        rest = await gateway_cpu.rate_at_rest(config.rest_seconds)
+        throughput = await _queries(session, setup, config, gateway_cpu, log)
         log(f"single-query latency: {config.latency_samples} samples per target")
         latency = await measure_latency(
             session, setup.queries_direct, setup.queries_gateway, setup.query_bodies, config.latency_samples
@@ -136,6 +139,7 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
         config=config.as_dict(),
         environment={**environment, "host": host.summary()},
         throughput=throughput,
+        rest_cpu_ms_per_s=rest * 1000,
         latency=latency,
         saturation=saturation,
         lag=lag,

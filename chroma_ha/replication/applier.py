@@ -200,7 +200,7 @@ class Applier:
                 async with self._paused:
                     applied = await self._under_lease(self._work())
                 attempt = 0
-                if not applied and await self._store.head() <= self._cursor:
+                if not applied and await self._store.heard_head() <= self._cursor:
                     self.state = "idle"
                     await self._wait_for_work(stop)
             except (InstanceError, StoreError) as exc:
@@ -245,12 +245,13 @@ class Applier:
     async def _wait_for_work(self, stop: asyncio.Event) -> None:
         """Until the log grows past the cursor, the instance needs a check, the lease renewing, or stop.
 
-        Each wait ends at an append or after the poll interval; the log's head is then asked, which the SQLite
-        store answers from memory, so an idle applier reads nothing.
+        Each wait ends at an append or after the poll interval; the log's head is then looked at as the store
+        last heard it (SQLite knows it, PostgreSQL hears it from the commits' notifications), so an idle applier
+        asks the store at most once a second.
         """
         while not (stop.is_set() or self._must_check or self._lease_due()):
             await self._store.wait_for_append(self._poll)
-            if await self._store.head() > self._cursor:
+            if await self._store.heard_head() > self._cursor:
                 return
 
     def _lease_due(self) -> bool:

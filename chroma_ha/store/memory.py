@@ -192,6 +192,9 @@ class MemoryStore:
     async def head(self) -> int:
         return (await self._db()).head
 
+    async def heard_head(self) -> int:
+        return (await self._db()).head
+
     async def oldest_seq(self) -> int:
         db = await self._db()
         return db.entries[0].seq if db.entries else db.head + 1

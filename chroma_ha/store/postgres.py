@@ -11,8 +11,10 @@ after the counter row; when another store holds it, the transaction is rolled ba
 batch tried again once it is released or expired.
 
 Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store, restarted when
-it drops, turns notifications from every gateway into an in-process event. A lost notification only costs the
-waiter's timeout, which is the appliers' poll interval.
+it drops, turns notifications from every gateway into an in-process event. Each notification carries the head
+its commit made, so that the appliers learn the head without asking (`heard_head`); while the listener is not
+connected, or once the head was last asked more than a second ago, it is asked. A lost notification so costs at
+most that second.
 
 Lock order: every transaction that takes more than one of these takes them in this order, so that transactions
 of several gateways queue instead of deadlocking: the `log_head` row, the `writer_lease` row, `entries` rows, the
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -86,6 +90,9 @@ CLIENT_ENCODING = "utf8"
 # would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
 LISTEN_PING_INTERVAL_S = 30.0
 LISTEN_RETRY_MIN_S = 0.1
+# `heard_head` asks the store itself when it last did longer ago than this, even while notifications arrive: a
+# listener that died silently delays the appliers by no more than this.
+HEARD_HEAD_MAX_AGE_S = 1.0
 LISTEN_RETRY_MAX_S = 5.0
 LISTENER_APPLICATION_NAME = "chroma-ha-listen"
 
@@ -208,6 +215,11 @@ class PostgresStore:
         self._pending: list[_Pending] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
+        self._heard = 0  # the highest head heard of (notifications, own appends, questions); a lower bound
+        self._listener_up = False
+        self._listener_connections = 0  # counts the listener's connections: tells one from the next
+        self._hearing = False  # the listener is connected and has been since the last question
+        self._asked_at = -math.inf  # when the head was last asked
         self._listen_task: asyncio.Task[None] | None = None
         self.commit_stats = CommitStats()
         self.lease = WriterLease(f"store-{uuid.uuid4()}", self._fetchone, self._run_in_transaction, **(lease or {}))
@@ -318,6 +330,8 @@ class PostgresStore:
         except psycopg.Error as exc:
             await conn.close()
             raise self._failed(exc) from exc
+        self._listener_up = True
+        self._listener_connections += 1
         return conn
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -328,7 +342,8 @@ class PostgresStore:
                 try:
                     if conn is None:
                         conn = await self._connect_listener()
-                        # Notifications sent while nobody listened are lost: let waiters look at the log now.
+                        # Notifications sent while nobody listened are lost: let waiters look at the log now
+                        # (`heard_head` asks: `_hearing` stays False until a question after this connection).
                         self._wake()
                         self.lease.listener_restarted()
                         delay = LISTEN_RETRY_MIN_S
@@ -337,12 +352,14 @@ class PostgresStore:
                             if notification.channel == LEASE_CHANNEL:
                                 self.lease.heard(notification.payload)
                             else:
+                                self._hear(notification.payload)
                                 self._wake()
                         await conn.execute(Q["ping"])
                 except (psycopg.Error, StoreError) as exc:
                     logger.warning("postgres LISTEN connection lost, reconnecting in %.1fs: %s", delay, exc)
                 except Exception:
                     logger.exception("postgres LISTEN loop failed, restarting in %.1fs", delay)
+                self._listener_up = self._hearing = False
                 if conn is not None:
                     with suppress(Exception):
                         await conn.close()
@@ -356,6 +373,10 @@ class PostgresStore:
 
     def _wake(self) -> None:
         self._appended.fire()
+
+    def _hear(self, payload: str) -> None:
+        with suppress(ValueError):
+            self._heard = max(self._heard, int(payload))
 
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
@@ -393,6 +414,7 @@ class PostgresStore:
                 for (_, future), assigned in zip(batch, seqs, strict=True):
                     if not future.done():
                         future.set_result(assigned)
+                self._heard = max([self._heard, *(group[-1] for group in seqs if group)])
                 self._wake()
         finally:
             self._flush_task = None
@@ -441,8 +463,20 @@ class PostgresStore:
         return assigned
 
     async def head(self) -> int:
+        listening = self._listener_up and self._listener_connections
+        asked_at = time.monotonic()
         row = await self._fetchone(Q["head"])
-        return int(row[0]) if row else 0
+        head = int(row[0]) if row else 0
+        self._heard, self._asked_at = max(self._heard, head), asked_at
+        # Heard from now on, if one listener connection was up from before this question to after it: every
+        # commit after the question notifies it.
+        self._hearing = bool(listening) and self._listener_up and listening == self._listener_connections
+        return head
+
+    async def heard_head(self) -> int:
+        if self._hearing and time.monotonic() - self._asked_at <= HEARD_HEAD_MAX_AGE_S:
+            return self._heard
+        return await self.head()
 
     async def oldest_seq(self) -> int:
         row = await self._fetchone(Q["oldest_seq"])

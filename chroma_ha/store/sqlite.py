@@ -301,6 +301,9 @@ class SQLiteStore:
     async def head(self) -> int:
         return self._head
 
+    async def heard_head(self) -> int:
+        return self._head
+
     async def oldest_seq(self) -> int:
         return await self._read(lambda c: int(c.execute(Q["oldest_seq"]).fetchone()[0]))
 

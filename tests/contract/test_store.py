@@ -696,6 +696,44 @@ async def test_pg_listener_reconnects_after_its_connection_is_killed(pg: Backend
     await asyncio.wait_for(waiter, WAKE_WITHIN_S)
 
 
+async def test_heard_head_follows_the_stores_own_appends(store: LogStore) -> None:
+    assert await store.heard_head() == 0
+    await store.append([new_entry(1), new_entry(2)])
+    assert await store.heard_head() == await store.head() == 2
+
+
+async def until_heard(store: LogStore, head: int) -> None:
+    deadline = time.monotonic() + WAKE_WITHIN_S + 1
+    while (heard := await store.heard_head()) != head:
+        assert heard < head, "the heard head passed the real one"
+        assert time.monotonic() < deadline, f"heard head {heard}, the log's is {head}"
+        await asyncio.sleep(0.02)
+
+
+async def test_pg_heard_head_learns_another_stores_appends(pg: Backend) -> None:
+    mine, other = await pg.open_store(), await pg.open_store()
+    assert await mine.heard_head() == 0
+    await other.append([new_entry(n) for n in range(3)])
+    await until_heard(mine, 3)
+
+
+async def test_pg_heard_head_asks_after_its_listener_reconnects(pg: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append committed while the LISTEN connection is down notifies nobody: once it is back, the heard head is
+    asked for again, not trusted. The age bound, which would also catch it, is set out of the way, and the
+    reconnection waits a second so that the append falls in between."""
+    monkeypatch.setattr("chroma_ha.store.postgres.HEARD_HEAD_MAX_AGE_S", 3600.0)
+    monkeypatch.setattr("chroma_ha.store.postgres.LISTEN_RETRY_MIN_S", 1.0)
+    mine = await pg.open_store()
+    assert await mine.heard_head() == 0
+    [old] = await _listener_pids(pg.location)
+    other = await pg.open_store()
+    async with await psycopg.AsyncConnection.connect(pg.location, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s, 5000)", (old,))  # returns once it has exited
+    await other.append([new_entry(1)])
+    assert old not in await _listener_pids(pg.location)
+    await until_heard(mine, 1)
+
+
 async def test_pg_pool_recovers_when_its_connections_are_killed(pg: Backend) -> None:
     store = await pg.open_store()
     await store.append([new_entry(1)])

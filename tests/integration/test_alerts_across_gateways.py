@@ -4,7 +4,6 @@ whole cluster with each gateway's share."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,39 +11,25 @@ from typing import Any
 import chromadb
 import httpx
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, on_postgres, serving_in_thread, wait_for
+from tests.harness import GatewayProcess, WebhookReceiver, on_postgres, wait_for, webhook_receiver
 
 QUIET_S = 2.0  # a duplicate from the other gateway would arrive well within this
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.url = ""
-        self.app = web.Application()
-        self.app.router.add_post("/hook", self._receive)
-
-    async def _receive(self, request: web.Request) -> web.Response:
-        self.posts.append(json.loads(await request.read()))
-        return web.Response(text="ok")
-
-    def about(self, key: str) -> list[tuple[str, str]]:
-        return [(p["status"], p["gateway"]) for p in list(self.posts) if p["key"] == key]
+def about(receiver: WebhookReceiver, key: str) -> list[tuple[str, str]]:
+    return [(p["status"], p["gateway"]) for p in receiver.bodies("/hook") if p["key"] == key]
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    with serving_in_thread(r.app) as url:
-        r.url = url
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as r:
         yield r
 
 
-def two_gateways(gateway_with: Callable[..., GatewayProcess], receiver: Receiver) -> list[GatewayProcess]:
+def two_gateways(gateway_with: Callable[..., GatewayProcess], receiver: WebhookReceiver) -> list[GatewayProcess]:
     common = {
         "CHROMA_HA_ALERT_WEBHOOK": f"{receiver.url}/hook",
         "CHROMA_HA_ALERT_MIN_INTERVAL": "0.5",
@@ -65,34 +50,34 @@ def sees(gateway: GatewayProcess, instance: str, up: bool) -> bool:
 
 @on_postgres
 def test_an_instance_down_and_up_again_is_announced_once_across_two_gateways(
-    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer], receiver: Receiver
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer], receiver: WebhookReceiver
 ) -> None:
     gateways = two_gateways(gateway_with, receiver)
     b = chroma_pair[1]
     key = f"instance_down:{b.url}"
     b.kill()
     wait_for("both gateways to see b down", lambda: all(sees(g, b.url, False) for g in gateways))
-    wait_for("the down message", lambda: receiver.about(key))
+    wait_for("the down message", lambda: about(receiver, key))
     time.sleep(QUIET_S)
-    assert [status for status, _ in receiver.about(key)] == ["firing"], receiver.about(key)
+    assert [status for status, _ in about(receiver, key)] == ["firing"], about(receiver, key)
 
     b.start()
     wait_for("both gateways to see b up", lambda: all(sees(g, b.url, True) for g in gateways))
-    wait_for("the resolved message", lambda: len(receiver.about(key)) >= 2)
+    wait_for("the resolved message", lambda: len(about(receiver, key)) >= 2)
     time.sleep(QUIET_S)
-    assert [status for status, _ in receiver.about(key)] == ["firing", "resolved"], receiver.about(key)
+    assert [status for status, _ in about(receiver, key)] == ["firing", "resolved"], about(receiver, key)
     # the other gateway decided to send both too, and found them claimed
     assert sum(suppressed(g) for g in gateways) >= 2
 
     b.kill()  # a second outage is a new event: announced again, once
-    wait_for("the second down message", lambda: len(receiver.about(key)) >= 3)
+    wait_for("the second down message", lambda: len(about(receiver, key)) >= 3)
     time.sleep(QUIET_S)
-    assert [status for status, _ in receiver.about(key)] == ["firing", "resolved", "firing"]
+    assert [status for status, _ in about(receiver, key)] == ["firing", "resolved", "firing"]
 
 
 @on_postgres
 def test_wal_stats_on_either_gateway_shows_both_gateways_shares(
-    gateway_with: Callable[..., GatewayProcess], receiver: Receiver
+    gateway_with: Callable[..., GatewayProcess], receiver: WebhookReceiver
 ) -> None:
     gw_a, gw_b = two_gateways(gateway_with, receiver)
     col_a = chromadb.HttpClient(host="127.0.0.1", port=gw_a.port).create_collection("shares", embedding_function=None)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, serving_in_thread, snapshot, wait_for
+from tests.harness import GatewayProcess, run_cli, serving_in_thread, snapshot, wait_for
 
 SHARED_KEY = "gw-shared-7f3a9c"  # X-Gateway, sent to every instance
 BEARER_1 = "inst1-bearer-51e0d2"  # Authorization for instance 1 only (its per-instance form, by index)
@@ -82,22 +79,6 @@ def proxied(servers: list[ChromaServer]) -> Iterator[tuple[list[AuthProxy], list
         yield proxies, urls
 
 
-def cli(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    """`chroma-ha <args>` with the gateway's settings (its credentials included), from the environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_HA_")}
-    env.update({k: v for k, v in gateway.extra_env.items() if k.startswith("CHROMA_HA_")})
-    env.update({"CHROMA_HA_INSTANCES": ",".join(gateway.instances), "CHROMA_HA_STORE": gateway.store})
-    return subprocess.run(
-        [sys.executable, "-m", "chroma_ha", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=gateway.workdir,
-    )
-
-
 def health(gateway: GatewayProcess) -> dict[str, Any]:
     return httpx.get(f"{gateway.url}/health", timeout=10).json()
 
@@ -152,18 +133,18 @@ def test_every_call_to_an_instance_carries_the_gateway_credentials(
     assert snapshot(chroma_pair[1].url) == first
 
     # verify, then repair of a difference made behind the gateway's back (straight to the server, no proxy)
-    verified = cli(gateway, "verify")
+    verified = run_cli(gateway, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     behind = httpx.get(f"{chroma_pair[1].url}/api/v2/tenants/default_tenant/databases/default_database/collections")
     [held] = [c for c in behind.json() if c["name"] == "main"]
     base = f"{chroma_pair[1].url}/api/v2/tenants/default_tenant/databases/default_database/collections/{held['id']}"
     httpx.post(f"{base}/delete", json={"ids": ["r10", "r11"]}, timeout=10).raise_for_status()
-    differing = cli(gateway, "verify")
+    differing = run_cli(gateway, "verify")
     assert differing.returncode == 1, differing.stdout + differing.stderr
-    repaired = cli(gateway, "repair", "--yes", "--reference", known[0])
+    repaired = run_cli(gateway, "repair", "--yes", "--reference", known[0])
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert snapshot(chroma_pair[1].url) == first
-    assert cli(gateway, "verify").returncode == 0
+    assert run_cli(gateway, "verify").returncode == 0
 
     # the probes kept both up, and no request ever reached a proxy without the gateway's credentials
     assert health(gateway)["healthy_instances"] == "2/2"

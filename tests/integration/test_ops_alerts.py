@@ -5,45 +5,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import chromadb
 import pytest
-from aiohttp import web
 
 from chroma_ha.local_cluster import ChromaServer
-from tests.harness import GatewayProcess, serving_in_thread, wait_for
+from tests.harness import GatewayProcess, WebhookReceiver, wait_for, webhook_receiver
 
 SECRET = "T0ALERTS/B0ALERTS/verysecretpart"
 
 
-class Receiver:
-    """Records every POST: (path, raw body)."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, bytes]] = []
-        self.url = ""
-        self.app = web.Application()
-        self.app.router.add_post("/{tail:.*}", self._receive)
-
-    async def _receive(self, request: web.Request) -> web.Response:
-        self.posts.append((request.path, await request.read()))
-        return web.Response(text="ok")
-
-    def bodies(self, prefix: str) -> list[dict[str, Any]]:
-        return [json.loads(body) for path, body in list(self.posts) if path.startswith(prefix)]
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    with serving_in_thread(r.app) as url:
-        r.url = url
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as r:
         yield r
 
 
 def test_one_down_and_one_resolved_message_for_a_killed_and_restarted_instance(
-    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer], receiver: Receiver
+    gateway_with: Callable[..., GatewayProcess], chroma_pair: list[ChromaServer], receiver: WebhookReceiver
 ) -> None:
     slack_url = f"{receiver.url}/services/{SECRET}"
     gateway = gateway_with(
