@@ -70,6 +70,8 @@ DEFAULT_BOOTSTRAP_PAGE_SIZE = 500
 DEFAULT_REBUILD_AFTER_S = 6 * 3600.0
 DEFAULT_RETENTION_MAX_ENTRIES = 0  # no cap
 DEFAULT_LEASE_TTL_S = 10.0
+DEFAULT_ARCHIVE_DIR = ""  # no continuous archiving
+DEFAULT_ARCHIVE_INTERVAL_S = 10.0
 # operations: the resource monitor and alerts
 DEFAULT_MONITOR_INTERVAL_S = 5.0
 DEFAULT_PRESSURE_WINDOW_S = 300.0
@@ -210,6 +212,20 @@ class ReplicationSettings(_Checked):
         DEFAULT_LEASE_TTL_S,
         positive,
         "With PostgreSQL, seconds an applier's lease lasts before another gateway takes over",
+    )
+    archive_dir: str = setting(
+        "archive_dir",
+        DEFAULT_ARCHIVE_DIR,
+        None,
+        "A folder into which every log entry is archived in checksummed segments, for point-in-time restore "
+        "(shared by every gateway of one store)",
+        shown_default="none",
+    )
+    archive_interval: float = setting(
+        "archive_interval",
+        DEFAULT_ARCHIVE_INTERVAL_S,
+        positive,
+        "Seconds after which the entries not archived yet are closed into a segment: the archive lags by that",
     )
 
 
