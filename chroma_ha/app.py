@@ -9,7 +9,9 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+from .backup.segments import ARCHIVE_CURSOR, Archiver
 from .catalog.ids import Catalog
 from .cluster.health import HealthMonitor
 from .cluster.limits import BatchLimits, Limits
@@ -111,12 +113,24 @@ class Gateway:
             poll=s.replication.membership_poll,
             on_removed=self.alerts.instance_removed,
         )
+        self.archiver = (
+            Archiver(
+                self.store,
+                Path(s.replication.archive_dir),
+                owner=s.gateway_id,
+                interval=s.replication.archive_interval,
+                lease_ttl=s.replication.lease_ttl,
+            )
+            if s.replication.archive_dir
+            else None
+        )
         self.retention = Retention(
             self.store,
             s.instances,
             s.replication.retention,
             rebuild_after=s.replication.rebuild_after,
             max_entries=s.replication.retention_max_entries,
+            holders=(ARCHIVE_CURSOR,) if self.archiver is not None else (),
         )
         self.index = LogIndex()
         self.follower = LogFollower(self.store, self.index)
@@ -180,6 +194,7 @@ class Gateway:
             write_stats=self.write_stats,
             started_at=self.started_at,
             retention_status=self.retention.status_document,
+            **({"archive_status": self.archiver.status_document} if self.archiver is not None else {}),
         )
         self.cluster_stats = ClusterStats(
             self.store, s.gateway_id, self.write_stats, self.applier_stats, self.started_at, s.monitor.interval
@@ -266,6 +281,8 @@ class Gateway:
         self._spawn("alerts", self.alerts.run)
         self._spawn("monitor", self.monitor.run)
         self._spawn("retention", self.retention.run)
+        if self.archiver is not None:
+            self._spawn("archiver", self.archiver.run)
         self._spawn("cluster-stats", self.cluster_stats.run)
         if self.settings.is_postgres:
             self._spawn("cursor-follower", self._follow_remote_cursors)
@@ -315,8 +332,8 @@ class Gateway:
             for instance in standby:
                 if instance in cursors:
                     self.progress.set_cursor(instance, cursors[instance].seq)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.replication.poll_interval)
+            # woken at once when another gateway's applier commits: a read or an ack waiting for it goes on
+            await self.store.wait_for_cursors(self.settings.replication.poll_interval)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -4,6 +4,7 @@
     ├── SettingsError             a setting is missing or malformed (names the setting)
     ├── StoreError                the log store failed (retryable: the store may come back)
     ├── RequestRejected           the gateway answers a client request itself (status, message, when to retry)
+    ├── BackupError               a backup that cannot be taken or used as it is (names the file or the reason)
     ├── MembershipRefused         a change of the instances that cannot be made (reason: invalid, duplicate, ...)
     └── InstanceError             one instance failed to answer (instance, retryable)
         ├── StaleConnection       a kept-alive connection the instance had closed (the instance may be fine)
@@ -41,6 +42,10 @@ class RequestRejected(ChromaHAError):
         self.error = error
         self.message = message
         self.retry_after = retry_after
+
+
+class BackupError(ChromaHAError):
+    pass
 
 
 class MembershipRefused(ChromaHAError):

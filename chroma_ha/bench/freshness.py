@@ -4,12 +4,14 @@ and was marked stale (`x-chroma-ha-stale-by`) or not."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
 
 from .payloads import COLLECTIONS, add_body, get_ids_body, record_ids, vectors
+from .stats import percentile_ms
 from .workloads import JSON_HEADERS, post
 
 STALE_HEADER = "x-chroma-ha-stale-by"
@@ -23,14 +25,20 @@ class FreshnessResult:
     missed: int = 0  # the read through the other gateway did not return the record just acknowledged
     stale: int = 0  # the read was marked stale (its freshness could not be proven)
     errors: int = 0  # the write or the read failed: the pair proves nothing either way
+    write_seconds: list[float] = field(default_factory=list)  # each acknowledged write, sent to answered
+    read_seconds: list[float] = field(default_factory=list)  # each read of it through the next gateway
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return {
             "pairs": self.pairs,
             "seen": self.seen,
             "missed": self.missed,
             "stale": self.stale,
             "errors": self.errors,
+            "write_p50_ms": percentile_ms(self.write_seconds, 50),
+            "write_p99_ms": percentile_ms(self.write_seconds, 99),
+            "read_p50_ms": percentile_ms(self.read_seconds, 50),
+            "read_p99_ms": percentile_ms(self.read_seconds, 99),
         }
 
 
@@ -43,7 +51,9 @@ async def measure_freshness(
     for n in range(pairs):
         writer, reader = gateways[n % len(gateways)], gateways[(n + 1) % len(gateways)]
         ids = record_ids("fresh", n, 1)
+        sent = time.perf_counter()
         status, _ = await post(session, f"{writer}{COLLECTIONS}/{collection_id}/add", add_body(ids, embeddings))
+        acknowledged = time.perf_counter()
         result.pairs += 1
         if status != ADD_CREATED:
             result.errors += 1
@@ -52,6 +62,8 @@ async def measure_freshness(
         async with session.post(url, data=get_ids_body(ids), headers=JSON_HEADERS) as response:
             body = await response.read()
             stale = STALE_HEADER in response.headers
+        result.write_seconds.append(acknowledged - sent)
+        result.read_seconds.append(time.perf_counter() - acknowledged)
         if response.status != 200:
             result.errors += 1
             continue

@@ -172,7 +172,7 @@ def _host_line(host: dict[str, float] | None) -> str:
     return line
 
 
-def _freshness_lines(freshness: dict[str, int] | None) -> list[str]:
+def _freshness_lines(freshness: dict[str, float] | None) -> list[str]:
     if freshness is None:
         return []
     return [
@@ -181,6 +181,8 @@ def _freshness_lines(freshness: dict[str, int] | None) -> list[str]:
         "through the other)",
         f"  saw it {freshness['seen']}, did not {freshness['missed']}, marked stale {freshness['stale']}, "
         f"failed {freshness['errors']}",
+        f"  write p50 / p99 {freshness['write_p50_ms']:.1f} / {freshness['write_p99_ms']:.1f} ms; the read after it "
+        f"{freshness['read_p50_ms']:.1f} / {freshness['read_p99_ms']:.1f} ms",
     ]
 
 

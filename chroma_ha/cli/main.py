@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .backup import backup
 from .bench import bench
 from .bootstrap import bootstrap
 from .check import check
 from .instances import instances
 from .repair import repair
+from .restore import restore
 from .serve import serve
 from .status import status
 from .token import token
@@ -37,3 +39,5 @@ cli.add_command(bootstrap)
 cli.add_command(instances)
 cli.add_command(token)
 cli.add_command(torture)
+cli.add_command(backup)
+cli.add_command(restore)

@@ -169,6 +169,7 @@ class AdminDocuments:
             ],
             "bootstrap": view.bootstrap_status(),  # per instance: state, source, start_seq, records
             "retention": view.retention_status(),  # instances released from holding back pruning
+            "archive": view.archive_status(),  # continuous archiving: its folder and the last seq archived
         }
 
     async def wal_stats(self) -> dict[str, Any]:

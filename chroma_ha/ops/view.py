@@ -36,6 +36,7 @@ class ClusterView:
     write_stats: WriteStats
     started_at: float
     retention_status: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    archive_status: Callable[[], dict[str, Any] | None] = field(default=lambda: None)  # None: not archiving
 
     def applying(self) -> bool:
         return any(a.state == "applying" for a in self.appliers.values())

@@ -3,11 +3,13 @@ the log holds more entries than its cap.
 
 The floor is the lowest cursor in the store among the configured instances: an instance without a cursor, a
 lagging one, or one being bootstrapped (its cursor is 0 then) holds pruning back, so no instance can lose entries
-it still has to apply. Pruning cannot be held hostage, though: an instance behind the head whose cursor has not
-moved for `rebuild_after` seconds (down, or stuck), or that has had no cursor that long, is *released*: it no longer
-holds the floor, is shown in `/wal/status` under `retention.released`, and once the log is pruned past its cursor,
-its applier bootstraps it when it answers again (a released instance the log still covers just catches up). The
-decision reads only the store (cursors and their times), so every gateway on one store takes the same one.
+it still has to apply. The continuous archive's cursor (`holders`) holds it back too, and is never released: no
+entry leaves the log before it is archived. Pruning cannot be held hostage, though: an instance behind the head
+whose cursor has not moved for `rebuild_after` seconds (down, or stuck), or that has had no cursor that long, is
+*released*: it no longer holds the floor, is shown in `/wal/status` under `retention.released`, and once the log is
+pruned past its cursor, its applier bootstraps it when it answers again (a released instance the log still covers
+just catches up). The decision reads only the store (cursors and their times), so every gateway on one store
+takes the same one.
 
 Pruning runs in steps of at most `PRUNE_STEP` entries, so one transaction never holds the store's writer for long.
 """
@@ -86,9 +88,11 @@ class Retention:
         *,
         rebuild_after: float = NO_REBUILD,
         max_entries: int = 0,
+        holders: Sequence[str] = (),
     ) -> None:
         self._store = store
         self._instances = tuple(instances)
+        self._holders = tuple(holders)  # cursors that are not instances and are never released (the archive's)
         self._retention = retention
         self._rebuild_after = rebuild_after
         self._max_entries = max_entries
@@ -126,7 +130,8 @@ class Retention:
                 "%s held back pruning for %gs: released, rebuilt when it returns", instance, self._rebuild_after
             )
         self.released = found.released
-        return found.seq
+        held = [cursors[h].seq if h in cursors else 0 for h in self._holders]
+        return min([found.seq, *held])
 
     async def prune_once(
         self, now: float | None = None, *, upto: int | None = None, window: float | None = None

@@ -71,6 +71,8 @@ DEFAULT_REBUILD_AFTER_S = 6 * 3600.0
 DEFAULT_RETENTION_MAX_ENTRIES = 0  # no cap
 DEFAULT_LEASE_TTL_S = 10.0
 DEFAULT_MEMBERSHIP_POLL_S = 1.0
+DEFAULT_ARCHIVE_DIR = ""  # no continuous archiving
+DEFAULT_ARCHIVE_INTERVAL_S = 10.0
 # operations: the resource monitor and alerts
 DEFAULT_MONITOR_INTERVAL_S = 5.0
 DEFAULT_PRESSURE_WINDOW_S = 300.0
@@ -217,6 +219,20 @@ class ReplicationSettings(_Checked):
         DEFAULT_MEMBERSHIP_POLL_S,
         positive,
         "Seconds between two looks at the store's list of instances (added, drained, removed by any gateway)",
+    )
+    archive_dir: str = setting(
+        "archive_dir",
+        DEFAULT_ARCHIVE_DIR,
+        None,
+        "A folder into which every log entry is archived in checksummed segments, for point-in-time restore "
+        "(shared by every gateway of one store)",
+        shown_default="none",
+    )
+    archive_interval: float = setting(
+        "archive_interval",
+        DEFAULT_ARCHIVE_INTERVAL_S,
+        positive,
+        "Seconds after which the entries not archived yet are closed into a segment: the archive lags by that",
     )
 
 

@@ -245,6 +245,11 @@ class LogStore(Protocol):
 
     # cursors, written only by the applier that owns the instance
     async def cursors(self) -> dict[str, Cursor]: ...
+    async def wait_for_cursors(self, timeout: float) -> None:
+        """Until a cursor moves (committed by an applier of any gateway on this store), or for `timeout`
+        seconds: a wake-up for following appliers that run elsewhere; `cursors()` tells where they are."""
+        ...
+
     async def commit_batch(
         self, instance: str, applied: Sequence[Applied], cursor: int, mappings: Sequence[IdMapping]
     ) -> list[Divergence]: ...

@@ -135,6 +135,7 @@ class MemoryDatabase:
     divergence_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     recommendation_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     appended: Pulse = field(default_factory=Pulse)
+    cursors_moved: Pulse = field(default_factory=Pulse)
     failure: str | None = None
 
     def fail(self, reason: str) -> None:
@@ -252,6 +253,7 @@ class MemoryStore:
         incarnation = db.cursors[instance].incarnation if instance in db.cursors else ""
         db.cursors[instance] = Cursor(instance, cursor, incarnation, now)
         db.intents = {(i, s) for i, s in db.intents if i != instance or s > cursor}
+        db.cursors_moved.fire()
         return found
 
     @staticmethod
@@ -269,7 +271,12 @@ class MemoryStore:
         return Divergence(next(db.divergence_ids), a.seq, instance, a.status, a.body, first.status, now, None)
 
     async def set_cursor(self, instance: str, seq: int, incarnation: str) -> None:
-        (await self._db()).cursors[instance] = Cursor(instance, seq, incarnation, time.time())
+        db = await self._db()
+        db.cursors[instance] = Cursor(instance, seq, incarnation, time.time())
+        db.cursors_moved.fire()
+
+    async def wait_for_cursors(self, timeout: float) -> None:
+        await self.database.cursors_moved.wait(timeout)
 
     async def record_intent(self, instance: str, seq: int) -> None:
         (await self._db()).intents.add((instance, seq))

@@ -12,9 +12,10 @@ batch tried again once it is released or expired.
 
 Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store, restarted when
 it drops, turns notifications from every gateway into an in-process event. Each notification carries the head
-its commit made, so that the appliers learn the head without asking (`heard_head`); while the listener is not
-connected, or once the head was last asked more than a second ago, it is asked. A lost notification so costs at
-most that second.
+its commit made, so that the appliers learn the head without asking (`heard_head`): while the listener is not
+connected, or once the head was last asked more than a second ago, it is asked, so a lost notification costs at
+most that second. Every transaction that moves a cursor sends `NOTIFY chroma_ha_cursor`, which wakes the gateways
+that follow appliers running elsewhere (`wait_for_cursors`); they read the cursors themselves from the table.
 
 Lock order: every transaction that takes more than one of these takes them in this order, so that transactions
 of several gateways queue instead of deadlocking: the `log_head` row, the `writer_lease` row, `entries` rows, the
@@ -98,6 +99,7 @@ LISTEN_RETRY_MIN_S = 0.1
 HEARD_HEAD_MAX_AGE_S = 1.0
 LISTEN_RETRY_MAX_S = 5.0
 LISTENER_APPLICATION_NAME = "chroma-ha-listen"
+CURSOR_CHANNEL = "chroma_ha_cursor"
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +220,7 @@ class PostgresStore:
         self._pending: list[_Pending] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
+        self._cursors_moved = Pulse()
         self._heard = 0  # the highest head heard of (notifications, own appends, questions); a lower bound
         self._listener_up = False
         self._listener_connections = 0  # counts the listener's connections: tells one from the next
@@ -330,6 +333,7 @@ class PostgresStore:
         try:
             await conn.execute(Q["listen"])
             await conn.execute(Q["listen_lease"])
+            await conn.execute(Q["listen_cursors"])
         except psycopg.Error as exc:
             await conn.close()
             raise self._failed(exc) from exc
@@ -348,12 +352,15 @@ class PostgresStore:
                         # Notifications sent while nobody listened are lost: let waiters look at the log now
                         # (`heard_head` asks: `_hearing` stays False until a question after this connection).
                         self._wake()
+                        self._cursors_moved.fire()
                         self.lease.listener_restarted()
                         delay = LISTEN_RETRY_MIN_S
                     while True:
                         async for notification in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
                             if notification.channel == LEASE_CHANNEL:
                                 self.lease.heard(notification.payload)
+                            elif notification.channel == CURSOR_CHANNEL:
+                                self._cursors_moved.fire()
                             else:
                                 self._hear(notification.payload)
                                 self._wake()
@@ -383,6 +390,9 @@ class PostgresStore:
 
     async def wait_for_append(self, timeout: float) -> None:
         await self._appended.wait(timeout)
+
+    async def wait_for_cursors(self, timeout: float) -> None:
+        await self._cursors_moved.wait(timeout)
 
     def sole_appender(self) -> int | None:
         return self.lease.sole_appender()
@@ -554,10 +564,11 @@ class PostgresStore:
                     )
             await conn.execute(Q["upsert_cursor"], (instance, cursor))
             await conn.execute(Q["delete_intents_upto"], (instance, cursor))
+            await conn.execute(Q["notify_cursors"])
         return found
 
     async def set_cursor(self, instance: str, seq: int, incarnation: str) -> None:
-        await self._execute(Q["set_cursor"], (instance, seq, incarnation))
+        await self._run_in_transaction([(Q["set_cursor"], (instance, seq, incarnation)), (Q["notify_cursors"], None)])
 
     async def record_intent(self, instance: str, seq: int) -> None:
         await self._execute(Q["insert_intent"], (instance, seq))
@@ -719,4 +730,5 @@ class PostgresStore:
             await conn.execute(Q["raise_catalog_version"])
             await conn.execute(Q["reset_mappings"])
             await conn.execute(Q["reset_cursors"], (head,))
+            await conn.execute(Q["notify_cursors"])
             await conn.execute(Q["reset_bookkeeping"])

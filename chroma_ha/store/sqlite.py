@@ -177,6 +177,7 @@ class SQLiteStore:
         self._pending: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
+        self._cursors_moved = Pulse()
         self._head = 0
         self.commit_stats = CommitStats()
 
@@ -373,10 +374,16 @@ class SQLiteStore:
             c.execute(Q["delete_intents_upto"], (instance, cursor))
             return found
 
-        return await self._write(commit)
+        found = await self._write(commit)
+        self._cursors_moved.fire()
+        return found
 
     async def set_cursor(self, instance: str, seq: int, incarnation: str) -> None:
         await self._write(lambda c: c.execute(Q["set_cursor"], (instance, seq, incarnation, time.time())))
+        self._cursors_moved.fire()
+
+    async def wait_for_cursors(self, timeout: float) -> None:
+        await self._cursors_moved.wait(timeout)
 
     async def record_intent(self, instance: str, seq: int) -> None:
         await self._write(lambda c: c.execute(Q["insert_intent"], (instance, seq)))

@@ -734,6 +734,28 @@ async def test_pg_heard_head_asks_after_its_listener_reconnects(pg: Backend, mon
     await until_heard(mine, 1)
 
 
+async def test_a_committed_cursor_wakes_who_waits_for_cursors(store: LogStore) -> None:
+    waiter = asyncio.create_task(store.wait_for_cursors(30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await store.commit_batch("http://a", [], 0, [])
+    await asyncio.wait_for(waiter, WAKE_WITHIN_S)
+
+
+@pytest.mark.parametrize("move", ["commit_batch", "set_cursor"])
+async def test_pg_a_cursor_moved_through_another_store_wakes_its_followers(pg: Backend, move: str) -> None:
+    follower, applier = await pg.open_store(), await pg.open_store()
+    waiter = asyncio.create_task(follower.wait_for_cursors(30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    if move == "commit_batch":
+        await applier.commit_batch("http://a", [], 0, [])
+    else:
+        await applier.set_cursor("http://a", 0, "incarnation")
+    await asyncio.wait_for(waiter, WAKE_WITHIN_S)
+    assert (await follower.cursors())["http://a"].seq == 0
+
+
 async def test_pg_pool_recovers_when_its_connections_are_killed(pg: Backend) -> None:
     store = await pg.open_store()
     await store.append([new_entry(1)])

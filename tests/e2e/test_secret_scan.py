@@ -21,6 +21,7 @@ from typing import Any
 
 import chromadb
 import httpx
+import orjson
 import psycopg
 import pytest
 from aiohttp import web
@@ -120,12 +121,17 @@ def test_no_secret_in_any_answer_output_log_or_alert(tmp_path: Path, chroma_pair
             "CHROMA_HA_ALERT_MIN_INTERVAL": "0",
             "CHROMA_HA_MONITOR_INTERVAL": "0.25",
             "PGPASSWORD": PG_PASSWORD,
+            "CHROMA_HA_ARCHIVE_DIR": str(tmp_path / "scan-archive"),
+            "CHROMA_HA_ARCHIVE_INTERVAL": "0.25",
         }
         gateway = GatewayProcess(with_userinfo, dsn, tmp_path / "gateway", env=env)
         try:
             gateway.start()
             drive(gateway, chroma_pair, receiver, outputs)
             drive_remote_commands(gateway, tmp_path, outputs)
+            head = gateway.wait_drained()["head"]
+            wait_for("every entry archived", lambda: archived_upto(tmp_path / "scan-archive"), 60,
+                     until=lambda last: last >= head, ignoring=(FileNotFoundError,))  # fmt: skip
         finally:
             gateway.stop()
         outputs["gateway log"] = gateway.log_text()
@@ -150,19 +156,17 @@ def test_no_secret_in_any_answer_output_log_or_alert(tmp_path: Path, chroma_pair
         repaired = command({**cli_env, **forms["query"]}, "repair", "--dry-run", "--yes", cwd=tmp_path)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         outputs["repair --dry-run"] = repaired.stdout + repaired.stderr
+        backup = tmp_path / "scan-backup"
+        backed = command({**cli_env, **forms["query"]}, "backup", "--to", str(backup), cwd=tmp_path)
+        assert backed.returncode == 0, backed.stdout + backed.stderr
+        outputs["backup"] = backed.stdout + backed.stderr
+        for path in [*backup.rglob("*"), *(tmp_path / "scan-archive").rglob("*")]:  # entries carry no credential
+            if path.is_file():
+                outputs[f"backup file {path.relative_to(tmp_path)}"] = path.read_text(errors="replace")
+        assert any("segments" in name for name in outputs)
         helps = (
-            "serve",
-            "verify",
-            "repair",
-            "up",
-            "check",
-            "status",
-            "wal",
-            "bootstrap",
-            "instances",
-            "token",
-            "torture",
-            "bench",
+            *("serve", "verify", "repair", "up", "check", "status", "wal", "bootstrap", "token", "torture", "bench"),
+            *("backup", "restore", "instances"),
         )
         for args in (("--help",), *((name, "--help") for name in helps)):
             shown = command({**cli_env, **forms["userinfo"]}, *args, cwd=tmp_path)
@@ -182,6 +186,11 @@ def test_no_secret_in_any_answer_output_log_or_alert(tmp_path: Path, chroma_pair
     outputs["alerts"] = "\n".join(body for _, body in receiver.got)  # (posted to the secret URLs, of course)
     leaks = {(name, secret) for name, text in outputs.items() for secret in SECRETS if secret in text}
     assert leaks == set()
+
+
+def archived_upto(archive: Path) -> int:
+    segments = orjson.loads((archive / "archive.json").read_bytes())["segments"]
+    return int(segments[-1]["last"]) if segments else 0
 
 
 def drive_remote_commands(gateway: GatewayProcess, cwd: Path, outputs: dict[str, str]) -> None:

@@ -38,7 +38,7 @@ FLAT_NAMES = {
     "lag_threshold", "backlog_threshold", "down_ratio_threshold", "alert_dedup_window", "alert_min_interval",
     "alert_rate_per_minute", "max_connections", "idle_timeout", "head_timeout", "send_timeout",
     "max_answer_bytes", "instance_headers",
-    "auth_tokens_file", "auth_tokens", "unsafe_reads_ignore_freshness",
+    "auth_tokens_file", "auth_tokens", "unsafe_reads_ignore_freshness", "archive_dir", "archive_interval",
 }  # fmt: skip
 
 # One refused value per setting that has a rule (with what else it needs to be judged alone).
@@ -72,6 +72,7 @@ REFUSED = {
     "retention": {"CHROMA_HA_RETENTION": "0"},
     "lease_ttl": {"CHROMA_HA_LEASE_TTL": "-10"},
     "membership_poll": {"CHROMA_HA_MEMBERSHIP_POLL": "0"},
+    "archive_interval": {"CHROMA_HA_ARCHIVE_INTERVAL": "0"},
     "bootstrap_page_size": {"CHROMA_HA_BOOTSTRAP_PAGE_SIZE": "0"},
     "rebuild_after": {"CHROMA_HA_REBUILD_AFTER": "0"},
     "retention_max_entries": {"CHROMA_HA_RETENTION_MAX_ENTRIES": "-1"},

@@ -3,6 +3,13 @@
 -- name: listen
 LISTEN chroma_ha_log
 
+-- name: listen_cursors
+LISTEN chroma_ha_cursor
+
+-- name: notify_cursors
+-- In every transaction that moves a cursor: gateways following appliers that run elsewhere look at once.
+SELECT pg_notify('chroma_ha_cursor', '')
+
 -- name: ping
 SELECT 1
 
