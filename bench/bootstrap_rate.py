@@ -23,28 +23,11 @@ from typing import Any
 
 import httpx
 import psutil
+from records import BASE, load  # this folder's shared loader (the script's folder is on sys.path)
 
 from chroma_ha.local_cluster import ChromaServer, GatewayProcess, free_port
 
-BASE = "/api/v2/tenants/default_tenant/databases/default_database/collections"
-LOAD_BATCH = 1000
 TIMEOUT_S = 3600.0
-
-
-def load(gateway: str, records: int, dim: int) -> str:
-    rng = random.Random(7)
-    with httpx.Client(base_url=gateway, timeout=300) as http:
-        own = http.post(BASE, json={"name": "big"}).raise_for_status().json()["id"]
-        for start in range(0, records, LOAD_BATCH):
-            ids = range(start, min(records, start + LOAD_BATCH))
-            body = {
-                "ids": [f"r{n}" for n in ids],
-                "embeddings": [[rng.random() for _ in range(dim)] for _ in ids],
-                "metadatas": [{"n": n} for n in ids],
-                "documents": [f"record {n}" for n in ids],
-            }
-            http.post(f"{BASE}/{own}/add", json=body).raise_for_status()
-    return str(own)
 
 
 def write_until(gateway: str, collection: str, dim: int, stop: threading.Event, counts: dict[str, int]) -> None:
