@@ -195,6 +195,7 @@ class Gateway:
             started_at=self.started_at,
             retention_status=self.retention.status_document,
             **({"archive_status": self.archiver.status_document} if self.archiver is not None else {}),
+            freshness_questions=lambda: self.follower.catch_ups,
         )
         self.cluster_stats = ClusterStats(
             self.store, s.gateway_id, self.write_stats, self.applier_stats, self.started_at, s.monitor.interval

@@ -209,6 +209,7 @@ class AdminDocuments:
             "batch_sizes": percentiles([n for s in stats.values() for n in s.batch_sizes]),
             "batch_limits": _limits(view.limits),
             "deletes_converted": view.write_stats.deletes_converted,
+            "freshness_questions": view.freshness_questions(),
             "retries": sum(s.retries for s in stats.values()),
             "rejections": sum(s.rejections for s in stats.values()),
             "lag_seconds": {k: round(v, 4) for k, v in lags.items()},

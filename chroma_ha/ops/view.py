@@ -37,6 +37,8 @@ class ClusterView:
     started_at: float
     retention_status: Callable[[], dict[str, Any]] = field(default=lambda: {})
     archive_status: Callable[[], dict[str, Any] | None] = field(default=lambda: None)  # None: not archiving
+    # how many times reads asked the store for the log's head (a shared store, this gateway not its sole appender)
+    freshness_questions: Callable[[], int] = field(default=lambda: 0)
 
     def applying(self) -> bool:
         return any(a.state == "applying" for a in self.appliers.values())

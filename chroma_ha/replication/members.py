@@ -91,9 +91,9 @@ class MemberSync:
     async def sync(self) -> None:
         """Take the store's list if it changed, and start and stop appliers to match it."""
         async with self._lock:
+            if await self._store.members_version() == self._members.version:
+                return  # one small question a poll; the list is read only when it changed
             roster = await self._store.members()
-            if roster.version == self._members.version:
-                return
             before = set(self._members.urls)
             self._members.update(roster)
             for url in roster.urls:

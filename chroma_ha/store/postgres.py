@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import select
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -127,6 +128,16 @@ class _Pool(AsyncConnectionPool[Any]):
         await super()._add_connection(attempt or _QuickReconnect(timeout=self.reconnect_timeout), growing)
 
 
+async def _check_if_told(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check of a connection it hands out, with a round trip only when the server has said something
+    on it since it was last used: a server that restarted, ended the session or timed it out has sent an error or
+    closed the socket, which is then readable. A connection with nothing to read goes out as it is: most of a
+    gateway's store calls are small questions, and a round trip of checking each doubled them."""
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def normalize_dsn(dsn: str) -> str:
     """`postgres://` is the same URI scheme to libpq; spell it the canonical way for everything downstream."""
     if dsn.startswith("postgres://"):
@@ -213,7 +224,7 @@ class PostgresStore:
             open=False,
             kwargs={"autocommit": True, "client_encoding": CLIENT_ENCODING},
             configure=_configure,
-            check=AsyncConnectionPool.check_connection,
+            check=_check_if_told,
             timeout=pool_timeout,
             name="chroma-ha-store",
         )

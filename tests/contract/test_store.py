@@ -759,9 +759,10 @@ async def test_pg_a_cursor_moved_through_another_store_wakes_its_followers(pg: B
 async def test_pg_pool_recovers_when_its_connections_are_killed(pg: Backend) -> None:
     store = await pg.open_store()
     await store.append([new_entry(1)])
+    # ended, not only told to end: the pool looks at what the server said on a connection before handing it out
     async with await psycopg.AsyncConnection.connect(pg.location, autocommit=True) as admin:
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
     assert await store.head() == 1
