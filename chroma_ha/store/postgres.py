@@ -133,8 +133,9 @@ async def _check_if_told(conn: psycopg.AsyncConnection[Any]) -> None:
     on it since it was last used: a server that restarted, ended the session or timed it out has sent an error or
     closed the socket, which is then readable. A connection with nothing to read goes out as it is: most of a
     gateway's store calls are small questions, and a round trip of checking each doubled them."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    told = select.poll()  # not select(): a busy gateway's descriptors pass FD_SETSIZE
+    told.register(conn.fileno(), select.POLLIN)
+    if told.poll(0):
         await AsyncConnectionPool.check_connection(conn)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
@@ -767,6 +768,23 @@ async def test_pg_pool_recovers_when_its_connections_are_killed(pg: Backend) -> 
         )
     assert await store.head() == 1
     assert await store.append([new_entry(2)]) == [2]
+
+
+async def test_pg_store_works_with_descriptors_past_fd_setsize(pg: Backend) -> None:
+    """A gateway serving a thousand clients holds its store's sockets past descriptor 1024, where select() fails."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        store = await pg.open_store()
+        await store.append([new_entry(1)])
+        assert await store.head() == 1
+        assert await store.append([new_entry(2)]) == [2]
+    finally:
+        await pg.close_all()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def test_pg_two_gateways_appending_concurrently_never_expose_a_gap(pg: Backend) -> None:
