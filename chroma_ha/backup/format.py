@@ -61,23 +61,34 @@ def _canonical(document: dict[str, Any]) -> bytes:
     return orjson.dumps({k: v for k, v in document.items() if k != "checksum"}, option=orjson.OPT_SORT_KEYS)
 
 
+def write_checked(path: Path, document: dict[str, Any]) -> None:
+    """A manifest written whole, with the checksum of the rest of it."""
+    document["checksum"] = hashlib.sha256(_canonical(document)).hexdigest()
+    write_atomic(path, orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def read_checked(path: Path, kind: str) -> dict[str, Any]:
+    """A manifest of format `kind`, refused with the reason when it is not JSON, of another kind, or altered."""
+    try:
+        document = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        raise BackupError(f"{path} is corrupted: it is not JSON") from None
+    if not isinstance(document, dict) or document.get("format") != kind:
+        raise BackupError(f"{path} is not a {kind} manifest")
+    if document.get("checksum") != hashlib.sha256(_canonical(document)).hexdigest():
+        raise BackupError(f"{path} is corrupted: its checksum does not match its content")
+    return document
+
+
 def save_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    manifest["checksum"] = hashlib.sha256(_canonical(manifest)).hexdigest()
-    write_atomic(folder / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_checked(folder / MANIFEST, manifest)
 
 
 def load_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
-    try:
-        manifest = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise BackupError(f"{folder} is not a backup: it has no {MANIFEST}") from None
-    except orjson.JSONDecodeError:
-        raise BackupError(f"{path} is corrupted: it is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupError(f"{path} is not a {FORMAT} manifest")
-    if manifest.get("checksum") != hashlib.sha256(_canonical(manifest)).hexdigest():
-        raise BackupError(f"{path} is corrupted: its checksum does not match its content")
+    if not path.exists():
+        raise BackupError(f"{folder} is not a backup: it has no {MANIFEST}")
+    manifest = read_checked(path, FORMAT)
     if manifest.get("version") != VERSION:
         raise BackupError(f"{path} has format version {manifest.get('version')}; this gateway reads {VERSION}")
     return manifest

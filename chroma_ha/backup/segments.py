@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -33,7 +32,7 @@ import orjson
 
 from ..errors import BackupError, StoreError
 from ..store import LogStore
-from .format import encode_entry, sha256_file, write_atomic
+from .format import encode_entry, read_checked, sha256_file, write_checked
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +45,14 @@ READ_ENTRIES = 500
 READ_BYTES = 16 << 20
 
 
-def _canonical(document: dict[str, Any]) -> bytes:
-    return orjson.dumps({k: v for k, v in document.items() if k != "checksum"}, option=orjson.OPT_SORT_KEYS)
-
-
 def load_archive(folder: Path) -> dict[str, Any] | None:
     """The archive manifest, checked; None when the folder holds no archive yet."""
     path = folder / ARCHIVE_MANIFEST
-    if not path.exists():
-        return None
-    try:
-        manifest = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError:
-        raise BackupError(f"{path} is corrupted: it is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ARCHIVE_FORMAT:
-        raise BackupError(f"{path} is not a {ARCHIVE_FORMAT} manifest")
-    if manifest.get("checksum") != hashlib.sha256(_canonical(manifest)).hexdigest():
-        raise BackupError(f"{path} is corrupted: its checksum does not match its content")
-    return manifest
+    return read_checked(path, ARCHIVE_FORMAT) if path.exists() else None
 
 
 def save_archive(folder: Path, manifest: dict[str, Any]) -> None:
-    manifest["checksum"] = hashlib.sha256(_canonical(manifest)).hexdigest()
-    write_atomic(folder / ARCHIVE_MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_checked(folder / ARCHIVE_MANIFEST, manifest)
 
 
 def new_archive(first_seq: int) -> dict[str, Any]:
