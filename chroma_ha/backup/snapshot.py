@@ -24,6 +24,7 @@ log after S0.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -33,7 +34,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from ..catalog.inventory import ALL_FIELDS, ChromaInstance, CollectionInfo, tenants_of
+from ..catalog.inventory import ALL_FIELDS, ChromaInstance, CollectionInfo, Records, tenants_of
 from ..catalog.survey import NoTracker, Tracker
 from ..errors import BackupError, InstanceError
 from ..store import LogStore
@@ -53,6 +54,22 @@ KEYS_READ = 2000
 MAX_LISTINGS = 5  # a collection listed again this often, each time overtaken by a delete, fails the backup
 # entries that can take records out of a collection, and so make a limit/offset page skip one
 SHIFTING = frozenset({"delete", "delete_collection", "delete_database", "reset"})
+# a page an instance failed to answer (a 5xx: a local Chroma under churn can answer `Error finding id` while its
+# vector index catches up) is asked again this often, after these waits, before the backup fails (and can resume)
+PAGE_RETRIES = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+async def _get(src: ChromaInstance, info: CollectionInfo, **request: Any) -> Records | None:
+    """One `get` from the source, asked again after a retryable failure (a 5xx, the connection lost)."""
+    for wait in PAGE_RETRIES:
+        try:
+            return await src.get(info, **request)
+        except InstanceError as exc:
+            if not exc.retryable:
+                raise
+            log.warning("backup: %s; asking again in %gs", exc, wait)
+        await asyncio.sleep(wait)
+    return await src.get(info, **request)
 
 
 class BackupTaker:
@@ -202,7 +219,7 @@ class BackupTaker:
         work = self._folder / WORK / str(c["n"])
         for number in range(c["pages"], c["listed"]):
             ids = orjson.loads((work / f"{number}.json").read_bytes())
-            page = await src.get(info, ids=ids, include=list(ALL_FIELDS))
+            page = await _get(src, info, ids=ids, include=list(ALL_FIELDS))
             if page is None:
                 self._gone(manifest, c, info)
                 return
@@ -229,7 +246,7 @@ class BackupTaker:
             work.mkdir(parents=True)
             copy_from, held, pages, listed, requests = await self._head(), [], 0, 0, 0
             while True:
-                got = await src.get(info, include=[], limit=ID_PAGE_SIZE, offset=listed)
+                got = await _get(src, info, include=[], limit=ID_PAGE_SIZE, offset=listed)
                 requests += 1
                 if got is None:
                     self._gone(manifest, c, info)

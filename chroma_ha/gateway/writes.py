@@ -267,9 +267,10 @@ class WritePath:
     # --- the ack policy -------------------------------------------------------------------------------------
 
     async def _wait(self, seq: int) -> Outcome | None:
-        """Until the ack policy is met, or no instance that is up has made progress for the write timeout: a write
-        an instance is busy applying is waited for, as a direct server makes its client wait."""
-        started = last_progress = time.monotonic()
+        """Until the ack policy is met, or no instance that is up has made progress for the write timeout, or the
+        store stops answering (every outcome is committed through it, so none can arrive): a write an instance is
+        busy applying is waited for, as a direct server makes its client wait."""
+        started = last_progress = store_asked = time.monotonic()
         while True:
             within = last_progress + self._timeout - time.monotonic()
             outcome = self._progress.outcome(seq) or await self._settled_elsewhere(seq, within)
@@ -278,6 +279,10 @@ class WritePath:
             if self._ack == "log" and not self._health.up_instances():
                 return None  # no instance will answer before one is back: the caller answers without them
             now = time.monotonic()
+            if now - store_asked >= STORE_WAIT_S:
+                if not await self._answers():
+                    return None
+                now = store_asked = time.monotonic()
             if any(
                 self._progress.progressing(i, since=started, window=self._timeout) for i in self._health.up_instances()
             ):

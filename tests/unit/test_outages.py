@@ -234,6 +234,31 @@ async def test_a_store_that_stops_answering_gets_writes_refused_not_hung() -> No
         assert await stored_ids(gateway, docs) == ["after", "late"]
 
 
+async def test_a_logged_write_whose_outcome_the_store_cannot_commit_is_answered_at_once_not_after_timeouts() -> None:
+    cluster, database = FakeCluster(), MemoryDatabase()
+    store = StallingStore(database)
+    async with in_process(cluster, store=store, WRITE_TIMEOUT="10") as gateway:
+        docs = await create(gateway, "docs")
+        await drained(gateway)
+        head = database.head
+        for instance in cluster.instances:
+            instance.slow = 0.5  # the write is being applied when the store goes away
+        write = asyncio.ensure_future(send(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a")))
+        await wait_until("the write to be logged", lambda: database.head == head + 1)
+        with store.stalled():
+            # the instances apply it, but no outcome can be committed: waiting on (twice the write timeout, as
+            # before) would hold the client past a whole outage
+            answered = await asyncio.wait_for(write, 4.0)
+            assert answered.status == 503 and header(answered, "retry-after") == "1"
+            body = parsed(answered)
+            assert body["error"] == "WriteLogged" and "logged as seq" in body["message"]
+            assert "write-ahead log (StallingStore) is unreachable" in body["message"]
+        for instance in cluster.instances:
+            instance.slow = 0
+        await drained(gateway)
+        assert await stored_ids(gateway, docs) == ["a"]
+
+
 async def test_health_says_which_of_reads_and_writes_are_available() -> None:
     cluster, database = FakeCluster(), MemoryDatabase()
     async with in_process(cluster, store=MemoryStore(database)) as gateway:
