@@ -18,7 +18,7 @@ from .cluster.limits import BatchLimits, Limits
 from .cluster.membership import Members, seed_difference
 from .cluster.progress import Progress
 from .cluster.stats import ApplierStats, WriteStats
-from .errors import InstanceError, SettingsError, StoreError
+from .errors import InstanceError, SettingsError
 from .gateway.admin import admin_actions, admin_routes, member_listing
 from .gateway.api import ChromaApi
 from .gateway.auth import Gate
@@ -38,11 +38,12 @@ from .ops.status import AdminDocuments
 from .ops.view import ClusterView
 from .replication.applier import Applier
 from .replication.bootstrap import Bootstrapper
+from .replication.cursor_follower import CursorFollower, holds_incarnation
 from .replication.maintenance import Maintenance
 from .replication.members import MemberActions, MemberSync
 from .replication.retention import Retention
 from .settings import Settings
-from .store import LogStore, Roster, open_store
+from .store import Cursor, LogStore, Roster, open_store
 from .upstream.client import InstanceClient
 from .upstream.incarnation import ensure_marker
 from .upstream.transport import Transport
@@ -102,6 +103,14 @@ class Gateway:
             page_size=s.replication.bootstrap_page_size,
         )
         self._applier_tasks: dict[str, asyncio.Task[None]] = {}
+        self.cursor_follower = CursorFollower(
+            self.store,
+            self.client,
+            self.health,
+            self.progress,
+            standby=lambda: [i for i, applier in self.appliers.items() if applier.state == "standby"],
+            poll_interval=s.replication.poll_interval,
+        )
         self.member_sync = MemberSync(
             store=self.store,
             members=self.members,
@@ -268,14 +277,20 @@ class Gateway:
         await self.store.open()
         roster = await self._members()
         await self.catalog.load()
-        cursors = await self.store.cursors()
+        cursors = {i: c for i, c in (await self.store.cursors()).items() if i in roster.urls}
         for instance in roster.urls:
             self.progress.watch(instance)
             self.health.watch(instance)
-            if instance in cursors:
-                self.progress.set_cursor(instance, cursors[instance].seq)
-        await self.follower.rebuild(min(self.progress.cursors.values(), default=0))
+        await self.follower.rebuild(min((cursors[i].seq if i in cursors else 0 for i in roster.urls), default=0))
         await asyncio.gather(*(self.health.probe(i) for i in roster.urls))
+
+        async def resume(cursor: Cursor) -> None:  # what an instance that is up holds, if it is the same one
+            if self.health.is_up(cursor.instance) and await holds_incarnation(
+                self.client, cursor.instance, cursor.incarnation
+            ):
+                self.progress.set_cursor(cursor.instance, cursor.seq)
+
+        await asyncio.gather(*(resume(c) for c in cursors.values()))
         self._spawn("health", self.health.run)
         await self.member_sync.sync()  # the members' appliers start here
         self._spawn("members", self.member_sync.run)
@@ -286,7 +301,7 @@ class Gateway:
             self._spawn("archiver", self.archiver.run)
         self._spawn("cluster-stats", self.cluster_stats.run)
         if self.settings.is_postgres:
-            self._spawn("cursor-follower", self._follow_remote_cursors)
+            self._spawn("cursor-follower", self.cursor_follower.run)
 
     async def _members(self) -> Roster:
         """The store's list of members, seeded from the `instances` setting when it has none yet; once it has one,
@@ -321,20 +336,6 @@ class Gateway:
                 log.exception("background task %s failed; restarting it", name)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)
-
-    async def _follow_remote_cursors(self, stop: asyncio.Event) -> None:
-        """Cursors of instances whose applier runs in another gateway (shared PostgreSQL store)."""
-        while not stop.is_set():
-            standby = [i for i, applier in self.appliers.items() if applier.state == "standby"]
-            try:
-                cursors = await self.store.cursors() if standby else {}  # nothing to follow: no question
-            except StoreError:
-                cursors = {}
-            for instance in standby:
-                if instance in cursors:
-                    self.progress.set_cursor(instance, cursors[instance].seq)
-            # woken at once when another gateway's applier commits: a read or an ack waiting for it goes on
-            await self.store.wait_for_cursors(self.settings.replication.poll_interval)
 
     async def stop(self) -> None:
         self._stop.set()
