@@ -31,10 +31,20 @@ def chroma_executable() -> str:
     return found
 
 
+_handed_out: set[int] = set()  # every port `free_port` gave this process
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on loopback now, and never one this process was given before: the kernel offers a port it just
+    closed again (300 picks in a row repeat a few), so two servers picked one after the other, before either bound
+    its port, would share one."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def kill_group(process: subprocess.Popen[bytes] | None) -> None:
