@@ -397,3 +397,11 @@ async def drained(gateway: Gateway, timeout: float = 5.0) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"log not drained in {timeout}s: head {head}, cursors {gateway.progress.cursors}")
+
+
+async def wait_until(what: str, check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Until `check()` holds, looking every 10 ms; an AssertionError naming `what` past `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)

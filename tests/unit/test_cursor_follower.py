@@ -8,21 +8,13 @@ Two whole gateways in this process on one in-memory database, in front of fake i
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from chroma_ha.app import Gateway
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
-from tests.fake_chroma import FakeCluster, call, drained, in_process
+from tests.fake_chroma import FakeCluster, call, drained, in_process, wait_until
 
 COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 SHARED = {"STORE": "postgresql://chroma@db.example:5432/chroma_ha"}  # each follows the log the other appends to
-
-
-async def until(what: str, check: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def records_of(gateway: Gateway, collection: str) -> list[str]:
@@ -47,15 +39,15 @@ async def test_a_wiped_instance_is_held_by_the_following_gateway_until_its_appli
         assert status == 201
         await drained(applying)
         head = await applying.store.head()
-        await until("the following gateway to stand by", lambda: following.appliers[wiped.url].state == "standby")
-        await until("it to follow the cursor", lambda: following.progress.cursors[wiped.url] >= head)
+        await wait_until("the following gateway to stand by", lambda: following.appliers[wiped.url].state == "standby")
+        await wait_until("it to follow the cursor", lambda: following.progress.cursors[wiped.url] >= head)
 
         async with applying.appliers[wiped.url].pause():  # its applier has not checked the instance yet
             wiped.down = True
-            await until("the instance to be seen down", lambda: not following.health.is_up(wiped.url))
+            await wait_until("the instance to be seen down", lambda: not following.health.is_up(wiped.url))
             wiped.wipe()
             wiped.down = False
-            await until("the instance to be seen up", lambda: following.health.is_up(wiped.url))
+            await wait_until("the instance to be seen up", lambda: following.health.is_up(wiped.url))
             for _ in range(20):  # many turns of the follower: the stored cursor is the old incarnation's
                 await asyncio.sleep(0.02)
                 assert following.progress.cursors[wiped.url] == 0
@@ -63,7 +55,9 @@ async def test_a_wiped_instance_is_held_by_the_following_gateway_until_its_appli
                 assert status == 200, found  # answered by the instance that holds it
                 assert await records_of(following, created["id"]) == ids
 
-        await until("the rebuilt instance to be followed again", lambda: following.progress.cursors[wiped.url] >= head)
+        await wait_until(
+            "the rebuilt instance to be followed again", lambda: following.progress.cursors[wiped.url] >= head
+        )
         await drained(following)
     assert set(wiped.collections()["docs"][1]) == set(ids)
 

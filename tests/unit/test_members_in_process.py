@@ -4,15 +4,12 @@ restarted gateway keeps the store's list rather than the configured one."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 
 from chroma_ha.app import Gateway
 from chroma_ha.gateway.http_server import HttpRequest
 from chroma_ha.store import MemoryDatabase, MemoryStore
-from tests.fake_chroma import FakeChroma, FakeCluster, call, drained, in_process, settings_for
+from tests.fake_chroma import FakeChroma, FakeCluster, call, drained, in_process, settings_for, wait_until
 from tests.unit.test_admin_actions import COLLECTIONS, ids_on
 
 FAST_MEMBERS = {"MEMBERSHIP_POLL": "0.02"}
@@ -24,13 +21,6 @@ def new_instance(cluster: FakeCluster, n: int) -> FakeChroma:
     cluster.instances.append(instance)
     cluster.by_url[instance.url] = instance
     return instance
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def add_records(gateway: Gateway, collection: str, first: int, count: int) -> None:
@@ -58,14 +48,14 @@ async def test_an_added_instance_joins_catches_up_and_then_serves_reads() -> Non
         assert [(i["url"], i["state"]) for i in listing["instances"]][-1] == (new.url, "joining")
 
         new.stalled = False
-        await until(lambda: gateway.members.state(new.url) == "active", "the new instance never became active")
+        await wait_until("the new instance to become active", lambda: gateway.members.state(new.url) == "active")
         await add_records(gateway, created["id"], 5, 5)
         await drained(gateway)
         assert await ids_on(new, "docs") == await ids_on(cluster.instances[0], "docs")
         assert len(await ids_on(new, "docs")) == 10
         for old in cluster.instances[:2]:
             old.down = True
-        await until(lambda: gateway.health.up_instances() == [new.url], "the old instances were never seen down")
+        await wait_until("the old instances to be seen down", lambda: gateway.health.up_instances() == [new.url])
         status, got = await call(gateway, "POST", f"{COLLECTIONS}/{created['id']}/get", {})
         assert status == 200 and len(got["ids"]) == 10
         assert [r for r in new.requests if r[1].endswith("/get")], "the read was not answered by the new instance"
@@ -131,7 +121,7 @@ async def test_a_restarted_gateway_keeps_the_stores_list_not_the_configured_one(
     async with in_process(cluster, store=MemoryStore(database), **FAST_MEMBERS) as gateway:
         new = new_instance(cluster, 0)
         assert (await call(gateway, "POST", "/instances", {"url": new.url}))[0] == 202
-        await until(lambda: gateway.members.state(new.url) == "active", "never active")
+        await wait_until("the new instance to become active", lambda: gateway.members.state(new.url) == "active")
         assert (await call(gateway, "POST", "/instances/remove", {"url": a.url}))[0] == 200
     # restarted with a, b and the new one configured: the store's list wins, a removed instance is not re-added
     assert settings_for(cluster).instances == (a.url, b.url, new.url)
@@ -157,7 +147,7 @@ async def test_a_removed_instance_added_back_with_its_old_data_is_copied_not_rep
         assert await gateway.store.oldest_seq() == 1  # the whole log is there: it could be replayed
 
         assert (await call(gateway, "POST", "/instances", {"url": b.url}))[0] == 202  # b still holds r0..r4
-        await until(lambda: gateway.members.state(b.url) == "active", "b never became active again")
+        await wait_until("b to become active again", lambda: gateway.members.state(b.url) == "active")
         await drained(gateway)
         assert await ids_on(b, "docs") == await ids_on(a, "docs") == sorted(f"r{n}" for n in range(1, 10))
         assert await gateway.store.divergences() == []
@@ -169,6 +159,6 @@ async def test_a_removed_instance_that_was_down_leaves_no_alert_firing() -> None
     b = cluster.instances[1]
     async with in_process(cluster, **FAST_MEMBERS) as gateway:
         b.down = True
-        await until(lambda: any(b.url in t for t in gateway.alerts.firing_titles()), "b never alerted down")
+        await wait_until("b to be alerted down", lambda: any(b.url in t for t in gateway.alerts.firing_titles()))
         assert (await call(gateway, "POST", "/instances/remove", {"url": b.url}))[0] == 200
         assert not [t for t in gateway.alerts.firing_titles() if b.url in t]

@@ -18,7 +18,7 @@ from chroma_ha.app import Gateway
 from chroma_ha.gateway.http_server import HttpRequest, HttpResponse
 from chroma_ha.store import NewEntry
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
-from tests.fake_chroma import FakeCluster, drained, in_process
+from tests.fake_chroma import FakeCluster, drained, in_process, wait_until
 
 BASE = "/api/v2/tenants/default_tenant/databases/default_database"
 COLLECTIONS = f"{BASE}/collections"
@@ -84,13 +84,6 @@ async def stored_ids(gateway: Gateway, collection: str) -> list[str]:
     response = await send(gateway, "POST", f"{COLLECTIONS}/{collection}/get", {"include": []})
     assert response.status == 200, response.body
     return sorted(parsed(response)["ids"])
-
-
-async def wait_until(what: str, check: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
