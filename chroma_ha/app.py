@@ -38,12 +38,12 @@ from .ops.status import AdminDocuments
 from .ops.view import ClusterView
 from .replication.applier import Applier
 from .replication.bootstrap import Bootstrapper
-from .replication.cursor_follower import CursorFollower, holds_incarnation
+from .replication.cursor_follower import CursorFollower
 from .replication.maintenance import Maintenance
 from .replication.members import MemberActions, MemberSync
 from .replication.retention import Retention
 from .settings import Settings
-from .store import Cursor, LogStore, Roster, open_store
+from .store import LogStore, Roster, open_store
 from .upstream.client import InstanceClient
 from .upstream.incarnation import ensure_marker
 from .upstream.transport import Transport
@@ -283,14 +283,8 @@ class Gateway:
             self.health.watch(instance)
         await self.follower.rebuild(min((cursors[i].seq if i in cursors else 0 for i in roster.urls), default=0))
         await asyncio.gather(*(self.health.probe(i) for i in roster.urls))
-
-        async def resume(cursor: Cursor) -> None:  # what an instance that is up holds, if it is the same one
-            if self.health.is_up(cursor.instance) and await holds_incarnation(
-                self.client, cursor.instance, cursor.incarnation
-            ):
-                self.progress.set_cursor(cursor.instance, cursor.seq)
-
-        await asyncio.gather(*(resume(c) for c in cursors.values()))
+        # what each instance that is up holds, if it is still the incarnation its cursor names
+        await asyncio.gather(*(self.cursor_follower.take(c) for c in cursors.values()))
         self._spawn("health", self.health.run)
         await self.member_sync.sync()  # the members' appliers start here
         self._spawn("members", self.member_sync.run)

@@ -25,7 +25,7 @@ from ..upstream.transport import Transport
 RECHECK_INTERVAL_S = 1.0
 
 
-async def holds_incarnation(client: Transport, instance: str, incarnation: str) -> bool:
+async def _holds_incarnation(client: Transport, instance: str, incarnation: str) -> bool:
     """Is the instance the incarnation a cursor was written for? No when it cannot tell (down, say)."""
     try:
         marker = await ensure_marker(client, instance, create=False)
@@ -76,9 +76,13 @@ class CursorFollower:
         except StoreError:
             return
         for instance in standby:
-            cursor = cursors.get(instance)
-            if cursor is not None and await self._trust(cursor):
-                self._progress.set_cursor(instance, cursor.seq)
+            if instance in cursors:
+                await self.take(cursors[instance])
+
+    async def take(self, cursor: Cursor) -> None:
+        """Show the stored cursor as the instance's, if the instance is the incarnation it names."""
+        if await self._trust(cursor):
+            self._progress.set_cursor(cursor.instance, cursor.seq)
 
     async def _trust(self, cursor: Cursor) -> bool:
         instance = cursor.instance
@@ -91,7 +95,7 @@ class CursorFollower:
             return False
         self._checked_at[instance] = now
         downs = self._downs.get(instance, 0)
-        if not await holds_incarnation(self._client, instance, cursor.incarnation):
+        if not await _holds_incarnation(self._client, instance, cursor.incarnation):
             return False
         if self._downs.get(instance, 0) != downs:
             return False  # seen down while it was asked: it may have come back as another
