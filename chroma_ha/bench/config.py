@@ -18,7 +18,8 @@ DEFAULT_REST_SECONDS = 5.0  # the gateways' CPU with nothing sent: what their ba
 DEFAULT_LATENCY_SAMPLES = 1500  # per target
 DEFAULT_WRITE_BATCH = 10
 DEFAULT_WRITE_CONCURRENCY = 8
-DEFAULT_SATURATION_SECONDS = 8.0
+DEFAULT_SATURATION_SECONDS = 8.0  # per side (standalone Chroma, the gateway), in pairs of rounds of:
+DEFAULT_SATURATION_ROUND_SECONDS = 1.0  # long enough for a closed loop of writes to settle, short against the noise
 DEFAULT_PACED_SECONDS = 12.0
 DEFAULT_PACED_FRACTION = 0.5  # of the sustainable write rate
 DEFAULT_LAG_POLL_SECONDS = 0.005
@@ -43,6 +44,7 @@ class BenchConfig:
     write_batch: int = DEFAULT_WRITE_BATCH
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
     saturation_seconds: float = DEFAULT_SATURATION_SECONDS
+    saturation_round_seconds: float = DEFAULT_SATURATION_ROUND_SECONDS
     paced_seconds: float = DEFAULT_PACED_SECONDS
     paced_fraction: float = DEFAULT_PACED_FRACTION
     lag_poll_seconds: float = DEFAULT_LAG_POLL_SECONDS
@@ -64,6 +66,7 @@ class BenchConfig:
             "round_seconds",
             "rest_seconds",
             "saturation_seconds",
+            "saturation_round_seconds",
             "paced_seconds",
             "lag_poll_seconds",
             "drain_timeout_seconds",
@@ -92,6 +95,7 @@ class BenchConfig:
             rest_seconds=0.5,
             latency_samples=100,
             saturation_seconds=1.0,
+            saturation_round_seconds=0.5,
             paced_seconds=1.0,
             drain_timeout_seconds=30.0,
             freshness_pairs=50,
@@ -101,6 +105,11 @@ class BenchConfig:
     def rounds(self) -> int:
         """Alternating rounds per concurrency: each side gets `throughput_seconds` in all."""
         return max(1, round(self.throughput_seconds / self.round_seconds))
+
+    @property
+    def saturation_rounds(self) -> int:
+        """Alternating rounds of writes: each side gets `saturation_seconds` in all."""
+        return max(1, round(self.saturation_seconds / self.saturation_round_seconds))
 
     def with_overrides(self, **overrides: Any) -> BenchConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

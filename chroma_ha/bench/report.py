@@ -76,7 +76,7 @@ def figures_of(
             "write_standalone_per_s": saturation.standalone.rate,
             "write_standalone_ack_p50_ms": percentile_ms(saturation.standalone.latencies, 50),
             "write_acked_per_s": saturation.acked_rate,
-            "write_ratio": saturation.acked_rate / saturation.standalone.rate if saturation.standalone.rate else 0.0,
+            "write_ratio": saturation.ratio,
             "write_ack_p50_ms": percentile_ms(saturation.writes.latencies, 50),
             "write_sustainable_per_s": saturation.sustainable_rate,
             "write_sustainable_records_per_s": saturation.sustainable_rate * saturation.batch,
@@ -111,14 +111,17 @@ def build_report(
         "environment": environment,
         "figures": figures,
         "targets": [t.judge(figures) for t in targets([t.concurrency for t in throughput])],
-        "round_ratios": {f"c{t.concurrency}": [round(r, 4) for r in t.round_ratios] for t in throughput},
+        "round_ratios": {
+            **{f"c{t.concurrency}": [round(r, 4) for r in t.round_ratios] for t in throughput},
+            "writes": [round(r, 4) for r in saturation.round_ratios],
+        },
         "counts": {
             **{f"queries_direct_c{t.concurrency}": t.direct.completed for t in throughput},
             **{f"queries_gateway_c{t.concurrency}": t.gateway.completed for t in throughput},
             "latency_samples_per_target": len(latency.gateway),
             "saturation_writes": saturation.writes.completed,
             "standalone_writes": saturation.standalone.completed,
-            "saturation_seconds_to_drain": round(saturation.seconds_to_drain, 3),
+            "saturation_busy_seconds": round(saturation.busy_seconds, 3),
             "lag_writes_started": lag.started,
             "lag_slots_skipped": lag.skipped,
             "lag_writes_unseen": lag.unseen,
@@ -138,15 +141,12 @@ def build_report(
     return report
 
 
-def _spread_line(concurrency: int, ratios: list[float]) -> str:
+def _spread_line(what: str, ratios: list[float]) -> str:
     """How much the ratio moved from one pair of rounds to the next: the noise behind the figure above."""
     if not ratios:
-        return f"  concurrency {concurrency}: no complete pair of rounds"
+        return f"  {what}: no complete pair of rounds"
     low, mid, high = min(ratios), statistics.median(ratios), max(ratios)
-    return (
-        f"  concurrency {concurrency}, ratio in each of {len(ratios)} pairs of rounds: "
-        f"min {low:.3f}, median {mid:.3f}, max {high:.3f}"
-    )
+    return f"  {what}, ratio in each of {len(ratios)} pairs of rounds: min {low:.3f}, median {mid:.3f}, max {high:.3f}"
 
 
 def _verdict(report: dict[str, Any], figure: str) -> str:
@@ -206,7 +206,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"{f[f'query_ratio_c{c}']:>8.3f}   {_verdict(report, f'query_ratio_c{c}')}"
         )
     for c in cfg["concurrencies"]:
-        lines.append(_spread_line(c, report.get("round_ratios", {}).get(f"c{c}", [])))
+        lines.append(_spread_line(f"concurrency {c}", report.get("round_ratios", {}).get(f"c{c}", [])))
     lines += [
         "",
         f"{'Single-query latency (ms)':<34}{'direct':>10}{'gateway':>10}{'added':>8}   target",
@@ -220,13 +220,14 @@ def render_table(report: dict[str, Any]) -> str:
         + f"; at rest {f['gateway_cpu_ms_per_s_at_rest']:.1f} ms per second",
         "",
         f"Writes (add of {cfg['write_batch']} records, closed loop at concurrency {cfg['write_concurrency']}, "
-        f"{cfg['saturation_seconds']:g}s)",
+        f"{cfg['saturation_seconds']:g}s per side in paired rounds of {cfg['saturation_round_seconds']:g}s)",
         f"  standalone Chroma, direct       {f['write_standalone_per_s']:>10.1f} writes/s"
         f"   (ack p50 {f['write_standalone_ack_p50_ms']:.1f} ms)",
         f"  gateway, acknowledged           {f['write_acked_per_s']:>10.1f} writes/s"
         f"   (ack p50 {f['write_ack_p50_ms']:.1f} ms; {f['write_ratio']:.2f}x standalone)",
         f"  gateway, applied on both        {f['write_sustainable_per_s']:>10.1f} writes/s"
         f" = {f['write_sustainable_records_per_s']:.0f} records/s",
+        _spread_line("writes", report.get("round_ratios", {}).get("writes", [])),
         "",
         f"Replication lag at {f['lag_rate_per_s']:.1f} writes/s ({cfg['paced_fraction']:g} of sustainable, "
         f"{int(f['lag_writes'])} writes): acknowledged -> applied on the last instance",

@@ -22,8 +22,8 @@ from .host import HostLoad
 from .prepare import Setup, prepare
 from .query_phase import CpuMeter, ThroughputResult, measure_latency, measure_throughput, warm_up
 from .report import build_report
-from .workloads import closed_loop, new_session
-from .write_phase import ADD_CREATED, WriteSource, measure_lag, measure_saturation
+from .workloads import new_session
+from .write_phase import WriteSource, measure_lag, measure_saturation
 
 Log = Callable[[str], None]
 
@@ -90,25 +90,18 @@ async def _measure(config: BenchConfig, cluster: BenchCluster, log: Log) -> dict
         source = WriteSource(config.write_batch, config.dim, config.seed + 2)
         log(
             f"write saturation: {config.saturation_seconds:g}s at concurrency {config.write_concurrency}, "
-            "standalone Chroma then the gateway"
-        )
-        standalone = await closed_loop(
-            session,
-            setup.writes_standalone.url("add"),
-            source.body,
-            config.write_concurrency,
-            config.saturation_seconds,
-            ok_status=ADD_CREATED,
+            f"{config.saturation_rounds} pairs of rounds, standalone Chroma and the gateway"
         )
         saturation = await measure_saturation(
             session,
             setup.writes_gateway,
+            setup.writes_standalone,
             source,
             concurrency=config.write_concurrency,
             seconds=config.saturation_seconds,
+            rounds=config.saturation_rounds,
             batch=config.write_batch,
             drain_timeout=config.drain_timeout_seconds,
-            standalone=standalone,
         )
         rate = saturation.sustainable_rate * config.paced_fraction
         log(f"replication lag: {config.paced_seconds:g}s of writes at {rate:.1f}/s")

@@ -1,4 +1,12 @@
-"""Writes through the gateway: the sustainable rate, then the replication lag at a fraction of it."""
+"""Writes through the gateway: the sustainable rate against a standalone Chroma, then the replication lag at a
+fraction of it.
+
+The closed loops against the standalone server and against the gateway take turns, round by round (S G, then G S,
+...), as the query rounds do: the rate a Chroma server writes at moves by a third between two windows of this shared
+machine, so measured one after the other the ratio would say more about the moment than about the gateway. Each
+gateway round ends once its log is drained on every instance: a backlog still being applied would take CPU from the
+standalone side, and the time to drain counts against the gateway's sustainable rate.
+"""
 
 from __future__ import annotations
 
@@ -41,19 +49,24 @@ class WriteSource:
 
 @dataclass
 class SaturationResult:
-    writes: LoadResult
     batch: int
-    seconds_to_drain: float  # from the first write to the last instance having applied the whole log
-    standalone: LoadResult  # the same closed loop against one standalone Chroma server
+    writes: LoadResult = field(default_factory=LoadResult)  # through the gateway, every round together
+    standalone: LoadResult = field(default_factory=LoadResult)  # the same closed loop against one standalone Chroma
+    busy_seconds: float = 0.0  # the gateway rounds, each from its first write to its log drained on every instance
+    round_ratios: list[float] = field(default_factory=list)  # gateway / standalone write rate of each pair of rounds
 
     @property
     def acked_rate(self) -> float:
         return self.writes.rate
 
     @property
+    def ratio(self) -> float:
+        return self.writes.rate / self.standalone.rate if self.standalone.rate else 0.0
+
+    @property
     def sustainable_rate(self) -> float:
         """Writes per second that every instance applied, backlog included: the rate the cluster can keep."""
-        return self.writes.completed / self.seconds_to_drain if self.seconds_to_drain else 0.0
+        return self.writes.completed / self.busy_seconds if self.busy_seconds else 0.0
 
 
 @dataclass
@@ -77,18 +90,37 @@ class LagResult:
 async def measure_saturation(
     session: aiohttp.ClientSession,
     gateway: Endpoint,
+    standalone: Endpoint,
     source: WriteSource,
     *,
     concurrency: int,
     seconds: float,
+    rounds: int,
     batch: int,
     drain_timeout: float,
-    standalone: LoadResult,
 ) -> SaturationResult:
-    started = time.perf_counter()
-    writes = await closed_loop(session, gateway.url("add"), source.body, concurrency, seconds, ok_status=ADD_CREATED)
-    drained = await wait_drained(session, gateway.base_url, drain_timeout)
-    return SaturationResult(writes, batch, drained - started, standalone)
+    """`rounds` pairs of rounds, `seconds` per side in all."""
+    result = SaturationResult(batch)
+    window = seconds / rounds
+    for n in range(rounds):
+        sides = ("standalone", "gateway") if n % 2 == 0 else ("gateway", "standalone")
+        measured: dict[str, LoadResult] = {}
+        for side in sides:
+            if side == "standalone":
+                measured[side] = await closed_loop(
+                    session, standalone.url("add"), source.body, concurrency, window, ok_status=ADD_CREATED
+                )
+                continue
+            started = time.perf_counter()
+            measured[side] = await closed_loop(
+                session, gateway.url("add"), source.body, concurrency, window, ok_status=ADD_CREATED
+            )
+            result.busy_seconds += await wait_drained(session, gateway.base_url, drain_timeout) - started
+        result.writes.merge(measured["gateway"])
+        result.standalone.merge(measured["standalone"])
+        if measured["standalone"].rate:
+            result.round_ratios.append(measured["gateway"].rate / measured["standalone"].rate)
+    return result
 
 
 async def measure_lag(

@@ -35,7 +35,12 @@ def _gateway_env(pairs: tuple[str, ...]) -> dict[str, str]:
     default=None,
     help="Query throughput window per target and concurrency, in paired rounds of 0.25 s [10]",
 )
-@click.option("--saturation-seconds", type=float, default=None, help="Closed-loop write window [8]")
+@click.option(
+    "--saturation-seconds",
+    type=float,
+    default=None,
+    help="Closed-loop write window per side, in paired rounds of 1 s [8]",
+)
 @click.option("--lag-seconds", "paced_seconds", type=float, default=None, help="Paced write window for lag [12]")
 @click.option(
     "--json",

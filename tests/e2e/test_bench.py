@@ -75,6 +75,10 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     for concurrency in ("c1", "c8"):  # one ratio per pair of rounds
         ratios = report["round_ratios"][concurrency]
         assert len(ratios) == round(rounds) and all(r > 0 for r in ratios), ratios
+    write_rounds = report["config"]["saturation_seconds"] / report["config"]["saturation_round_seconds"]
+    write_ratios = report["round_ratios"]["writes"]  # standalone and gateway take turns too
+    assert len(write_ratios) == round(write_rounds) and all(r > 0 for r in write_ratios), write_ratios
+    assert "writes, ratio in each of" in done.stdout
     assert report["counts"]["lag_writes_unseen"] == 0
     for target in report["targets"]:
         assert f"{target['figure']} {target['result']}" in done.stdout
