@@ -545,38 +545,40 @@ class PostgresStore:
             first_by_seq.setdefault(a.seq, a)
         unique = list(first_by_seq.values())
         seqs = [a.seq for a in unique]
+        taken: set[int] = set()
+        firsts: dict[int, Outcome] = {}
         async with self._transaction() as conn:
-            found: list[Divergence] = []
-            if unique:
-                # Lock in seq order first: appliers of several instances committing the same entries queue
-                # instead of deadlocking, and the statements below see the outcomes the others committed.
-                await conn.execute(Q["lock_entries"], (seqs,))
-                statuses, bodies = [a.status for a in unique], [a.body for a in unique]
-                cur = await conn.execute(Q["set_first_outcomes"], (instance, seqs, statuses, bodies))
-                taken = {row[0] for row in await cur.fetchall()}
-                rest = [a for a in unique if a.seq not in taken]
-                if rest:
-                    cur = await conn.execute(Q["outcomes"], ([a.seq for a in rest],))
-                    firsts = {r[0]: Outcome(r[1], r[2], r[3]) for r in await cur.fetchall()}
-                    for a in rest:
-                        first = firsts.get(a.seq)
-                        if first is None or first.instance == instance or not is_divergent(first, a):
-                            continue
-                        cur = await conn.execute(
-                            Q["insert_divergence"], (a.seq, instance, a.status, a.body, first.status)
+            # One pipeline, so the commit costs one round trip but for BEGIN's and COMMIT's; only a divergence, rare,
+            # is written after it, in the same transaction.
+            async with conn.pipeline():
+                if unique:
+                    # Lock in seq order first: appliers of several instances committing the same entries queue
+                    # instead of deadlocking, and the statements below see the outcomes the others committed.
+                    await conn.execute(Q["lock_entries"], (seqs,))
+                    statuses, bodies = [a.status for a in unique], [a.body for a in unique]
+                    took = await conn.execute(Q["set_first_outcomes"], (instance, seqs, statuses, bodies))
+                    recorded = await conn.execute(Q["outcomes"], (seqs,))
+                if mappings:
+                    await conn.execute(Q["raise_catalog_version"])
+                    async with conn.cursor() as mcur:
+                        await mcur.executemany(
+                            Q["upsert_mapping"], [(m.instance, m.canonical_id, m.instance_id) for m in mappings]
                         )
-                        row = await cur.fetchone()
-                        assert row is not None
-                        found.append(Divergence(row[0], a.seq, instance, a.status, a.body, first.status, row[1], None))
-            if mappings:
-                await conn.execute(Q["raise_catalog_version"])
-                async with conn.cursor() as mcur:
-                    await mcur.executemany(
-                        Q["upsert_mapping"], [(m.instance, m.canonical_id, m.instance_id) for m in mappings]
-                    )
-            await conn.execute(Q["upsert_cursor"], (instance, cursor))
-            await conn.execute(Q["delete_intents_upto"], (instance, cursor))
-            await conn.execute(Q["notify_cursors"])
+                await conn.execute(Q["upsert_cursor"], (instance, cursor))
+                await conn.execute(Q["delete_intents_upto"], (instance, cursor))
+                await conn.execute(Q["notify_cursors"])
+                if unique:
+                    taken = {row[0] for row in await took.fetchall()}
+                    firsts = {r[0]: Outcome(r[1], r[2], r[3]) for r in await recorded.fetchall()}
+            found: list[Divergence] = []
+            for a in unique:
+                first = firsts.get(a.seq)
+                if a.seq in taken or first is None or first.instance == instance or not is_divergent(first, a):
+                    continue
+                cur = await conn.execute(Q["insert_divergence"], (a.seq, instance, a.status, a.body, first.status))
+                row = await cur.fetchone()
+                assert row is not None
+                found.append(Divergence(row[0], a.seq, instance, a.status, a.body, first.status, row[1], None))
         return found
 
     async def set_cursor(self, instance: str, seq: int, incarnation: str) -> None:
