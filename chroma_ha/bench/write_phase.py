@@ -103,23 +103,18 @@ async def measure_saturation(
     result = SaturationResult(batch)
     window = seconds / rounds
     for n in range(rounds):
-        sides = ("standalone", "gateway") if n % 2 == 0 else ("gateway", "standalone")
-        measured: dict[str, LoadResult] = {}
-        for side in sides:
-            if side == "standalone":
-                measured[side] = await closed_loop(
-                    session, standalone.url("add"), source.body, concurrency, window, ok_status=ADD_CREATED
-                )
-                continue
+        measured: dict[Endpoint, LoadResult] = {}
+        for target in (gateway, standalone) if n % 2 else (standalone, gateway):
             started = time.perf_counter()
-            measured[side] = await closed_loop(
-                session, gateway.url("add"), source.body, concurrency, window, ok_status=ADD_CREATED
+            measured[target] = await closed_loop(
+                session, target.url("add"), source.body, concurrency, window, ok_status=ADD_CREATED
             )
-            result.busy_seconds += await wait_drained(session, gateway.base_url, drain_timeout) - started
-        result.writes.merge(measured["gateway"])
-        result.standalone.merge(measured["standalone"])
-        if measured["standalone"].rate:
-            result.round_ratios.append(measured["gateway"].rate / measured["standalone"].rate)
+            if target is gateway:
+                result.busy_seconds += await wait_drained(session, gateway.base_url, drain_timeout) - started
+        result.writes.merge(measured[gateway])
+        result.standalone.merge(measured[standalone])
+        if measured[standalone].rate:
+            result.round_ratios.append(measured[gateway].rate / measured[standalone].rate)
     return result
 
 

@@ -545,7 +545,6 @@ class PostgresStore:
             first_by_seq.setdefault(a.seq, a)
         unique = list(first_by_seq.values())
         seqs = [a.seq for a in unique]
-        taken: set[int] = set()
         firsts: dict[int, Outcome] = {}
         async with self._transaction() as conn:
             # One pipeline, so the commit costs one round trip but for BEGIN's and COMMIT's; only a divergence, rare,
@@ -556,8 +555,8 @@ class PostgresStore:
                     # instead of deadlocking, and the statements below see the outcomes the others committed.
                     await conn.execute(Q["lock_entries"], (seqs,))
                     statuses, bodies = [a.status for a in unique], [a.body for a in unique]
-                    took = await conn.execute(Q["set_first_outcomes"], (instance, seqs, statuses, bodies))
-                    recorded = await conn.execute(Q["outcomes"], (seqs,))
+                    await conn.execute(Q["set_first_outcomes"], (instance, seqs, statuses, bodies))
+                    others = await conn.execute(Q["outcomes_of_others"], (seqs, instance))
                 if mappings:
                     await conn.execute(Q["raise_catalog_version"])
                     async with conn.cursor() as mcur:
@@ -568,12 +567,11 @@ class PostgresStore:
                 await conn.execute(Q["delete_intents_upto"], (instance, cursor))
                 await conn.execute(Q["notify_cursors"])
                 if unique:
-                    taken = {row[0] for row in await took.fetchall()}
-                    firsts = {r[0]: Outcome(r[1], r[2], r[3]) for r in await recorded.fetchall()}
+                    firsts = {r[0]: Outcome(r[1], r[2], r[3]) for r in await others.fetchall()}
             found: list[Divergence] = []
             for a in unique:
                 first = firsts.get(a.seq)
-                if a.seq in taken or first is None or first.instance == instance or not is_divergent(first, a):
+                if first is None or not is_divergent(first, a):
                     continue
                 cur = await conn.execute(Q["insert_divergence"], (a.seq, instance, a.status, a.body, first.status))
                 row = await cur.fetchone()

@@ -71,11 +71,11 @@ SELECT seq FROM entries WHERE seq = ANY(%s::bigint[]) ORDER BY seq FOR UPDATE
 UPDATE entries SET outcome_status = a.status, outcome_body = a.body, outcome_instance = %s
 FROM unnest(%s::bigint[], %s::integer[], %s::bytea[]) AS a (seq, status, body)
 WHERE entries.seq = a.seq AND entries.outcome_status IS NULL
-RETURNING entries.seq
 
--- name: outcomes
+-- name: outcomes_of_others
+-- The first outcomes another instance gave: what an instance committing the same entries is compared with.
 SELECT seq, outcome_status, outcome_body, outcome_instance FROM entries
-WHERE seq = ANY(%s::bigint[]) AND outcome_status IS NOT NULL
+WHERE seq = ANY(%s::bigint[]) AND outcome_status IS NOT NULL AND outcome_instance != %s
 
 -- name: count_since
 SELECT count(*) FROM entries WHERE created_at >= %s
