@@ -316,6 +316,7 @@ class ReadPath:
         the only one holding this read's writes, and another one is about to (or may be read stale)."""
         failure: Upstream | None = None
         missing: ReadResult | None = None  # a 404 for a collection the catalog knows: another instance may hold it
+        missing_proven = False  # and one that had applied this read's writes said so too: the collection is gone
         errors: list[str] = []
         asked: set[str] = set()
         while order:
@@ -340,23 +341,40 @@ class ReadPath:
                 if upstream.status == 404 and self._holds_elsewhere(route):
                     # being rebuilt (by another gateway, say), it has not the collection yet: ask the next one
                     missing = missing or self._result(instance, route, upstream, stale_by)
+                    missing_proven = missing_proven or self._progress.cursors.get(instance, 0) >= required
                     continue
                 if self._catalog.names_unknown_ids(instance, route.op, upstream.status, upstream.body):
                     await self._catalog.load()
                 return self._result(instance, route, upstream, stale_by)
-            if missing is not None:
-                return missing  # every instance asked lacks it: it is gone (deleted, say), as the first one said
+            if missing is not None and (missing_proven or self._all_holders_asked(route, asked)):
+                return missing  # it is gone (deleted, say), as the first one said
             if failure is not None and failure.status not in _UNAVAILABLE:
                 break  # an instance answered with an error of its own making: the others would too
             order, stale_by = await self._choose(required, asked)
         if failure is not None:
             return ReadResult(failure, failure.body, "", stale_by)
+        if missing is not None:
+            # Only instances that lag lack it, and those holding it are down: a 404 would tell the client that a
+            # collection which exists is gone.
+            raise RequestRejected(
+                503,
+                f"No instance holding collection {route.collection_uuid} is up; those up have not caught up",
+                "ServiceUnavailable",
+                retry_after=RETRY_AFTER_S,
+            )
         raise RequestRejected(503, "No instance could answer: " + "; ".join(errors), "ServiceUnavailable")
 
     def _holds_elsewhere(self, route: Route) -> bool:
         """Is the collection this read names one the catalog maps on some instance (so a 404 may be one
         instance's alone)?"""
         return route.collection_uuid is not None and self._catalog.is_known(route.collection_uuid)
+
+    def _all_holders_asked(self, route: Route, asked: AbstractSet[str]) -> bool:
+        """Has every serving instance the catalog maps this read's collection on been asked?"""
+        uuid = route.collection_uuid
+        return uuid is not None and all(
+            i in asked for i in self._members.serving if self._catalog.instance_id(i, uuid) is not None
+        )
 
     def _result(self, instance: str, route: Route, upstream: Upstream, stale_by: int = 0) -> ReadResult:
         """The instance's answer, its collection ids made canonical."""

@@ -19,7 +19,7 @@ from chroma_ha.replication import bootstrap
 from chroma_ha.replication.applier import GIVE_UP_AFTER
 from chroma_ha.store import Applied, Divergence, IdMapping
 from chroma_ha.store.memory import MemoryDatabase, MemoryStore
-from tests.fake_chroma import FakeCluster, call, drained, error, in_process
+from tests.fake_chroma import FakeCluster, call, drained, error, in_process, wait_until
 
 BASE = "/api/v2/tenants/default_tenant/databases/default_database"
 COLLECTIONS = f"{BASE}/collections"
@@ -539,6 +539,35 @@ async def test_a_read_an_instance_answers_404_for_a_known_collection_is_answered
         status, body = await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")
     assert status == 404 and docs in body["message"]  # the canonical id, never an instance's own
     assert not any(i in body["message"] for i in own)
+
+
+async def test_a_404_from_a_lagging_instance_while_the_ones_holding_the_collection_are_down_is_a_503() -> None:
+    cluster = FakeCluster()
+    lagging, holder = cluster.instances
+    async with in_process(cluster) as gateway:
+        docs = await create(gateway, "docs")
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+        await drained(gateway)
+        async with gateway.appliers[lagging.url].pause():
+            assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("b")))[0] == 201
+            lagging.wipe()  # as one being rebuilt: behind the log, and without the collection yet
+            holder.down = True
+            await wait_until("the holder seen down", lambda: holder.url not in gateway.health.up_instances())
+            status, body = await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")
+    assert (status, body["error"]) == (503, "ServiceUnavailable")  # never "does not exist": it does
+    assert docs in body["message"]
+
+
+async def test_a_deleted_collection_is_404_while_an_instance_that_mapped_it_is_down() -> None:
+    cluster = FakeCluster()
+    async with in_process(cluster) as gateway:
+        doomed = await create(gateway, "doomed")
+        assert (await call(gateway, "DELETE", f"{COLLECTIONS}/doomed"))[0] == 200
+        await drained(gateway)
+        cluster.instances[1].down = True
+        await wait_until("instance 1 seen down", lambda: len(gateway.health.up_instances()) == 1)
+        status, body = await call(gateway, "GET", f"{COLLECTIONS}/{doomed}/count")
+    assert status == 404 and doomed in body["message"]
 
 
 async def test_an_instance_that_went_down_is_not_read_until_its_applier_has_checked_it_again() -> None:
