@@ -346,7 +346,7 @@ class Applier:
 
     async def _apply_available(self) -> int:
         limits = self._limits.current
-        entries = await self._store.read(self._cursor, READ_CHUNK, max_bytes=limits.max_bytes)
+        entries = await self._store.read_to_apply(self._cursor, READ_CHUNK, max_bytes=limits.max_bytes)
         if not entries:
             return 0
         if entries[0].seq > self._cursor + 1 and self._bootstrapper is not None:

@@ -234,6 +234,12 @@ class LogStore(Protocol):
         exists; bodies beyond those returned are never loaded."""
         ...
 
+    async def read_to_apply(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
+        """As `read`, for an applier: a prefix of what `read` returns (at least one entry when any exists), whose
+        entries may lack their outcome and carry this process's clock as `created_at`. The SQLite and PostgreSQL
+        stores answer it from the entries they have just appended themselves when they can (`recent`)."""
+        ...
+
     async def read_keys(self, after: int, limit: int) -> list[EntryKey]:
         """The keys of up to `limit` entries after `after`, in `seq` order, without reading bodies or headers."""
         ...

@@ -225,6 +225,9 @@ class MemoryStore:
     async def wait_for_append(self, timeout: float) -> None:
         await self.database.appended.wait(timeout)
 
+    async def read_to_apply(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
+        return await self.read(after, limit, max_bytes)
+
     async def prune(self, upto_seq: int) -> int:
         db = await self._db()
         cut = db.position(upto_seq)

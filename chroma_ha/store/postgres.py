@@ -73,6 +73,7 @@ from .base import (
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
 from .postgres_lease import LEASE_CHANNEL, WriterLease
+from .recent import RecentAppends, appended
 
 Q = load_queries("postgres")
 MIGRATIONS = load_migrations("postgres")
@@ -104,8 +105,9 @@ CURSOR_CHANNEL = "chroma_ha_cursor"
 
 logger = logging.getLogger(__name__)
 
-# One caller's entries, already serialized as `append_entry_below_head` parameters after the offset, and its answer.
-_Pending = tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]
+# One caller's entries, as given and serialized as `append_entry_below_head` parameters after the offset, and its
+# answer.
+_Pending = tuple[Sequence[NewEntry], list[tuple[Any, ...]], asyncio.Future[list[int]]]
 Params = Sequence[Any] | Mapping[str, Any] | None
 
 
@@ -230,6 +232,7 @@ class PostgresStore:
             name="chroma-ha-store",
         )
         self._pending: list[_Pending] = []
+        self._recent = RecentAppends()
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._cursors_moved = Pulse()
@@ -415,7 +418,7 @@ class PostgresStore:
         # Serialized here, so that an entry that cannot be stored fails its own caller, not the whole group.
         rows = [_row(e) for e in entries]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append((rows, future))
+        self._pending.append((entries, rows, future))
         if self._flush_task is None:
             loop = asyncio.get_running_loop()
             self._flush_task = loop.create_task(self._flush(), name="postgres-group-commit")
@@ -426,17 +429,19 @@ class PostgresStore:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                appended_at = time.time()
                 try:
                     seqs = await self._insert(batch)
                 except BaseException as exc:
                     error = exc if isinstance(exc, StoreError) else self._failed(exc, "append failed: ")
-                    for _, future in batch:
+                    for _, _, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     if isinstance(exc, Exception):
                         continue
                     raise
-                for (_, future), assigned in zip(batch, seqs, strict=True):
+                for (entries, _, future), assigned in zip(batch, seqs, strict=True):
+                    self._recent.add(appended(entries, assigned, appended_at))
                     if not future.done():
                         future.set_result(assigned)
                 self._heard = max([self._heard, *(group[-1] for group in seqs if group)])
@@ -458,7 +463,7 @@ class PostgresStore:
     async def _insert_once(self, batch: list[_Pending]) -> list[list[int]]:
         """The whole transaction in one pipeline (one round trip but for BEGIN's): each entry's `seq` is computed
         in SQL from the head the transaction has just raised, so nothing waits for an answer before the commit."""
-        rows = [group for group, _ in batch]
+        rows = [group for _, group, _ in batch]
         total = sum(len(r) for r in rows)
         if total == 0:
             return [[] for _ in batch]
@@ -514,6 +519,9 @@ class PostgresStore:
             rows = await self._fetchall(Q["read_after_bounded"], (after, limit, max_bytes))
         return [_entry(r) for r in rows]
 
+    async def read_to_apply(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
+        return self._recent.read(after, limit, max_bytes) or await self.read(after, limit, max_bytes)
+
     async def read_keys(self, after: int, limit: int) -> list[EntryKey]:
         return [EntryKey(*r) for r in await self._fetchall(Q["read_keys_after"], (after, limit))]
 
@@ -526,7 +534,9 @@ class PostgresStore:
             # A prune past the head moves the head, as in SQLite: the next append gets upto_seq + 1.
             await conn.execute(Q["raise_head"], (upto_seq, upto_seq))
             await conn.execute(Q["remember_pruned_scopes"], (upto_seq,))
-            return (await conn.execute(Q["prune"], (upto_seq,))).rowcount
+            pruned = (await conn.execute(Q["prune"], (upto_seq,))).rowcount
+        self._recent.drop_through(upto_seq)
+        return pruned
 
     async def count_since(self, since: float) -> int:
         row = await self._fetchone(Q["count_since"], (since,))
@@ -744,3 +754,4 @@ class PostgresStore:
             await conn.execute(Q["reset_cursors"], (head,))
             await conn.execute(Q["notify_cursors"])
             await conn.execute(Q["reset_bookkeeping"])
+        self._recent.clear()

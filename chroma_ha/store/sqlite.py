@@ -53,11 +53,14 @@ from .base import (
     load_queries,
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
+from .recent import RecentAppends, appended
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Q = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
+# One caller's entries, as given and as `append_entry` parameters after seq and time, and its answer.
+_Pending = tuple[Sequence[NewEntry], list[tuple[Any, ...]], asyncio.Future[list[int]]]
 _SEMICOLON = re.compile(";")
 BUSY_TIMEOUT_S = 30.0
 FILE_MODE = 0o600
@@ -174,7 +177,8 @@ class SQLiteStore:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._pending: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]] = []
+        self._pending: list[_Pending] = []
+        self._recent = RecentAppends()
         self._flush_task: asyncio.Task[None] | None = None
         self._appended = Pulse()
         self._cursors_moved = Pulse()
@@ -252,7 +256,7 @@ class SQLiteStore:
             for e in entries
         ]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append((rows, future))
+        self._pending.append((entries, rows, future))
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.get_running_loop().create_task(self._flush(), name="sqlite-group-commit")
         return await future
@@ -261,30 +265,30 @@ class SQLiteStore:
         """Commit everything pending in one transaction, again and again until nothing is pending."""
         while self._pending:
             batch, self._pending = self._pending, []
+            appended_at = time.time()
             try:
                 seqs = await self._write(lambda conn, batch=batch: self._insert(conn, batch))  # type: ignore[misc]
             except BaseException as exc:
                 failure = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc!r}")
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(failure)
                 if not isinstance(exc, Exception):
                     raise
                 continue
             self.commit_stats.committed(sum(len(s) for s in seqs))
-            for (_, future), assigned in zip(batch, seqs, strict=True):
+            for (entries, _, future), assigned in zip(batch, seqs, strict=True):
+                self._recent.add(appended(entries, assigned, appended_at))
                 if not future.done():
                     future.set_result(assigned)
             self._appended.fire()
 
-    def _insert(
-        self, conn: sqlite3.Connection, batch: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]]
-    ) -> list[list[int]]:
+    def _insert(self, conn: sqlite3.Connection, batch: list[_Pending]) -> list[list[int]]:
         seq = int(conn.execute(Q["head"]).fetchone()[0])
         now = time.time()
         assigned: list[list[int]] = []
         rows = []
-        for entry_rows, _ in batch:
+        for _, entry_rows, _ in batch:
             seqs = []
             for row in entry_rows:
                 seq += 1
@@ -318,6 +322,9 @@ class SQLiteStore:
             params, query = (after, limit, max_bytes), Q["read_after_bounded"]
         return await self._read(lambda c: [_entry(r) for r in c.execute(query, params)])
 
+    async def read_to_apply(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
+        return self._recent.read(after, limit, max_bytes) or await self.read(after, limit, max_bytes)
+
     async def read_keys(self, after: int, limit: int) -> list[EntryKey]:
         return await self._read(lambda c: [EntryKey(*r) for r in c.execute(Q["read_keys_after"], (after, limit))])
 
@@ -335,6 +342,7 @@ class SQLiteStore:
             return c.execute(Q["prune"], (upto_seq,)).rowcount
 
         pruned = await self._write(prune)
+        self._recent.drop_through(upto_seq)
         if pruned:
             assert self._wconn is not None
             conn = self._wconn
@@ -585,3 +593,4 @@ class SQLiteStore:
                 c.execute(Q["set_cursor"], (row[0], head, row[2], time.time()))
 
         await self._write(reset)
+        self._recent.clear()

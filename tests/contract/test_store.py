@@ -170,6 +170,47 @@ async def test_read_with_max_bytes_returns_at_least_one_entry(store: LogStore) -
     assert await store.read(2, 10, 0) == []
 
 
+async def test_an_appliers_read_is_a_prefix_of_the_logs_payloads_and_bounds_included(store: LogStore) -> None:
+    sizes = [10, 20, 30, 40, 0, 5]
+    payloads = [new_entry(n, bytes([n]) * size) for n, size in enumerate(sizes, 1)]
+    await store.append(payloads[:2])
+    await store.append(payloads[2:])
+
+    async def seqs(after: int, limit: int, max_bytes: int | None) -> list[int]:
+        read = await store.read_to_apply(after, limit, max_bytes)
+        for e in read:
+            assert same_payload(e, payloads[e.seq - 1]) and e.created_at > 0
+        return [e.seq for e in read]
+
+    assert await seqs(0, 100, None) == [1, 2, 3, 4, 5, 6]
+    assert await seqs(0, 100, 30) == [1, 2]
+    assert await seqs(0, 100, 29) == [1]
+    assert await seqs(0, 100, 0) == [1]  # at least one
+    assert await seqs(0, 2, 10_000) == [1, 2]
+    assert await seqs(3, 100, 40) == [4, 5]
+    assert await seqs(6, 100, 10) == []
+    assert await store.prune(3) == 3
+    assert await seqs(0, 100, None) == [4, 5, 6]  # never an entry the log no longer holds
+    await store.reset()
+    assert await seqs(0, 100, None) == []
+    [seq] = await store.append([new_entry(7)])
+    assert [(e.seq, e.path) for e in await store.read_to_apply(seq - 1, 100)] == [(seq, new_entry(7).path)]
+
+
+async def test_an_appliers_read_never_passes_over_another_stores_entry(backend: Backend) -> None:
+    mine, other = await backend.open_store(), await backend.open_store()
+    await mine.append([new_entry(1), new_entry(2)])
+    await other.append([new_entry(3)])  # on PostgreSQL, another gateway's; on SQLite, another process's
+    await mine.append([new_entry(4)])
+    read: list[int] = []
+    while len(read) < 4:
+        got = await mine.read_to_apply(read[-1] if read else 0, 100)
+        assert got, f"nothing after {read}"
+        read.extend(e.seq for e in got)
+    assert read == [1, 2, 3, 4]
+    assert (await mine.read_to_apply(2, 100))[0].path == new_entry(3).path
+
+
 async def test_read_keys_are_the_entries_without_their_payload(store: LogStore) -> None:
     created = NewEntry(
         op="create_collection",
