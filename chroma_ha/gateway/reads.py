@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -22,6 +23,8 @@ from ..upstream.transport import Transport
 from . import listings
 from .consistency import RETRY_AFTER_S, UNPROVEN, LogFollower, LogIndex
 from .routes import Route
+
+log = logging.getLogger(__name__)
 
 STALE_HEADER = "x-chroma-ha-stale-by"
 # Answers that say the server cannot serve at all (as opposed to an error for this request).
@@ -356,6 +359,16 @@ class ReadPath:
         if missing is not None:
             # Only instances that lag lack it, and those holding it are down: a 404 would tell the client that a
             # collection which exists is gone.
+            uuid = route.collection_uuid or ""
+            log.warning(
+                "read of collection %s answered 503: %s said 404 (its id there %s, applied up to %s, the read needs %d)"
+                " and the instances holding the collection are down",
+                uuid,
+                missing.instance,
+                self._catalog.instance_id(missing.instance, uuid),
+                self._progress.cursors.get(missing.instance),
+                required,
+            )
             raise RequestRejected(
                 503,
                 f"No instance holding collection {route.collection_uuid} is up; those up have not caught up",
