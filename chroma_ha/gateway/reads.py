@@ -160,13 +160,14 @@ class ReadPath:
     def _serving_up(self) -> list[str]:
         return [i for i in self._health.up_instances() if i in self._members.serving]
 
-    async def _remapped(self, instance: str, route: Route) -> bool:
-        """After a 404: has the collection another id on this instance now (re-created by `repair`)?"""
+    async def _remapped(self, instance: str, route: Route, asked_by: str | None) -> bool:
+        """After a 404 to a request that named the collection by `asked_by`: has it another id on this instance
+        now (the instance rebuilt by another gateway, the collection re-created by `repair`)? Compared with the id
+        the request was sent with, not with the cache: a concurrent read may have reloaded it meanwhile."""
         if not route.collection_uuid:
             return False
-        known = self._catalog.instance_id(instance, route.collection_uuid)
         await self._catalog.load()
-        return self._catalog.instance_id(instance, route.collection_uuid) not in (known, None)
+        return self._catalog.instance_id(instance, route.collection_uuid) not in (asked_by, None)
 
     async def handle(
         self,
@@ -253,6 +254,7 @@ class ReadPath:
         if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
             return False
         state = self._health.state_of(instance)
+        asked_by = self._catalog.instance_id(instance, route.collection_uuid) if route.collection_uuid else None
 
         def answered(upstream: Upstream | None, error: InstanceError | None) -> None:
             state.request_ended()
@@ -267,7 +269,18 @@ class ReadPath:
                     return
                 first = upstream if upstream is not None else error
                 retry = self._try(
-                    route, method, path, query, headers, body, required, [instance], 0, fresh=True, first=first
+                    route,
+                    method,
+                    path,
+                    query,
+                    headers,
+                    body,
+                    required,
+                    [instance],
+                    0,
+                    fresh=True,
+                    first=first,
+                    first_asked_by=asked_by,
                 )
                 self._continue(retry, deliver)
             except Exception as exc:
@@ -313,10 +326,12 @@ class ReadPath:
         *,
         fresh: bool,
         first: Upstream | InstanceError | None = None,
+        first_asked_by: str | None = None,
     ) -> ReadResult:
         """Ask the instances in `order` until one answers; `first` is what the first one already answered. When
         none of them can, choose again among those not asked yet: the fresh instance that just died may have been
-        the only one holding this read's writes, and another one is about to (or may be read stale)."""
+        the only one holding this read's writes, and another one is about to (or may be read stale).
+        `first_asked_by`: the collection id the first request was sent with."""
         failure: Upstream | None = None
         missing: ReadResult | None = None  # a 404 for a collection the catalog knows: another instance may hold it
         missing_proven = False  # and one that had applied this read's writes said so too: the collection is gone
@@ -326,8 +341,9 @@ class ReadPath:
             for instance in order:
                 asked.add(instance)
                 outcome, first = first, None
+                asked_by, first_asked_by = first_asked_by, None
                 if outcome is None or isinstance(outcome, StaleConnection):
-                    outcome = await self._ask(instance, route, method, path, query, headers, body)
+                    outcome, asked_by = await self._ask(instance, route, method, path, query, headers, body)
                 if isinstance(outcome, InstanceError):
                     self._health.mark_failure(instance, str(outcome))
                     errors.append(str(outcome))
@@ -339,7 +355,7 @@ class ReadPath:
                     failure = upstream
                     continue
                 self._health.mark_success(instance)
-                if upstream.status == 404 and await self._remapped(instance, route):
+                if upstream.status == 404 and await self._remapped(instance, route, asked_by):
                     return await self.handle(route, method, path, query, headers, body, fresh=fresh)
                 if upstream.status == 404 and self._holds_elsewhere(route):
                     # being rebuilt (by another gateway, say), it has not the collection yet: ask the next one
@@ -396,13 +412,16 @@ class ReadPath:
 
     async def _ask(
         self, instance: str, route: Route, method: str, path: str, query: str, headers: HeaderPairs, body: bytes
-    ) -> Upstream | InstanceError:
-        if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
+    ) -> tuple[Upstream | InstanceError, str | None]:
+        """The instance's answer, and the id it was asked for the collection by (None: no collection, or unmapped)."""
+        uuid = route.collection_uuid
+        if uuid and self._catalog.instance_id(instance, uuid) is None:
             await self._catalog.load()  # another gateway's applier may have mapped it
+        asked_by = self._catalog.instance_id(instance, uuid) if uuid else None
         state = self._health.state_of(instance)
         state.request_started()
         try:
-            return await self._client.request(
+            answer = await self._client.request(
                 instance,
                 method,
                 self._catalog.path_for(instance, path, route.collection_uuid),
@@ -412,6 +431,7 @@ class ReadPath:
                 idempotent=True,  # a read, POST get/query/search too
             )
         except InstanceError as exc:
-            return exc
+            return exc, asked_by
         finally:
             state.request_ended()
+        return answer, asked_by

@@ -558,6 +558,37 @@ async def test_a_404_from_a_lagging_instance_while_the_ones_holding_the_collecti
     assert docs in body["message"]
 
 
+async def test_concurrent_reads_sent_by_an_id_another_gateway_replaced_are_all_sent_again_by_the_new_one() -> None:
+    cluster = FakeCluster()
+    rebuilt, other = cluster.instances
+    async with in_process(cluster) as gateway:
+        docs = await create(gateway, "docs")
+        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+        await drained(gateway)
+        other.down = True  # the rebuilt instance is the only one to read from
+        await wait_until("instance 1 seen down", lambda: other.url not in gateway.health.up_instances())
+        # Another gateway rebuilt the instance: the collection has a new id there, which the store maps and this
+        # gateway's cache does not know yet.
+        collection = rebuilt.tenants["default_tenant"]["default_database"]["docs"]
+        stale, collection.id = collection.id, "00000000-0000-4000-8000-000000000001"
+        await gateway.store.record_mappings([IdMapping(rebuilt.url, docs, collection.id)])
+        answer = rebuilt.handle
+        by_stale_id = 0
+
+        async def second_late(method: str, path: str, query: str, body: bytes) -> Any:
+            nonlocal by_stale_id
+            if stale in path:
+                by_stale_id += 1
+                if by_stale_id == 2:
+                    await asyncio.sleep(0.2)  # its 404 comes once the first read's 404 has had the cache reloaded
+            return await answer(method, path, query, body)
+
+        rebuilt.handle = second_late  # type: ignore[method-assign]
+        answers = await asyncio.gather(*(call(gateway, "GET", f"{COLLECTIONS}/{docs}/count") for _ in range(2)))
+    assert by_stale_id == 2
+    assert answers == [(200, 1)] * 2  # the late one is sent again by the new id too: no 503, no 404
+
+
 async def test_a_deleted_collection_is_404_while_an_instance_that_mapped_it_is_down() -> None:
     cluster = FakeCluster()
     async with in_process(cluster) as gateway:
