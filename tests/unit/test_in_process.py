@@ -541,18 +541,27 @@ async def test_a_read_an_instance_answers_404_for_a_known_collection_is_answered
     assert not any(i in body["message"] for i in own)
 
 
+async def _docs_with_a_record(gateway: Any) -> str:
+    docs = await create(gateway, "docs")
+    await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
+    await drained(gateway)
+    return docs
+
+
+async def _taken_down(gateway: Any, instance: Any) -> None:
+    instance.down = True
+    await wait_until(f"{instance.url} seen down", lambda: instance.url not in gateway.health.up_instances())
+
+
 async def test_a_404_from_a_lagging_instance_while_the_ones_holding_the_collection_are_down_is_a_503() -> None:
     cluster = FakeCluster()
     lagging, holder = cluster.instances
     async with in_process(cluster) as gateway:
-        docs = await create(gateway, "docs")
-        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
-        await drained(gateway)
+        docs = await _docs_with_a_record(gateway)
         async with gateway.appliers[lagging.url].pause():
             assert (await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("b")))[0] == 201
             lagging.wipe()  # as one being rebuilt: behind the log, and without the collection yet
-            holder.down = True
-            await wait_until("the holder seen down", lambda: holder.url not in gateway.health.up_instances())
+            await _taken_down(gateway, holder)
             status, body = await call(gateway, "GET", f"{COLLECTIONS}/{docs}/count")
     assert (status, body["error"]) == (503, "ServiceUnavailable")  # never "does not exist": it does
     assert docs in body["message"]
@@ -562,11 +571,8 @@ async def test_concurrent_reads_sent_by_an_id_another_gateway_replaced_are_all_s
     cluster = FakeCluster()
     rebuilt, other = cluster.instances
     async with in_process(cluster) as gateway:
-        docs = await create(gateway, "docs")
-        await call(gateway, "POST", f"{COLLECTIONS}/{docs}/add", records("a"))
-        await drained(gateway)
-        other.down = True  # the rebuilt instance is the only one to read from
-        await wait_until("instance 1 seen down", lambda: other.url not in gateway.health.up_instances())
+        docs = await _docs_with_a_record(gateway)
+        await _taken_down(gateway, other)  # the rebuilt instance is the only one to read from
         # Another gateway rebuilt the instance: the collection has a new id there, which the store maps and this
         # gateway's cache does not know yet.
         collection = rebuilt.tenants["default_tenant"]["default_database"]["docs"]
@@ -595,8 +601,7 @@ async def test_a_deleted_collection_is_404_while_an_instance_that_mapped_it_is_d
         doomed = await create(gateway, "doomed")
         assert (await call(gateway, "DELETE", f"{COLLECTIONS}/doomed"))[0] == 200
         await drained(gateway)
-        cluster.instances[1].down = True
-        await wait_until("instance 1 seen down", lambda: len(gateway.health.up_instances()) == 1)
+        await _taken_down(gateway, cluster.instances[1])
         status, body = await call(gateway, "GET", f"{COLLECTIONS}/{doomed}/count")
     assert status == 404 and doomed in body["message"]
 
