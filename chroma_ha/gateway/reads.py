@@ -251,10 +251,10 @@ class ReadPath:
         if not order:
             return False
         instance = order[0]
-        if route.collection_uuid and self._catalog.instance_id(instance, route.collection_uuid) is None:
+        asked_by = self._catalog.instance_id(instance, route.collection_uuid) if route.collection_uuid else None
+        if route.collection_uuid and asked_by is None:
             return False
         state = self._health.state_of(instance)
-        asked_by = self._catalog.instance_id(instance, route.collection_uuid) if route.collection_uuid else None
 
         def answered(upstream: Upstream | None, error: InstanceError | None) -> None:
             state.request_ended()
@@ -387,7 +387,7 @@ class ReadPath:
             )
             raise RequestRejected(
                 503,
-                f"No instance holding collection {route.collection_uuid} is up; those up have not caught up",
+                f"No instance holding collection {uuid} is up; those up have not caught up",
                 "ServiceUnavailable",
                 retry_after=RETRY_AFTER_S,
             )
