@@ -10,12 +10,13 @@ gateway proves a read's freshness from what it appended itself. An append checks
 after the counter row; when another store holds it, the transaction is rolled back, the lease revoked, and the
 batch tried again once it is released or expired.
 
-Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store, restarted when
-it drops, turns notifications from every gateway into an in-process event. Each notification carries the head
-its commit made, so that the appliers learn the head without asking (`heard_head`): while the listener is not
-connected, or once the head was last asked more than a second ago, it is asked, so a lost notification costs at
-most that second. Every transaction that moves a cursor sends `NOTIFY chroma_ha_cursor`, which wakes the gateways
-that follow appliers running elsewhere (`wait_for_cursors`); they read the cursors themselves from the table.
+Wake-ups: the append transaction sends `NOTIFY chroma_ha_log`; one LISTEN connection per store (`postgres_listen`),
+restarted when it drops, turns notifications from every gateway into an in-process event. Each notification
+carries the head its commit made, so that the appliers learn the head without asking (`heard_head`): while the
+listener is not connected, or once the head was last asked more than a second ago, it is asked, so a lost
+notification costs at most that second. Every transaction that moves a cursor sends `NOTIFY chroma_ha_cursor`,
+which wakes the gateways that follow appliers running elsewhere (`wait_for_cursors`); they read the cursors
+themselves from the table.
 
 Lock order: every transaction that takes more than one of these takes them in this order, so that transactions
 of several gateways queue instead of deadlocking: the `log_head` row, the `writer_lease` row, `entries` rows, the
@@ -73,6 +74,7 @@ from .base import (
 )
 from .migrations import Migration, load_migrations, log_applied, next_migration
 from .postgres_lease import LEASE_CHANNEL, WriterLease
+from .postgres_listen import hear
 from .recent import RecentAppends, appended
 
 Q = load_queries("postgres")
@@ -92,8 +94,8 @@ RECONNECT_DELAY_MAX_S = 0.5
 # Asked for on every connection: a database created as SQL_ASCII (initdb where no locale is set) would otherwise
 # hand text back as bytes, and every entry's path with it.
 CLIENT_ENCODING = "utf8"
-# A LISTEN connection that has heard nothing for this long is pinged: a dead peer that the OS has not noticed
-# would otherwise silence wake-ups (they would then only come from polling) until TCP gives up.
+# The LISTEN connection is pinged this often: a dead peer that the OS has not noticed would otherwise silence
+# wake-ups (they would then only come from polling) until TCP gives up.
 LISTEN_PING_INTERVAL_S = 30.0
 LISTEN_RETRY_MIN_S = 0.1
 # `heard_head` asks the store itself when it last did longer ago than this, even while notifications arrive: a
@@ -370,16 +372,7 @@ class PostgresStore:
                         self._cursors_moved.fire()
                         self.lease.listener_restarted()
                         delay = LISTEN_RETRY_MIN_S
-                    while True:
-                        async for notification in conn.notifies(timeout=LISTEN_PING_INTERVAL_S):
-                            if notification.channel == LEASE_CHANNEL:
-                                self.lease.heard(notification.payload)
-                            elif notification.channel == CURSOR_CHANNEL:
-                                self._cursors_moved.fire()
-                            else:
-                                self._hear(notification.payload)
-                                self._wake()
-                        await conn.execute(Q["ping"])
+                    await hear(conn, self._heard_notification, ping=Q["ping"], ping_interval=LISTEN_PING_INTERVAL_S)
                 except (psycopg.Error, StoreError) as exc:
                     logger.warning("postgres LISTEN connection lost, reconnecting in %.1fs: %s", delay, exc)
                 except Exception:
@@ -396,6 +389,15 @@ class PostgresStore:
                 with suppress(Exception):
                     await conn.close()
 
+    def _heard_notification(self, notification: psycopg.Notify) -> None:
+        if notification.channel == LEASE_CHANNEL:
+            self.lease.heard(notification.payload)
+        elif notification.channel == CURSOR_CHANNEL:
+            self._cursors_moved.fire()
+        else:
+            self._hear(notification.payload)
+            self._wake()
+
     def _wake(self) -> None:
         self._appended.fire()
 
@@ -403,8 +405,8 @@ class PostgresStore:
         with suppress(ValueError):
             self._heard = max(self._heard, int(payload))
 
-    async def wait_for_append(self, timeout: float) -> None:
-        await self._appended.wait(timeout)
+    async def wait_for_append(self, timeout: float, *, nudge: Pulse | None = None) -> None:
+        await self._appended.wait(timeout, also=nudge)
 
     async def wait_for_cursors(self, timeout: float) -> None:
         await self._cursors_moved.wait(timeout)

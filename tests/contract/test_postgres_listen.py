@@ -1,0 +1,88 @@
+"""The LISTEN connection's reader, against a real PostgreSQL: every notification is handed on, those that arrive
+while the connection is being pinged included, and a connection the server ends is reported lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+
+from chroma_ha.store.postgres_listen import hear
+
+if TYPE_CHECKING:
+    from tests.contract.conftest import Backend
+
+CHANNEL = "listen_test"
+HEARD_WITHIN_S = 5.0
+
+
+async def _listening(dsn: str) -> psycopg.AsyncConnection[Any]:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await conn.execute(f"LISTEN {CHANNEL}")
+    return conn
+
+
+async def _notify(dsn: str, *payloads: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for payload in payloads:
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+
+async def _until(condition: Any, what: str) -> None:
+    async with asyncio.timeout(HEARD_WITHIN_S):
+        while not condition():
+            await asyncio.sleep(0.01)
+    assert condition(), what
+
+
+async def test_notifications_are_handed_on_in_order_while_idle(pg: Backend) -> None:
+    conn = await _listening(pg.location)
+    heard: list[str] = []
+    listener = asyncio.create_task(hear(conn, lambda n: heard.append(n.payload), ping="SELECT 1", ping_interval=30))
+    try:
+        await asyncio.sleep(0.05)
+        await _notify(pg.location, *(str(n) for n in range(50)))
+        await _until(lambda: len(heard) == 50, f"heard {len(heard)} of 50")
+        assert heard == [str(n) for n in range(50)]
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await conn.close()
+
+
+async def test_a_notification_sent_during_a_ping_is_handed_on(pg: Backend) -> None:
+    """The ping takes half a second (the reader is off meanwhile) and starts at once: what arrives during it reaches
+    the handler through psycopg, not the reader."""
+    conn = await _listening(pg.location)
+    heard: list[str] = []
+    listener = asyncio.create_task(
+        hear(conn, lambda n: heard.append(n.payload), ping="SELECT pg_sleep(0.5)", ping_interval=0.01)
+    )
+    try:
+        await asyncio.sleep(0.1)  # inside the first ping
+        await _notify(pg.location, "during the ping")
+        await _until(lambda: heard == ["during the ping"], f"heard {heard}")
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await conn.close()
+
+
+async def test_a_connection_the_server_ends_is_reported_lost(pg: Backend) -> None:
+    conn = await _listening(pg.location)
+    listener = asyncio.create_task(hear(conn, lambda n: None, ping="SELECT 1", ping_interval=30))
+    try:
+        await asyncio.sleep(0.05)
+        async with await psycopg.AsyncConnection.connect(pg.location, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            await asyncio.wait_for(listener, HEARD_WITHIN_S)
+    finally:
+        listener.cancel()
+        await conn.close()
