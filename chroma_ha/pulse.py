@@ -27,14 +27,18 @@ class Pulse:
             if not waiter.done():
                 waiter.set_result(True)
 
-    async def wait(self, timeout: float) -> bool:
-        """Until the next `fire` (True) or for `timeout` seconds (False)."""
+    async def wait(self, timeout: float, *, also: Pulse | None = None) -> bool:
+        """Until the next `fire` of this pulse or of `also` (True), or for `timeout` seconds (False)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiters.add(waiter)
+        if also is not None:
+            also._waiters.add(waiter)
         timer = loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
         finally:
             timer.cancel()
             self._waiters.discard(waiter)
+            if also is not None:
+                also._waiters.discard(waiter)

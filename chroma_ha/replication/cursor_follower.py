@@ -23,6 +23,8 @@ from ..upstream.transport import Transport
 # An instance whose marker did not name its stored cursor's incarnation (being rebuilt, say) is asked again at
 # most this often: the follower is woken at every commit of another gateway.
 RECHECK_INTERVAL_S = 1.0
+# With no instance in standby, the follower looks this often (or at its poll interval, if longer) whether one is.
+IDLE_LOOK_S = 1.0
 
 
 async def _holds_incarnation(client: Transport, instance: str, incarnation: str) -> bool:
@@ -63,21 +65,24 @@ class CursorFollower:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.follow_once()
-            # woken at once when another gateway's applier commits: a read or an ack waiting for it goes on
-            await self._store.wait_for_cursors(self._poll)
+            following = await self.follow_once()
+            # woken at once when another gateway's applier commits: a read or an ack waiting for it goes on; with
+            # nothing to follow (every applier here holds its lease), it looks again once a second
+            await self._store.wait_for_cursors(self._poll if following else max(self._poll, IDLE_LOOK_S))
 
-    async def follow_once(self) -> None:
+    async def follow_once(self) -> bool:
+        """Take the stored cursors of the instances in standby here; False when there is none."""
         standby = list(self._standby())
         if not standby:
-            return  # nothing to follow: no question
+            return False  # nothing to follow: no question
         try:
             cursors = await self._store.cursors()
         except StoreError:
-            return
+            return True
         for instance in standby:
             if instance in cursors:
                 await self.take(cursors[instance])
+        return True
 
     async def take(self, cursor: Cursor) -> None:
         """Show the stored cursor as the instance's, if the instance is the incarnation it names."""

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..pulse import Pulse
+
 
 @dataclass(frozen=True)
 class NewEntry:
@@ -245,7 +247,10 @@ class LogStore(Protocol):
         ...
 
     async def outcome(self, seq: int) -> Outcome | None: ...
-    async def wait_for_append(self, timeout: float) -> None: ...
+    async def wait_for_append(self, timeout: float, *, nudge: Pulse | None = None) -> None:
+        """Until an append to the log (this store's, or one it hears of), a fire of `nudge`, or `timeout` seconds."""
+        ...
+
     async def prune(self, upto_seq: int) -> int: ...
     async def count_since(self, since: float) -> int: ...
 

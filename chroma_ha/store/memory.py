@@ -222,8 +222,8 @@ class MemoryStore:
         row = (await self._db()).find(seq)
         return row.outcome if row else None
 
-    async def wait_for_append(self, timeout: float) -> None:
-        await self.database.appended.wait(timeout)
+    async def wait_for_append(self, timeout: float, *, nudge: Pulse | None = None) -> None:
+        await self.database.appended.wait(timeout, also=nudge)
 
     async def read_to_apply(self, after: int, limit: int, max_bytes: int | None = None) -> list[Entry]:
         return await self.read(after, limit, max_bytes)

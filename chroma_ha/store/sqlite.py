@@ -299,8 +299,8 @@ class SQLiteStore:
         self._head = seq
         return assigned
 
-    async def wait_for_append(self, timeout: float) -> None:
-        await self._appended.wait(timeout)
+    async def wait_for_append(self, timeout: float, *, nudge: Pulse | None = None) -> None:
+        await self._appended.wait(timeout, also=nudge)
 
     def sole_appender(self) -> int | None:
         """Always: one gateway per file, and every append runs on this store's one writer connection."""
