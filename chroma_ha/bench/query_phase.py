@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-import psutil
 
+from .host import cpu_seconds_of
 from .payloads import Endpoint
 from .stats import ms, percentile_ms
 from .workloads import BodyFactory, LoadResult, closed_loop, cycling, recorded_post
@@ -54,14 +54,10 @@ class CpuMeter:
     """CPU seconds (user + system) some processes have used together; the gateways', to price one proxied query."""
 
     def __init__(self, *pids: int) -> None:
-        self._processes = [psutil.Process(pid) for pid in pids]
+        self._readers = [cpu_seconds_of(pid) for pid in pids]
 
     def seconds(self) -> float:
-        total = 0.0
-        for process in self._processes:
-            times = process.cpu_times()
-            total += times.user + times.system
-        return total
+        return sum(read() for read in self._readers)
 
     async def rate_at_rest(self, seconds: float) -> float:
         """CPU seconds per second while nothing is sent: health probes, appliers waiting, leases, monitors. At
