@@ -86,3 +86,26 @@ async def test_a_connection_the_server_ends_is_reported_lost(pg: Backend) -> Non
     finally:
         listener.cancel()
         await conn.close()
+
+
+async def test_a_notification_that_comes_in_with_the_pings_answer_is_handed_on_before_the_next_ping(
+    pg: Backend,
+) -> None:
+    """A ping that notifies the connection itself gets the notification with its answer: no more bytes come to wake
+    the reader, so psycopg must hand it on. Each ping notifies its own number; the first is heard while the second
+    has not run (a second apart)."""
+    async with await psycopg.AsyncConnection.connect(pg.location, autocommit=True) as admin:
+        await admin.execute("CREATE SEQUENCE pings")
+        conn = await _listening(pg.location)
+        heard: list[str] = []
+        ping = f"SELECT pg_notify('{CHANNEL}', nextval('pings')::text)"
+        listener = asyncio.create_task(hear(conn, lambda n: heard.append(n.payload), ping=ping, ping_interval=1.0))
+        try:
+            await _until(lambda: heard, "the first ping's notification")
+            row = await (await admin.execute("SELECT last_value FROM pings")).fetchone()
+            assert heard == ["1"] and row == (1,), f"heard {heard} after {row} pings"
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await conn.close()
