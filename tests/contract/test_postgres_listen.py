@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -20,10 +22,22 @@ CHANNEL = "listen_test"
 HEARD_WITHIN_S = 5.0
 
 
-async def _listening(dsn: str) -> psycopg.AsyncConnection[Any]:
+@contextlib.asynccontextmanager
+async def hearing(
+    dsn: str, *, ping: str = "SELECT 1", ping_interval: float = 30.0
+) -> AsyncIterator[tuple[list[str], asyncio.Task[Any], psycopg.AsyncConnection[Any]]]:
+    """A connection listening on CHANNEL, handed to `hear`: the payloads heard, the task hearing, the connection."""
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     await conn.execute(f"LISTEN {CHANNEL}")
-    return conn
+    heard: list[str] = []
+    task = asyncio.create_task(hear(conn, lambda n: heard.append(n.payload), ping=ping, ping_interval=ping_interval))
+    try:
+        yield heard, task, conn
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, psycopg.OperationalError):
+            await task
+        await conn.close()
 
 
 async def _notify(dsn: str, *payloads: str) -> None:
@@ -32,60 +46,28 @@ async def _notify(dsn: str, *payloads: str) -> None:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
 
-async def _until(condition: Any, what: str) -> None:
-    async with asyncio.timeout(HEARD_WITHIN_S):
-        while not condition():
-            await asyncio.sleep(0.01)
-    assert condition(), what
+async def _until(condition: Callable[[], object], what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + HEARD_WITHIN_S
+    while not condition():
+        assert time.monotonic() < deadline, what()
+        await asyncio.sleep(0.01)
 
 
 async def test_notifications_are_handed_on_in_order_while_idle(pg: Backend) -> None:
-    conn = await _listening(pg.location)
-    heard: list[str] = []
-    listener = asyncio.create_task(hear(conn, lambda n: heard.append(n.payload), ping="SELECT 1", ping_interval=30))
-    try:
+    async with hearing(pg.location) as (heard, _, _):
         await asyncio.sleep(0.05)
         await _notify(pg.location, *(str(n) for n in range(50)))
-        await _until(lambda: len(heard) == 50, f"heard {len(heard)} of 50")
+        await _until(lambda: len(heard) == 50, lambda: f"heard {len(heard)} of 50")
         assert heard == [str(n) for n in range(50)]
-    finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await conn.close()
 
 
 async def test_a_notification_sent_during_a_ping_is_handed_on(pg: Backend) -> None:
     """The ping takes half a second (the reader is off meanwhile) and starts at once: what arrives during it reaches
     the handler through psycopg, not the reader."""
-    conn = await _listening(pg.location)
-    heard: list[str] = []
-    listener = asyncio.create_task(
-        hear(conn, lambda n: heard.append(n.payload), ping="SELECT pg_sleep(0.5)", ping_interval=0.01)
-    )
-    try:
+    async with hearing(pg.location, ping="SELECT pg_sleep(0.5)", ping_interval=0.01) as (heard, _, _):
         await asyncio.sleep(0.1)  # inside the first ping
         await _notify(pg.location, "during the ping")
-        await _until(lambda: heard == ["during the ping"], f"heard {heard}")
-    finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await conn.close()
-
-
-async def test_a_connection_the_server_ends_is_reported_lost(pg: Backend) -> None:
-    conn = await _listening(pg.location)
-    listener = asyncio.create_task(hear(conn, lambda n: None, ping="SELECT 1", ping_interval=30))
-    try:
-        await asyncio.sleep(0.05)
-        async with await psycopg.AsyncConnection.connect(pg.location, autocommit=True) as admin:
-            await admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        with pytest.raises(psycopg.OperationalError):
-            await asyncio.wait_for(listener, HEARD_WITHIN_S)
-    finally:
-        listener.cancel()
-        await conn.close()
+        await _until(lambda: heard == ["during the ping"], lambda: f"heard {heard}")
 
 
 async def test_a_notification_that_comes_in_with_the_pings_answer_is_handed_on_before_the_next_ping(
@@ -96,16 +78,17 @@ async def test_a_notification_that_comes_in_with_the_pings_answer_is_handed_on_b
     has not run (a second apart)."""
     async with await psycopg.AsyncConnection.connect(pg.location, autocommit=True) as admin:
         await admin.execute("CREATE SEQUENCE pings")
-        conn = await _listening(pg.location)
-        heard: list[str] = []
         ping = f"SELECT pg_notify('{CHANNEL}', nextval('pings')::text)"
-        listener = asyncio.create_task(hear(conn, lambda n: heard.append(n.payload), ping=ping, ping_interval=1.0))
-        try:
-            await _until(lambda: heard, "the first ping's notification")
+        async with hearing(pg.location, ping=ping, ping_interval=1.0) as (heard, _, _):
+            await _until(lambda: heard, lambda: "the first ping's notification was not heard")
             row = await (await admin.execute("SELECT last_value FROM pings")).fetchone()
             assert heard == ["1"] and row == (1,), f"heard {heard} after {row} pings"
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-            await conn.close()
+
+
+async def test_a_connection_the_server_ends_is_reported_lost(pg: Backend) -> None:
+    async with hearing(pg.location) as (_, task, conn):
+        await asyncio.sleep(0.05)
+        async with await psycopg.AsyncConnection.connect(pg.location, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            await asyncio.wait_for(task, HEARD_WITHIN_S)
