@@ -47,6 +47,13 @@ ALIVE_TIMEOUT_S = 2.0
 # PostgreSQL's `heard_head` asks the store when it last did a second ago or more, so a lost notification is found
 # within a second.
 IDLE_LOOK_S = 1.0
+
+
+def idle_look(poll_interval: float) -> float:
+    """How long an idle loop of replication (an applier, the cursor follower) waits when nothing wakes it."""
+    return max(poll_interval, IDLE_LOOK_S)
+
+
 # Writes whose replay is not naturally idempotent: an intent is recorded before they are sent.
 CATALOG_WRITES = frozenset(
     {
@@ -173,8 +180,7 @@ class Applier:
         an in-sync instance (a bootstrap, whatever the log still holds), then apply the log from the copy's seq.
         Until it has succeeded, each turn tries again."""
         self._rebuild = True
-        self._must_check = True
-        self._nudged.fire()
+        self._check_soon()
 
     @property
     def rebuild_requested(self) -> bool:
@@ -185,6 +191,10 @@ class Applier:
         cursor, so no read is sent to it, until the applier has checked which incarnation it is, rebuilding it
         if it is not the one the cursor belongs to."""
         self._progress.hold(self.instance)
+        self._check_soon()
+
+    def _check_soon(self) -> None:
+        """Check the instance at the next turn, and wake the loop for it if it is idle."""
         self._must_check = True
         self._nudged.fire()
 
@@ -201,8 +211,7 @@ class Applier:
         if instance != self.instance:
             return
         if up:
-            self._must_check = True  # the cursor is shown again once the check has found the same instance
-            self._nudged.fire()
+            self._check_soon()  # the cursor is shown again once the check has found the same instance
         else:
             self._progress.hold(self.instance)
 
@@ -282,7 +291,7 @@ class Applier:
         """
         while not (stop.is_set() or self._must_check or self._lease_due()):
             renew_in = self._lease_due_at - time.monotonic()
-            await self._store.wait_for_append(min(max(self._poll, IDLE_LOOK_S), renew_in), nudge=self._nudged)
+            await self._store.wait_for_append(min(idle_look(self._poll), renew_in), nudge=self._nudged)
             if await self._store.heard_head() > self._cursor:
                 return
 

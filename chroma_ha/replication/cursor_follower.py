@@ -19,12 +19,11 @@ from ..errors import InstanceError, StoreError
 from ..store import Cursor, LogStore
 from ..upstream.incarnation import ensure_marker
 from ..upstream.transport import Transport
+from .applier import idle_look
 
 # An instance whose marker did not name its stored cursor's incarnation (being rebuilt, say) is asked again at
 # most this often: the follower is woken at every commit of another gateway.
 RECHECK_INTERVAL_S = 1.0
-# With no instance in standby, the follower looks this often (or at its poll interval, if longer) whether one is.
-IDLE_LOOK_S = 1.0
 
 
 async def _holds_incarnation(client: Transport, instance: str, incarnation: str) -> bool:
@@ -68,7 +67,7 @@ class CursorFollower:
             following = await self.follow_once()
             # woken at once when another gateway's applier commits: a read or an ack waiting for it goes on; with
             # nothing to follow (every applier here holds its lease), it looks again once a second
-            await self._store.wait_for_cursors(self._poll if following else max(self._poll, IDLE_LOOK_S))
+            await self._store.wait_for_cursors(self._poll if following else idle_look(self._poll))
 
     async def follow_once(self) -> bool:
         """Take the stored cursors of the instances in standby here; False when there is none."""
